@@ -1,0 +1,110 @@
+//! Why a credential was refused, with the stable error codes of SPEC §4.
+
+use std::fmt;
+
+/// Where a credential was found. Decides 401 versus 403 (SPEC §4) and
+/// which carrier the stripping stage removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Carrier {
+    /// `exp`/`sig` query parameters.
+    SignedUrl,
+    /// `Authorization: Bearer`.
+    Header,
+    /// The route's token query parameter.
+    Query,
+    /// The route's credential cookie.
+    Cookie,
+}
+
+impl Carrier {
+    /// Credentials carried in the URL leak through Referer; answers to them get
+    /// `Referrer-Policy: no-referrer`.
+    pub fn in_url(self) -> bool {
+        matches!(self, Carrier::SignedUrl | Carrier::Query)
+    }
+
+    /// Small integer used in cache keys.
+    pub fn tag(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A refused credential. `code()` is the stable string clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthError {
+    /// The route is protected and the request carries no credential.
+    MissingCredential,
+    /// The request itself is malformed: a credential param twice, two
+    /// credentials at once, `exp` not a plain decimal, an invalid `prefix`.
+    Malformed,
+    /// The signature does not verify, or the token cannot be parsed.
+    BadSignature,
+    /// Past `exp` (beyond the leeway for JWTs).
+    Expired,
+    /// Before `nbf`.
+    NotYetValid,
+    /// The `kid` names no key this route accepts.
+    UnknownKey,
+    /// Valid credential, but for another path.
+    WrongResource,
+    /// Valid signature for another method.
+    WrongMethod,
+    /// A required claim is missing or differs (iss, aud, custom claims,
+    /// maximum lifetime).
+    ClaimMismatch,
+}
+
+impl AuthError {
+    /// Every variant, in `index()` order (for pre-registered metric handles).
+    pub const ALL: [AuthError; 9] = [
+        AuthError::MissingCredential,
+        AuthError::Malformed,
+        AuthError::BadSignature,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::UnknownKey,
+        AuthError::WrongResource,
+        AuthError::WrongMethod,
+        AuthError::ClaimMismatch,
+    ];
+
+    /// The stable error code of SPEC §4.
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthError::MissingCredential => "missing_credential",
+            AuthError::Malformed => "malformed",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::WrongResource => "wrong_resource",
+            AuthError::WrongMethod => "wrong_method",
+            AuthError::ClaimMismatch => "claim_mismatch",
+        }
+    }
+
+    /// Position in [`AuthError::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, e) in AuthError::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Bearer tokens (SPEC §3): selection of the key by `kid` and `alg`,
+//! signature and time checks through `jsonwebtoken`, then tollgate's own
+//! claim rules (required values, maximum lifetime, path binding).
+//!
+//! Pitfalls handled here rather than left to library defaults: the allowed
+//! algorithm list comes from the key, never from the token; `nbf` is
+//! validated; the leeway is explicit; `aud` is only checked when configured
+//! (the library would otherwise refuse every token that has one).
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::error::{AuthError, Carrier};
+use super::keys::{JwtKey, JwtKeySource};
+
+/// Longest token accepted, in bytes: bounds the work an attacker can cause.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+const ALL_ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Where a route looks for tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carriers {
+    pub header: bool,
+    pub query: bool,
+    pub cookie: bool,
+}
+
+/// Issuer, audience and timing rules shared by every key of a route.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRules {
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub leeway: u64,
+    /// Longest `exp - iat` accepted, seconds.
+    pub max_lifetime: Option<u64>,
+    /// Claims that must hold a value (or a list containing it).
+    pub required: Vec<(String, Value)>,
+    /// Claim holding the path patterns the token grants.
+    pub path_claim: Option<String>,
+}
+
+/// A route's JWT rules, compiled.
+#[derive(Debug)]
+pub struct JwtPolicy {
+    pub keys: Vec<JwtKeySource>,
+    pub from: Carriers,
+    pub query_param: String,
+    pub cookie: String,
+    pub rules: ClaimRules,
+    /// Claims copied into request headers: (claim, header).
+    pub forward_claims: Vec<(String, HeaderName)>,
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+/// What a verified token grants the request.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The token's `exp`, unix seconds: no cached verdict outlives it.
+    pub exp: u64,
+    /// Headers to add upstream, from `forward_claims`.
+    pub headers: Arc<[(HeaderName, HeaderValue)]>,
+}
+
+impl JwtPolicy {
+    /// Builds the policy, precomputing one `Validation` per algorithm so the
+    /// request path never assembles one.
+    pub fn new(
+        keys: Vec<JwtKeySource>,
+        from: Carriers,
+        query_param: String,
+        cookie: String,
+        rules: ClaimRules,
+        forward_claims: Vec<(String, HeaderName)>,
+    ) -> Self {
+        let validations = ALL_ALGORITHMS.iter().map(|&alg| (alg, validation(alg, &rules))).collect();
+        JwtPolicy { keys, from, query_param, cookie, rules, forward_claims, validations }
+    }
+
+    /// Whether any of the route's keys is a replaceable set (JWKS).
+    pub fn has_key_sets(&self) -> bool {
+        self.keys.iter().any(|k| matches!(k, JwtKeySource::Set(_)))
+    }
+
+    /// Verifies `token` for a request on `path` (decoded). `now` is unix seconds.
+    pub fn verify(&self, token: &str, path: &str, now: u64) -> Result<Verified, AuthError> {
+        if !well_formed(token) {
+            return Err(AuthError::BadSignature);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::BadSignature)?;
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: extensions we do not understand must fail.
+            return Err(AuthError::BadSignature);
+        }
+        let kid = header.kid.as_deref();
+        let candidates = self.candidates(header.alg, kid)?;
+        let validation =
+            self.validations.iter().find(|(a, _)| *a == header.alg).map(|(_, v)| v).ok_or(AuthError::BadSignature)?;
+
+        let mut claims = None;
+        for key in &candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
+                Err(e) => return Err(map_error(e.kind())),
+            }
+        }
+        let claims = claims.ok_or(AuthError::BadSignature)?;
+        self.check_claims(&claims, path, now)
+    }
+
+    /// Keys that may verify a token with this `alg` and `kid`.
+    fn candidates(&self, alg: Algorithm, kid: Option<&str>) -> Result<Vec<Arc<JwtKey>>, AuthError> {
+        let mut out = Vec::with_capacity(1);
+        let mut kid_known = kid.is_none();
+        let mut consider = |key: &Arc<JwtKey>| {
+            if let (Some(want), Some(have)) = (kid, key.kid.as_deref()) {
+                kid_known |= want == have;
+            }
+            if key.accepts(alg, kid) {
+                out.push(key.clone());
+            }
+        };
+        for source in &self.keys {
+            match source {
+                JwtKeySource::Static(key) => consider(key),
+                JwtKeySource::Set(set) => set.current().iter().for_each(&mut consider),
+            }
+        }
+        match (out.is_empty(), kid_known) {
+            (false, _) => Ok(out),
+            (true, false) => Err(AuthError::UnknownKey),
+            (true, true) => Err(AuthError::BadSignature),
+        }
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>, path: &str, now: u64) -> Result<Verified, AuthError> {
+        let exp = claims.get("exp").and_then(as_seconds).ok_or(AuthError::ClaimMismatch)?;
+        if let Some(max) = self.rules.max_lifetime {
+            let start = claims.get("iat").and_then(as_seconds).unwrap_or(now);
+            if exp.saturating_sub(start) > max {
+                return Err(AuthError::ClaimMismatch);
+            }
+        }
+        for (name, want) in &self.rules.required {
+            if !claim_has(claims.get(name), want) {
+                return Err(AuthError::ClaimMismatch);
+            }
+        }
+        if let Some(name) = &self.rules.path_claim {
+            let granted = match claims.get(name) {
+                Some(Value::String(p)) => path_matches(p, path),
+                Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
+                    list.iter().filter_map(Value::as_str).any(|p| path_matches(p, path))
+                }
+                _ => return Err(AuthError::ClaimMismatch),
+            };
+            if !granted {
+                return Err(AuthError::WrongResource);
+            }
+        }
+        let mut headers = Vec::with_capacity(self.forward_claims.len());
+        for (claim, header) in &self.forward_claims {
+            let text = match claims.get(claim) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            let value = HeaderValue::try_from(text).map_err(|_| AuthError::ClaimMismatch)?;
+            headers.push((header.clone(), value));
+        }
+        Ok(Verified { exp, headers: headers.into() })
+    }
+
+    /// Whether the route may take tokens from `carrier`.
+    pub fn accepts(&self, carrier: Carrier) -> bool {
+        match carrier {
+            Carrier::Header => self.from.header,
+            Carrier::Query => self.from.query,
+            Carrier::Cookie => self.from.cookie,
+            Carrier::SignedUrl => false,
+        }
+    }
+}
+
+fn validation(alg: Algorithm, rules: &ClaimRules) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = rules.leeway;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    if rules.issuers.is_empty() {
+        v.iss = None;
+    } else {
+        v.set_issuer(&rules.issuers);
+        required.push("iss");
+    }
+    if rules.audiences.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&rules.audiences);
+        required.push("aud");
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+/// Three non-empty base64url segments and nothing else: rejects JWE (five
+/// segments), padding, whitespace and oversized input before any parsing.
+fn well_formed(token: &str) -> bool {
+    let b = token.as_bytes();
+    if b.is_empty() || b.len() > MAX_TOKEN_LEN {
+        return false;
+    }
+    let mut dots = 0;
+    let mut segment_len = 0;
+    for &c in b {
+        if c == b'.' {
+            if segment_len == 0 {
+                return false;
+            }
+            dots += 1;
+            segment_len = 0;
+        } else if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            segment_len += 1;
+        } else {
+            return false;
+        }
+    }
+    dots == 2 && segment_len > 0
+}
+
+fn map_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAudience
+        | ErrorKind::InvalidIssuer
+        | ErrorKind::InvalidSubject
+        | ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidClaimFormat(_) => AuthError::ClaimMismatch,
+        _ => AuthError::BadSignature,
+    }
+}
+
+fn as_seconds(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
+/// A claim satisfies a required value when it equals it, or is a list that
+/// contains it.
+fn claim_has(claim: Option<&Value>, want: &Value) -> bool {
+    match claim {
+        Some(Value::Array(list)) if !want.is_array() => list.contains(want),
+        Some(v) => v == want,
+        None => false,
+    }
+}
+
+/// A path pattern is an exact path, or a prefix written `/dir/*`.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('/') => path.starts_with(prefix),
+        _ => pattern == path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{DecodingKey, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"jwt-unit-test-secret-0123456789abcdef";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn policy(rules: ClaimRules) -> JwtPolicy {
+        let key = JwtKey {
+            kid: Some("k1".into()),
+            algorithms: vec![Algorithm::HS256],
+            decoding: DecodingKey::from_secret(SECRET),
+        };
+        JwtPolicy::new(
+            vec![JwtKeySource::Static(Arc::new(key))],
+            Carriers { header: true, ..Carriers::default() },
+            "token".into(),
+            "c".into(),
+            rules,
+            vec![("sub".into(), HeaderName::from_static("x-auth-subject"))],
+        )
+    }
+
+    fn token(claims: Value, kid: Option<&str>) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap_or_default()
+    }
+
+    #[test]
+    fn valid_token_forwards_claims() {
+        let p = policy(ClaimRules::default());
+        let t = token(json!({"sub": "alice", "exp": now() + 60}), Some("k1"));
+        let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.headers[0].1, "alice");
+        let no_kid = token(json!({"sub": "alice", "exp": now() + 60}), None);
+        assert!(p.verify(&no_kid, "/x", now()).is_ok());
+    }
+
+    #[test]
+    fn time_checks_use_the_leeway() {
+        let p = policy(ClaimRules { leeway: 30, ..ClaimRules::default() });
+        let inside = token(json!({"exp": now() - 20}), None);
+        assert!(p.verify(&inside, "/x", now()).is_ok());
+        let outside = token(json!({"exp": now() - 40}), None);
+        assert_eq!(p.verify(&outside, "/x", now()).err(), Some(AuthError::Expired));
+        let future = token(json!({"exp": now() + 600, "nbf": now() + 300}), None);
+        assert_eq!(p.verify(&future, "/x", now()).err(), Some(AuthError::NotYetValid));
+        let no_exp = token(json!({"sub": "a"}), None);
+        assert_eq!(p.verify(&no_exp, "/x", now()).err(), Some(AuthError::ClaimMismatch));
+        let never = token(json!({"exp": "never"}), None);
+        assert_eq!(p.verify(&never, "/x", now()).err(), Some(AuthError::ClaimMismatch));
+    }
+
+    #[test]
+    fn claim_rules() {
+        let p = policy(ClaimRules {
+            issuers: vec!["https://idp".into()],
+            audiences: vec!["media".into()],
+            required: vec![("division".into(), json!("Honda"))],
+            path_claim: Some("path".into()),
+            max_lifetime: Some(3600),
+            ..ClaimRules::default()
+        });
+        let base = json!({"iss": "https://idp", "aud": ["x", "media"], "division": "Honda",
+                          "path": ["/m/u1/*", "/m/file"], "exp": now() + 60, "iat": now()});
+        let with = |k: &str, v: Value| {
+            let mut c = base.clone();
+            c[k] = v;
+            token(c, None)
+        };
+        assert!(p.verify(&token(base.clone(), None), "/m/u1/a/b", now()).is_ok());
+        assert!(p.verify(&token(base.clone(), None), "/m/file", now()).is_ok());
+        assert_eq!(p.verify(&token(base.clone(), None), "/m/u10/a", now()).err(), Some(AuthError::WrongResource));
+        assert_eq!(
+            p.verify(&with("iss", json!("https://evil")), "/m/file", now()).err(),
+            Some(AuthError::ClaimMismatch)
+        );
+        assert_eq!(p.verify(&with("aud", json!("other")), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
+        assert_eq!(
+            p.verify(&with("division", json!("Toyota")), "/m/file", now()).err(),
+            Some(AuthError::ClaimMismatch)
+        );
+        assert_eq!(p.verify(&with("path", json!(7)), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
+        assert_eq!(p.verify(&with("iat", json!(now() - 7200)), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
+        let mut missing_aud = base.clone();
+        missing_aud.as_object_mut().map(|o| o.remove("aud"));
+        assert_eq!(p.verify(&token(missing_aud, None), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
+    }
+
+    #[test]
+    fn aud_is_ignored_when_not_configured() {
+        let p = policy(ClaimRules::default());
+        let t = token(json!({"aud": "someone", "exp": now() + 60}), None);
+        assert!(p.verify(&t, "/x", now()).is_ok());
+    }
+
+    #[test]
+    fn key_selection() {
+        let p = policy(ClaimRules::default());
+        let t = token(json!({"exp": now() + 60}), Some("other"));
+        assert_eq!(p.verify(&t, "/x", now()).err(), Some(AuthError::UnknownKey));
+        let forged = {
+            let header = Header::new(Algorithm::HS256);
+            let claims = json!({"exp": now() + 60});
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"another-secret-another-secret-xx"))
+                .unwrap_or_default()
+        };
+        assert_eq!(p.verify(&forged, "/x", now()).err(), Some(AuthError::BadSignature));
+        let hs384 = {
+            let header = Header::new(Algorithm::HS384);
+            jsonwebtoken::encode(&header, &json!({"exp": now() + 60}), &EncodingKey::from_secret(SECRET))
+                .unwrap_or_default()
+        };
+        assert_eq!(p.verify(&hs384, "/x", now()).err(), Some(AuthError::BadSignature), "key pinned to HS256");
+    }
+
+    #[test]
+    fn shapes_are_checked_before_parsing() {
+        assert!(well_formed("a.b.c"));
+        for bad in ["", "a.b", "a.b.c.d", "a.b.c.d.e", "a..c", "a.b.c=", "a.b .c", ".b.c", "a.b."] {
+            assert!(!well_formed(bad), "{bad:?}");
+        }
+        assert!(!well_formed(&"a".repeat(MAX_TOKEN_LEN + 1)));
+    }
+
+    #[test]
+    fn path_patterns() {
+        assert!(path_matches("/a/b", "/a/b"));
+        assert!(!path_matches("/a/b", "/a/b/c"));
+        assert!(path_matches("/a/*", "/a/b/c"));
+        assert!(!path_matches("/a/*", "/ab"));
+        assert!(!path_matches("/a*", "/ab"), "a prefix must end with /*");
+    }
+}

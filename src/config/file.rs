@@ -1,0 +1,318 @@
+//! The YAML as written: raw serde structs, `deny_unknown_fields`, no logic.
+//! `compile.rs` turns them into runtime types and reports every error with
+//! its YAML path. Keys, upstreams and routes are kept as YAML values at the
+//! top level and deserialized one entry at a time, so one bad route does not
+//! hide the errors of the next.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_yaml_ng::{Mapping, Value};
+
+use super::duration::{ByteSize, HumanDuration};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Proxy listener, `host:port`.
+    pub listen: Option<String>,
+    /// Admin listener (metrics and probes), `host:port`.
+    pub admin: Option<String>,
+    #[serde(default)]
+    pub keys: Mapping,
+    #[serde(default)]
+    pub upstreams: Mapping,
+    #[serde(default)]
+    pub routes: Vec<Value>,
+    #[serde(default)]
+    pub cache: CacheFile,
+    #[serde(default)]
+    pub log: LogFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    pub tls: Option<TlsFile>,
+    #[serde(default)]
+    pub shutdown: ShutdownFile,
+    /// Keep client-sent `X-Forwarded-*` and append to them (only behind a
+    /// trusted proxy); by default tollgate replaces them.
+    #[serde(default)]
+    pub trust_forwarded_headers: bool,
+    /// Poll the config file for changes and reload (also on SIGHUP).
+    #[serde(default)]
+    pub reload: ReloadFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    pub max_entries: Option<u64>,
+    pub ttl: Option<HumanDuration>,
+    pub negative_ttl: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub format: Option<LogFormat>,
+    /// A `tracing` filter such as `info` or `tollgate=debug`.
+    pub level: Option<String>,
+    /// One line per request at `info` (default true).
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub header_read_timeout: Option<HumanDuration>,
+    pub idle_timeout: Option<HumanDuration>,
+    pub max_header_bytes: Option<ByteSize>,
+    pub max_headers: Option<usize>,
+    pub max_uri_bytes: Option<ByteSize>,
+    pub max_connections: Option<usize>,
+    pub max_body: Option<ByteSize>,
+    pub http2_max_concurrent_streams: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// How often to look for rotated certificate files.
+    pub reload_interval: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownFile {
+    /// Keep accepting after SIGTERM for this long, so endpoints can update.
+    pub grace: Option<HumanDuration>,
+    /// Then wait at most this long for in-flight requests.
+    pub drain_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadFile {
+    /// Watch the file (default true when served from a file).
+    pub watch: Option<bool>,
+    pub interval: Option<HumanDuration>,
+}
+
+/// Where a secret comes from: exactly one of `secret_env` and `secret_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// How the stored text encodes the secret bytes (default `raw`).
+    pub encoding: Option<SecretEncoding>,
+}
+
+pub use crate::auth::keys::SecretEncoding;
+
+/// One entry of `keys:`: exactly one of the four sources.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub hmac: Option<SecretFile>,
+    pub public_key_file: Option<PathBuf>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    /// The `kid` that selects this key (default: the key's name).
+    pub kid: Option<String>,
+    /// Algorithms this key may verify (default: the one its type implies).
+    pub algorithms: Option<Vec<String>>,
+    /// JWKS URL refresh interval.
+    pub refresh: Option<HumanDuration>,
+    /// Minimum time between fetches triggered by unknown `kid`s.
+    pub refetch_cooldown: Option<HumanDuration>,
+    /// Keep `/readyz` at 503 until the first fetch succeeds (default true).
+    pub required_for_ready: Option<bool>,
+    /// Allow `http://` for a non-loopback JWKS URL.
+    pub allow_insecure_http: Option<bool>,
+    /// CA bundle for the JWKS URL (default: system roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One entry of `upstreams:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub url: String,
+    pub connect_timeout: Option<HumanDuration>,
+    pub response_timeout: Option<HumanDuration>,
+    pub pool_idle_timeout: Option<HumanDuration>,
+    pub pool_max_idle: Option<usize>,
+    /// `upstream` (default): Host is the upstream's; `preserve`: the client's.
+    pub host_header: Option<HostHeader>,
+    pub tls: Option<UpstreamTlsFile>,
+    pub s3: Option<S3File>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostHeader {
+    Upstream,
+    Preserve,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// PEM bundle of CAs to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Name to send in SNI and verify (default: the URL's host).
+    pub server_name: Option<String>,
+}
+
+/// S3 settings of an object-store upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    pub bucket: String,
+    pub region: String,
+    /// Prepended to every object key (e.g. `public-site/`).
+    pub key_prefix: Option<String>,
+    /// `path` (default) or `virtual` host style.
+    pub addressing: Option<S3Addressing>,
+    pub access_key_env: Option<String>,
+    pub access_key_file: Option<PathBuf>,
+    pub secret_key_env: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    pub session_token_env: Option<String>,
+    pub session_token_file: Option<PathBuf>,
+    /// Relay S3's own error XML to clients (default false).
+    pub expose_errors: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum S3Addressing {
+    Path,
+    Virtual,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub name: String,
+    pub prefix: String,
+    pub host: Option<String>,
+    pub upstream: String,
+    pub methods: Option<Vec<String>>,
+    pub auth: AuthFile,
+    /// Accept empty path segments (`//`), for object keys that have them.
+    #[serde(default)]
+    pub allow_empty_segments: bool,
+    /// Accept `%2F` in the part of the path after the prefix.
+    #[serde(default)]
+    pub allow_encoded_slashes: bool,
+    /// Largest request body accepted.
+    pub max_body: Option<ByteSize>,
+    /// Upload requests must send a `Content-Type` starting with this.
+    pub require_content_type: Option<String>,
+}
+
+/// `auth: none`, or the credentials a route accepts.
+#[derive(Debug)]
+pub enum AuthFile {
+    None,
+    Rules(Box<AuthRulesFile>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRulesFile {
+    pub signed_url: Option<SignedUrlFile>,
+    pub jwt: Option<JwtFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedUrlFile {
+    pub keys: Vec<String>,
+    pub max_ttl: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CarrierFile {
+    Header,
+    Query,
+    Cookie,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFile {
+    pub keys: Vec<String>,
+    pub from: Option<Vec<CarrierFile>>,
+    pub query_param: Option<String>,
+    pub cookie: Option<String>,
+    pub issuer: Option<OneOrMany>,
+    pub audience: Option<OneOrMany>,
+    pub leeway: Option<HumanDuration>,
+    pub max_lifetime: Option<HumanDuration>,
+    #[serde(default)]
+    pub require: BTreeMap<String, serde_json::Value>,
+    pub path_claim: Option<String>,
+    /// Accept query-string tokens without a path claim (not recommended).
+    #[serde(default)]
+    pub allow_unbound_query_tokens: bool,
+    /// Claims forwarded as request headers, e.g. `sub: X-Auth-Subject`.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for AuthFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AuthFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`none` or a map with signed_url and/or jwt")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AuthFile, E> {
+                match v {
+                    "none" => Ok(AuthFile::None),
+                    other => Err(E::custom(format!(
+                        "unknown auth {other:?}: use `none` or a map with signed_url and/or jwt"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AuthFile, A::Error> {
+                AuthRulesFile::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|r| AuthFile::Rules(Box::new(r)))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}

@@ -1,0 +1,160 @@
+//! Configuration: `file.rs` mirrors the YAML, `compile.rs` turns it into the
+//! runtime [`Config`] once, collecting every error with its YAML path.
+
+mod compile;
+pub mod duration;
+pub mod file;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use compile::{compile_str, load};
+pub use file::LogFormat;
+
+use crate::auth::CacheSettings;
+use crate::auth::keys::KeySet;
+use crate::routes::RouteTable;
+
+/// Default proxy listener.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Default admin listener.
+pub const DEFAULT_ADMIN: &str = "0.0.0.0:9090";
+/// Default config path (SPEC §7).
+pub const DEFAULT_PATH: &str = "config/tollgate.yaml";
+
+/// One configuration problem, located by its YAML path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// e.g. `routes[2].auth.jwt.keys[0]`; empty for whole-file problems.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+    }
+}
+
+/// Every problem found in a configuration, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Log settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+    pub access_log: bool,
+}
+
+/// Protections against slow and oversized clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub max_connections: usize,
+    pub max_body: u64,
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_connections: 10_000,
+            max_body: 0,
+            http2_max_concurrent_streams: 128,
+        }
+    }
+}
+
+/// TLS on the proxy listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub reload_interval: Duration,
+}
+
+/// What happens on SIGTERM.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownSettings {
+    pub grace: Duration,
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { grace: Duration::from_secs(5), drain_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Whether and how often the config file is polled for changes.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadSettings {
+    pub watch: bool,
+    pub interval: Duration,
+}
+
+/// A JWKS URL to fetch and refresh.
+#[derive(Debug, Clone)]
+pub struct JwksFetch {
+    pub set: Arc<KeySet>,
+    pub url: http::Uri,
+    pub refresh: Duration,
+    pub required_for_ready: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A compiled configuration: what the request path reads. Immutable; a
+/// reload compiles a new one and swaps it in.
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub routes: RouteTable,
+    pub cache: CacheSettings,
+    pub log: LogSettings,
+    pub limits: Limits,
+    pub tls: Option<TlsSettings>,
+    pub shutdown: ShutdownSettings,
+    pub reload: ReloadSettings,
+    pub trust_forwarded_headers: bool,
+    /// JWKS URLs this configuration fetches.
+    pub jwks: Vec<JwksFetch>,
+    /// The file this configuration came from.
+    pub source: Option<PathBuf>,
+    /// Other files it read (secrets, keys); a change to any triggers a reload.
+    pub inputs: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Directory relative paths in the file are resolved against.
+    pub fn base_dir(path: &Path) -> PathBuf {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}

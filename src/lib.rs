@@ -1,0 +1,22 @@
+//! tollgate: a gatekeeper reverse proxy for private files.
+//!
+//! A request passes through `proxy::handle`: normal-form check, route
+//! lookup, credential verification (signed URL or JWT, cached), stripping
+//! of every credential carrier, then a streamed exchange with the upstream
+//! (nginx, or an S3 bucket re-signed with SigV4). See `SPEC.md` in the
+//! shared contract and the README for the configuration.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod run;
+pub mod server;
+pub mod tools;
+pub mod upstream;
+
+pub use server::{Handle, start};

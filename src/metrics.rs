@@ -1,0 +1,281 @@
+//! Prometheus metrics (SPEC §8), owned by one `Metrics` value registered on
+//! an injected `Registry` (a fresh one per test; no global registry).
+//!
+//! Labels are bounded by construction: route names come from the config,
+//! outcomes and reasons from closed enums. Per-route handles are resolved
+//! once when a configuration is compiled, so the request path increments
+//! atomics instead of hashing label values.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::auth::AuthError;
+
+/// Route label used for requests that matched no route.
+pub const UNMATCHED: &str = "(none)";
+
+/// How a request ended, as counted in `tollgate_requests_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Verified (or public) and answered by the upstream.
+    Forwarded,
+    /// Refused by authentication (401/403, and 400 for malformed credentials).
+    Denied,
+    /// Path not in normal form, or another malformed request (400).
+    Malformed,
+    /// No route (404).
+    NoRoute,
+    /// Method not allowed on the route (405).
+    MethodNotAllowed,
+    /// Request body over the route's limit (413).
+    TooLarge,
+    /// The upstream failed or timed out (502/504).
+    UpstreamError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Forwarded,
+        Outcome::Denied,
+        Outcome::Malformed,
+        Outcome::NoRoute,
+        Outcome::MethodNotAllowed,
+        Outcome::TooLarge,
+        Outcome::UpstreamError,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Denied => "denied",
+            Outcome::Malformed => "malformed",
+            Outcome::NoRoute => "no_route",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::TooLarge => "too_large",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// Kinds of upstream failure, `tollgate_upstream_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Could not connect (refused, unreachable, DNS, TLS handshake).
+    Connect,
+    /// No response head within the timeout.
+    Timeout,
+    /// Reset, malformed response, or the body stream broke.
+    Protocol,
+    /// The object store refused tollgate's own credentials.
+    Credentials,
+}
+
+impl UpstreamErrorKind {
+    pub const ALL: [UpstreamErrorKind; 4] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Protocol,
+        UpstreamErrorKind::Credentials,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Protocol => "protocol",
+            UpstreamErrorKind::Credentials => "credentials",
+        }
+    }
+}
+
+/// Cache hit and miss counters.
+#[derive(Clone)]
+pub struct CacheCounters {
+    pub hit: IntCounter,
+    pub miss: IntCounter,
+}
+
+/// Handles for one route, resolved once per compiled configuration.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    outcomes: Vec<IntCounter>,
+    denied: Vec<IntCounter>,
+    upstream_errors: Vec<IntCounter>,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn outcome(&self, outcome: Outcome) -> &IntCounter {
+        &self.outcomes[outcome as usize]
+    }
+
+    pub fn denied(&self, reason: AuthError) -> &IntCounter {
+        &self.denied[reason.index()]
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) -> &IntCounter {
+        &self.upstream_errors[kind as usize]
+    }
+
+    pub fn duration(&self) -> &Histogram {
+        &self.duration
+    }
+}
+
+/// Every metric tollgate exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    denied: IntCounterVec,
+    duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    pub cache: CacheCounters,
+    pub inflight: IntGauge,
+    reloads: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
+    pub jwks_age: IntGaugeVec,
+    unmatched: RouteMetrics,
+}
+
+const DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+impl Metrics {
+    /// Registers every metric on `registry`.
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new("tollgate_requests_total", "Requests handled, by route and outcome."),
+            &["route", "outcome"],
+        )?;
+        let denied = IntCounterVec::new(
+            Opts::new("tollgate_auth_denied_total", "Requests refused by authentication, by reason."),
+            &["route", "reason"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new("tollgate_request_duration_seconds", "Time from request head to response head.")
+                .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("tollgate_upstream_errors_total", "Failed exchanges with upstreams, by kind."),
+            &["route", "kind"],
+        )?;
+        let cache =
+            IntCounterVec::new(Opts::new("tollgate_verify_cache_total", "Verification cache lookups."), &["result"])?;
+        let inflight = IntGauge::new("tollgate_inflight_requests", "Requests being handled now.")?;
+        let reloads = IntCounterVec::new(
+            Opts::new("tollgate_config_reloads_total", "Configuration reloads, by result."),
+            &["result"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("tollgate_build_info", "Build information; the value is always 1."),
+            &["version"],
+        )?;
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new("tollgate_jwks_fetches_total", "JWKS fetches, by key set and result."),
+            &["keyset", "result"],
+        )?;
+        let jwks_age = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_jwks_last_success_timestamp_seconds",
+                "Unix time of the last successful JWKS fetch, by key set.",
+            ),
+            &["keyset"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(denied.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(jwks_fetches.clone()))?;
+        registry.register(Box::new(jwks_age.clone()))?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for result in ["ok", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        let cache = CacheCounters { hit: cache.with_label_values(&["hit"]), miss: cache.with_label_values(&["miss"]) };
+        let unmatched = route_handles(&requests, &denied, &upstream_errors, &duration, UNMATCHED);
+        Ok(Metrics {
+            registry,
+            requests,
+            denied,
+            duration,
+            upstream_errors,
+            cache,
+            inflight,
+            reloads,
+            jwks_fetches,
+            jwks_age,
+            unmatched,
+        })
+    }
+
+    /// Handles for a route (created with zero values so dashboards see them).
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        route_handles(&self.requests, &self.denied, &self.upstream_errors, &self.duration, name)
+    }
+
+    /// Handles for requests that matched no route.
+    pub fn unmatched(&self) -> &RouteMetrics {
+        &self.unmatched
+    }
+
+    /// Counts a configuration reload.
+    pub fn reload(&self, ok: bool) {
+        self.reloads.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default()
+    }
+}
+
+fn route_handles(
+    requests: &IntCounterVec,
+    denied: &IntCounterVec,
+    upstream_errors: &IntCounterVec,
+    duration: &HistogramVec,
+    name: &str,
+) -> RouteMetrics {
+    RouteMetrics {
+        outcomes: Outcome::ALL.iter().map(|o| requests.with_label_values(&[name, o.label()])).collect(),
+        denied: AuthError::ALL.iter().map(|e| denied.with_label_values(&[name, e.code()])).collect(),
+        upstream_errors: UpstreamErrorKind::ALL
+            .iter()
+            .map(|k| upstream_errors.with_label_values(&[name, k.label()]))
+            .collect(),
+        duration: duration.with_label_values(&[name]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_labels_are_exported() {
+        let m = Metrics::new(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
+        let r = m.route("media");
+        r.outcome(Outcome::Forwarded).inc();
+        r.denied(AuthError::Expired).inc();
+        let text = m.render();
+        for needle in [
+            r#"tollgate_requests_total{outcome="forwarded",route="media"} 1"#,
+            r#"tollgate_auth_denied_total{reason="expired",route="media"} 1"#,
+            "tollgate_request_duration_seconds_bucket",
+            r#"tollgate_verify_cache_total{result="hit"} 0"#,
+            "tollgate_inflight_requests 0",
+            r#"tollgate_config_reloads_total{result="error"} 0"#,
+            r#"tollgate_build_info{version=""#,
+            r#"tollgate_upstream_errors_total{kind="timeout",route="media"} 0"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

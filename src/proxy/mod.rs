@@ -1,0 +1,312 @@
+//! The request pipeline, top to bottom:
+//! normalize → route → verify → strip → forward → respond.
+//!
+//! Each stage is a plain function; the first refusal ends the request with
+//! the answer of `respond.rs` and nothing is sent upstream. The whole
+//! request runs against the configuration it started with, even if a reload
+//! swaps in another one meanwhile.
+
+pub mod body;
+pub mod normalize;
+pub mod respond;
+pub mod strip;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, Version};
+use hyper::body::Incoming;
+
+use crate::auth::query::{self, CredentialNames, Found};
+use crate::auth::{self, AuthError, AuthRequest, Denial, Grant, Verifier, VerifyCache};
+use crate::config::Config;
+use crate::metrics::{Metrics, Outcome};
+use crate::routes::Route;
+use body::{RequestBody, ResponseBody};
+use respond::Rejection;
+
+/// One configuration generation with the state that lives and dies with it.
+pub struct Runtime {
+    pub config: Config,
+    pub cache: VerifyCache,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Self {
+        let cache = VerifyCache::new(config.cache);
+        Runtime { config, cache }
+    }
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Facts about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// What the access log and metrics need to know about a request.
+#[derive(Default)]
+struct Record {
+    route: Option<Arc<Route>>,
+    carrier: Option<auth::Carrier>,
+}
+
+/// Handles one request end to end; never fails, never panics on input.
+pub async fn handle(shared: &Shared, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
+    let start = Instant::now();
+    let runtime = shared.runtime.load_full();
+    shared.metrics.inflight.inc();
+    let method = req.method().clone();
+    let access_log = runtime.config.log.access_log;
+    let log_path = access_log.then(|| req.uri().path().to_owned());
+
+    let mut record = Record::default();
+    let result = pipeline(&runtime, shared, req, conn, &mut record).await;
+    shared.metrics.inflight.dec();
+
+    let route_metrics = record.route.as_ref().map_or(shared.metrics.unmatched(), |r| &r.metrics);
+    let (response, outcome, reason) = match result {
+        Ok(resp) => (resp, Outcome::Forwarded, None),
+        Err(rejection) => {
+            let outcome = rejection.outcome();
+            let reason = match &rejection {
+                Rejection::Auth { denial, .. } => {
+                    route_metrics.denied(denial.error).inc();
+                    Some(denial.error.code())
+                }
+                other => {
+                    if let Some(kind) = other.upstream_kind() {
+                        route_metrics.upstream_error(kind).inc();
+                    }
+                    Some(other.status_and_code().1)
+                }
+            };
+            (rejection.into_response(), outcome, reason)
+        }
+    };
+    route_metrics.outcome(outcome).inc();
+    let elapsed = start.elapsed();
+    route_metrics.duration().observe(elapsed.as_secs_f64());
+    if let Some(path) = log_path {
+        tracing::info!(
+            target: "tollgate::access",
+            route = record.route.as_ref().map_or(crate::metrics::UNMATCHED, |r| r.name.as_str()),
+            method = method.as_str(),
+            path = path.as_str(),
+            status = response.status().as_u16(),
+            outcome = outcome.label(),
+            reason = reason.unwrap_or(""),
+            carrier = record.carrier.map_or("", carrier_label),
+            client = %conn.peer.ip(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "Request"
+        );
+    }
+    response
+}
+
+fn carrier_label(c: auth::Carrier) -> &'static str {
+    match c {
+        auth::Carrier::SignedUrl => "signed_url",
+        auth::Carrier::Header => "header",
+        auth::Carrier::Query => "query",
+        auth::Carrier::Cookie => "cookie",
+    }
+}
+
+async fn pipeline(
+    rt: &Runtime,
+    shared: &Shared,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    record: &mut Record,
+) -> Result<Response<ResponseBody>, Rejection> {
+    let (mut parts, body) = req.into_parts();
+
+    // limits: exact 414/431 answers (hyper's own buffer limit is looser).
+    let limits = &rt.config.limits;
+    if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes {
+        return Err(Rejection::UriTooLong);
+    }
+    let head_bytes: usize = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if head_bytes > limits.max_header_bytes {
+        return Err(Rejection::HeadersTooLarge);
+    }
+
+    // normalize: origin form only over HTTP/1 (an absolute-form host is never
+    // used for anything), and a path in normal form.
+    if parts.version != Version::HTTP_2 && parts.uri.scheme().is_some() {
+        return Err(Rejection::NotNormal);
+    }
+    let (route, forward_pq, grant) = {
+        let raw_path = parts.uri.path();
+        let raw_query = parts.uri.query().unwrap_or("");
+        let path = normalize::check_path(raw_path).map_err(|_| Rejection::NotNormal)?;
+
+        // route
+        let host = request_host(&parts);
+        let route = rt.config.routes.lookup(host.as_deref(), &path.decoded).ok_or(Rejection::NoRoute)?.clone();
+        record.route = Some(route.clone());
+        if path.empty_segment && !route.allow_empty_segments {
+            return Err(Rejection::NotNormal);
+        }
+        if let Some(at) = path.encoded_slash_at
+            && (!route.allow_encoded_slashes || at < route.prefix.len())
+        {
+            return Err(Rejection::NotNormal);
+        }
+        if !route.allows(&parts.method) {
+            let allow = HeaderValue::from_str(&route.allow_header()).unwrap_or(HeaderValue::from_static("GET"));
+            return Err(Rejection::MethodNotAllowed(allow));
+        }
+
+        // verify
+        let names = route.auth.as_ref().map(auth::RouteAuth::credential_names).unwrap_or_default();
+        let found = query::scan(raw_query, names).map_err(|_| deny(&route, AuthError::Malformed))?;
+        let grant = match &route.auth {
+            None => None,
+            Some(policy) => {
+                let request = AuthRequest {
+                    method: parts.method.as_str(),
+                    path: &path.decoded,
+                    query: raw_query,
+                    found: &found,
+                    headers: &parts.headers,
+                };
+                let verifier = Verifier { cache: &rt.cache, counters: &shared.metrics.cache, now: auth::unix_now() };
+                let mut verdict = auth::authorize(policy, route.id, &request, &verifier);
+                if let Err(Denial { error: AuthError::UnknownKey, carrier: Some(c) }) = verdict
+                    && c != auth::Carrier::SignedUrl
+                    && let Some(jwt) = policy.jwt.as_ref().filter(|j| j.has_key_sets())
+                    && auth::jwks::refetch_for_unknown_kid(jwt).await
+                {
+                    // The identity provider may have rotated: one more try
+                    // against the keys just fetched.
+                    verdict = auth::authorize(policy, route.id, &request, &verifier);
+                }
+                let grant = verdict.map_err(|denial| Rejection::Auth { denial, bearer: policy.accepts_bearer() })?;
+                record.carrier = Some(grant.carrier);
+                Some(grant)
+            }
+        };
+        let pq = forwarded_target(raw_path, raw_query, names, &found)?;
+        (route, pq, grant)
+    };
+    check_body(&route, &parts)?;
+
+    // strip
+    let upstream = &route.upstream;
+    let forward = strip::Forward {
+        scheme: &upstream.settings.scheme,
+        authority: &upstream.settings.authority,
+        host: (!upstream.settings.preserve_host).then_some(&upstream.host),
+        path_and_query: forward_pq,
+        grant: grant.as_ref(),
+        cookie: route.auth.as_ref().and_then(auth::RouteAuth::cookie_name),
+        claim_headers: &route.claim_headers,
+        peer: conn.peer,
+        tls: conn.tls,
+        trust_forwarded: rt.config.trust_forwarded_headers,
+    };
+    strip::upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
+    let body = if has_body(&parts.method, &parts.headers) {
+        RequestBody::new(body, route.max_body)
+    } else {
+        RequestBody::empty()
+    };
+
+    // forward
+    let resp = upstream.send(Request::from_parts(parts, body)).await.map_err(Rejection::Upstream)?;
+
+    // respond
+    Ok(strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier)))
+}
+
+fn deny(route: &Route, error: AuthError) -> Rejection {
+    Rejection::Auth {
+        denial: Denial { error, carrier: None },
+        bearer: route.auth.as_ref().is_some_and(auth::RouteAuth::accepts_bearer),
+    }
+}
+
+/// The raw path and the query without credentials.
+fn forwarded_target(
+    raw_path: &str,
+    raw_query: &str,
+    names: CredentialNames<'_>,
+    found: &Found<'_>,
+) -> Result<PathAndQuery, Rejection> {
+    let pq = match query::strip(raw_query, names, found) {
+        Some(q) => PathAndQuery::try_from(format!("{raw_path}?{q}")),
+        None => PathAndQuery::try_from(raw_path),
+    };
+    pq.map_err(|_| Rejection::NotNormal)
+}
+
+/// The host a request names, lower-case, without port.
+fn request_host(parts: &http::request::Parts) -> Option<String> {
+    let raw = match parts.headers.get(HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => parts.uri.authority()?.as_str(),
+    };
+    let host = match raw.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => raw,
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// Whether a request may carry a body worth streaming.
+fn has_body(method: &Method, headers: &http::HeaderMap) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+        || headers.contains_key(CONTENT_LENGTH)
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+}
+
+/// Refuses bodies the route would not accept, before anything is sent.
+fn check_body(route: &Route, parts: &http::request::Parts) -> Result<(), Rejection> {
+    if route.max_body > 0
+        && let Some(len) = parts.headers.get(CONTENT_LENGTH)
+        && len.to_str().ok().and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > route.max_body)
+    {
+        return Err(Rejection::TooLarge);
+    }
+    if let Some(prefix) = &route.require_content_type
+        && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE)
+    {
+        let ok = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()));
+        if !ok {
+            return Err(Rejection::UnsupportedMediaType);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_without_port() {
+        let parts =
+            |host: &str| Request::builder().uri("/x").header(HOST, host).body(()).unwrap_or_default().into_parts().0;
+        assert_eq!(request_host(&parts("Files.Example:8080")).as_deref(), Some("files.example"));
+        assert_eq!(request_host(&parts("files.example")).as_deref(), Some("files.example"));
+        assert_eq!(request_host(&parts("[::1]:80")).as_deref(), Some("[::1]"));
+    }
+}

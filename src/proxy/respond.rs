@@ -1,0 +1,194 @@
+//! The one table from refusal to answer (SPEC §4): status, stable error
+//! code, `WWW-Authenticate`. Bodies are tiny fixed JSON: no addresses, OS
+//! errors, paths or credentials ever reach a client.
+
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::body::ResponseBody;
+use crate::auth::{AuthError, Carrier, Denial};
+use crate::metrics::{Outcome, UpstreamErrorKind};
+use crate::upstream::UpstreamError;
+
+/// Why tollgate answered instead of the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The request target is not in normal form, or not in origin form.
+    NotNormal,
+    /// The request target is longer than `limits.max_uri_bytes`.
+    UriTooLong,
+    /// The request head is larger than `limits.max_header_bytes`.
+    HeadersTooLarge,
+    NoRoute,
+    /// With the route's `Allow` value.
+    MethodNotAllowed(HeaderValue),
+    /// Authentication refused; `bearer` when the route accepts bearer tokens.
+    Auth {
+        denial: Denial,
+        bearer: bool,
+    },
+    /// The body is over the route's limit.
+    TooLarge,
+    /// An upload without the route's required `Content-Type`.
+    UnsupportedMediaType,
+    Upstream(UpstreamError),
+}
+
+impl Rejection {
+    /// Status and stable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Rejection::NotNormal => (StatusCode::BAD_REQUEST, AuthError::Malformed.code()),
+            Rejection::UriTooLong => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            Rejection::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
+            Rejection::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            Rejection::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Rejection::Auth { denial, .. } => (auth_status(*denial), denial.error.code()),
+            Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Rejection::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Rejection::Upstream(UpstreamError::Timeout) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            Rejection::Upstream(UpstreamError::BodyTooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Rejection::Upstream(UpstreamError::ClientAborted) => (StatusCode::BAD_REQUEST, AuthError::Malformed.code()),
+            Rejection::Upstream(UpstreamError::Failed(_)) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
+        }
+    }
+
+    /// How the request is counted.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Rejection::NotNormal
+            | Rejection::UriTooLong
+            | Rejection::HeadersTooLarge
+            | Rejection::Upstream(UpstreamError::ClientAborted) => Outcome::Malformed,
+            Rejection::NoRoute => Outcome::NoRoute,
+            Rejection::MethodNotAllowed(_) => Outcome::MethodNotAllowed,
+            Rejection::Auth { .. } => Outcome::Denied,
+            Rejection::TooLarge
+            | Rejection::UnsupportedMediaType
+            | Rejection::Upstream(UpstreamError::BodyTooLarge) => Outcome::TooLarge,
+            Rejection::Upstream(_) => Outcome::UpstreamError,
+        }
+    }
+
+    /// The upstream failure kind, when there is one.
+    pub fn upstream_kind(&self) -> Option<UpstreamErrorKind> {
+        match self {
+            Rejection::Upstream(UpstreamError::Failed(kind)) => Some(*kind),
+            Rejection::Upstream(UpstreamError::Timeout) => Some(UpstreamErrorKind::Timeout),
+            _ => None,
+        }
+    }
+
+    /// The answer.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let (status, code) = self.status_and_code();
+        let mut resp = error_response(status, code);
+        let headers = resp.headers_mut();
+        match self {
+            Rejection::MethodNotAllowed(allow) => {
+                headers.insert(ALLOW, allow);
+            }
+            Rejection::Auth { denial, bearer } => {
+                if let Some(v) = www_authenticate(denial, bearer) {
+                    headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// 401 for a missing credential or a bad bearer header token; 403 for a bad
+/// URL or cookie credential and for a valid credential that does not grant
+/// this request; 400 for a malformed one.
+fn auth_status(denial: Denial) -> StatusCode {
+    match (denial.error, denial.carrier) {
+        (AuthError::Malformed, _) => StatusCode::BAD_REQUEST,
+        (AuthError::MissingCredential, _) => StatusCode::UNAUTHORIZED,
+        (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch, _) => StatusCode::FORBIDDEN,
+        (_, Some(Carrier::Header)) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+fn www_authenticate(denial: Denial, bearer: bool) -> Option<&'static str> {
+    match (denial.error, denial.carrier) {
+        (AuthError::MissingCredential, _) if bearer => Some(r#"Bearer realm="tollgate""#),
+        (AuthError::Malformed, _) => None,
+        (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch, Some(Carrier::Header)) => {
+            Some(r#"Bearer error="insufficient_scope""#)
+        }
+        (_, Some(Carrier::Header)) => Some(r#"Bearer error="invalid_token""#),
+        _ => None,
+    }
+}
+
+/// A JSON error answer: `{"error":"<code>"}`.
+pub fn error_response(status: StatusCode, code: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(format!("{{\"error\":\"{code}\"}}\n")));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(error: AuthError, carrier: Option<Carrier>) -> Rejection {
+        Rejection::Auth { denial: Denial { error, carrier }, bearer: true }
+    }
+
+    /// The table of SPEC §4, row by row.
+    #[test]
+    fn status_table() {
+        use AuthError::*;
+        let rows: Vec<(Rejection, u16, &str)> = vec![
+            (auth(MissingCredential, None), 401, "missing_credential"),
+            (auth(BadSignature, Some(Carrier::Header)), 401, "bad_signature"),
+            (auth(Expired, Some(Carrier::Header)), 401, "expired"),
+            (auth(UnknownKey, Some(Carrier::Header)), 401, "unknown_key"),
+            (auth(BadSignature, Some(Carrier::SignedUrl)), 403, "bad_signature"),
+            (auth(Expired, Some(Carrier::Query)), 403, "expired"),
+            (auth(NotYetValid, Some(Carrier::Cookie)), 403, "not_yet_valid"),
+            (auth(UnknownKey, Some(Carrier::SignedUrl)), 403, "unknown_key"),
+            (auth(WrongResource, Some(Carrier::Header)), 403, "wrong_resource"),
+            (auth(WrongMethod, Some(Carrier::SignedUrl)), 403, "wrong_method"),
+            (auth(ClaimMismatch, Some(Carrier::Query)), 403, "claim_mismatch"),
+            (auth(Malformed, None), 400, "malformed"),
+            (auth(Malformed, Some(Carrier::SignedUrl)), 400, "malformed"),
+            (Rejection::NotNormal, 400, "malformed"),
+            (Rejection::NoRoute, 404, "no_route"),
+            (Rejection::MethodNotAllowed(HeaderValue::from_static("GET")), 405, "method_not_allowed"),
+            (Rejection::Upstream(UpstreamError::Failed(UpstreamErrorKind::Connect)), 502, "upstream_unavailable"),
+            (Rejection::Upstream(UpstreamError::Failed(UpstreamErrorKind::Credentials)), 502, "upstream_unavailable"),
+            (Rejection::Upstream(UpstreamError::Timeout), 504, "upstream_timeout"),
+            (Rejection::TooLarge, 413, "payload_too_large"),
+        ];
+        for (rejection, status, code) in rows {
+            let (s, c) = rejection.status_and_code();
+            assert_eq!((s.as_u16(), c), (status, code), "{rejection:?}");
+        }
+    }
+
+    #[test]
+    fn www_authenticate_where_stated() {
+        let get = |r: Rejection| {
+            r.into_response().headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap_or_default().to_owned())
+        };
+        assert_eq!(get(auth(AuthError::MissingCredential, None)).as_deref(), Some(r#"Bearer realm="tollgate""#));
+        assert_eq!(
+            get(auth(AuthError::Expired, Some(Carrier::Header))).as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        assert_eq!(get(auth(AuthError::Expired, Some(Carrier::SignedUrl))), None);
+        let signed_only =
+            Rejection::Auth { denial: Denial { error: AuthError::MissingCredential, carrier: None }, bearer: false };
+        assert_eq!(get(signed_only), None);
+        let r = Rejection::MethodNotAllowed(HeaderValue::from_static("GET, HEAD")).into_response();
+        assert_eq!(r.headers().get(ALLOW).map(HeaderValue::as_bytes), Some(&b"GET, HEAD"[..]));
+    }
+}

@@ -1,0 +1,248 @@
+//! Stage 4: strip every credential carrier and hop-by-hop header, set the
+//! forwarding headers, and build the upstream request (SPEC §1.5).
+//!
+//! Order matters: headers named in `Connection` and client copies of the
+//! headers tollgate owns (`X-Forwarded-*`, forwarded claims) are removed
+//! first, then tollgate's own values are set, so a client can neither
+//! unset nor pre-set them.
+
+use std::net::SocketAddr;
+
+use http::header::{
+    AUTHORIZATION, CONNECTION, COOKIE, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, REFERRER_POLICY, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri, Version};
+
+use super::body::ResponseBody;
+use crate::auth::{Carrier, Grant};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
+/// `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Removes cookie `name` from every `Cookie` header, keeping the others.
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let Ok(text) = v.to_str() else {
+                return Some(v.clone());
+            };
+            let rest: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(n, _)| n != name))
+                .collect();
+            (!rest.is_empty()).then(|| HeaderValue::from_str(&rest.join("; ")).ok()).flatten()
+        })
+        .collect();
+    headers.remove(COOKIE);
+    for v in kept {
+        headers.append(COOKIE, v);
+    }
+}
+
+/// Everything the upstream request is built from.
+pub struct Forward<'a> {
+    /// `http` or `https` and the upstream's authority.
+    pub scheme: &'a http::uri::Scheme,
+    pub authority: &'a http::uri::Authority,
+    /// `Host` to send, unless the client's is preserved.
+    pub host: Option<&'a HeaderValue>,
+    /// Raw path plus the stripped query.
+    pub path_and_query: PathAndQuery,
+    pub grant: Option<&'a Grant>,
+    /// The route's credential cookie, removed whatever carried the credential.
+    pub cookie: Option<&'a str>,
+    /// Headers tollgate sets from claims on this route.
+    pub claim_headers: &'a [HeaderName],
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub trust_forwarded: bool,
+}
+
+/// Turns the client's request head into the upstream's, in place.
+pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Error> {
+    let client_host = parts
+        .headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let headers = &mut parts.headers;
+    remove_hop_by_hop(headers);
+
+    if f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
+        headers.remove(AUTHORIZATION);
+    }
+    if let Some(name) = f.cookie {
+        remove_cookie(headers, name);
+    }
+    for name in f.claim_headers {
+        headers.remove(name);
+    }
+    if let Some(grant) = f.grant {
+        for (name, value) in grant.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    let peer_ip = HeaderValue::from_str(&f.peer.ip().to_string())?;
+    let proto = HeaderValue::from_static(if f.tls { "https" } else { "http" });
+    if f.trust_forwarded {
+        let chain = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", f.peer.ip()))?,
+            None => peer_ip,
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), chain);
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST)
+            && let Some(h) = &client_host
+        {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+    } else {
+        headers.remove(FORWARDED);
+        headers.insert(X_FORWARDED_FOR.clone(), peer_ip);
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        match &client_host {
+            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+
+    match (f.host, client_host) {
+        (Some(upstream_host), _) => {
+            headers.insert(HOST, upstream_host.clone());
+        }
+        (None, Some(client)) => {
+            headers.insert(HOST, client);
+        }
+        (None, None) => {}
+    }
+
+    parts.uri = Uri::builder()
+        .scheme(f.scheme.clone())
+        .authority(f.authority.clone())
+        .path_and_query(f.path_and_query)
+        .build()?;
+    parts.version = Version::HTTP_11;
+    Ok(())
+}
+
+/// The upstream's answer, cleaned for the client.
+pub fn client_response(resp: Response<hyper::body::Incoming>, carrier: Option<Carrier>) -> Response<ResponseBody> {
+    let (mut parts, body) = resp.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    if carrier.is_some_and(Carrier::in_url) && !parts.headers.contains_key(REFERRER_POLICY) {
+        parts.headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    }
+    Response::from_parts(parts, ResponseBody::Upstream(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, X-Secret, x-forwarded-for"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn only_the_credential_cookie_is_removed() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; tg=secret; b=2"));
+        h.append(COOKIE, HeaderValue::from_static("tg=again"));
+        remove_cookie(&mut h, "tg");
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
+    }
+
+    #[test]
+    fn head_is_rewritten_for_the_upstream() {
+        let req = http::Request::builder()
+            .uri("/media/x?exp=1&sig=2&w=3")
+            .header(HOST, "files.example")
+            .header(AUTHORIZATION, "Bearer t")
+            .header("x-auth-subject", "forged")
+            .header(X_FORWARDED_FOR.clone(), "6.6.6.6")
+            .header(CONNECTION, "x-auth-subject")
+            .body(())
+            .unwrap_or_default();
+        let (mut parts, ()) = req.into_parts();
+        let grant = Grant {
+            carrier: Carrier::Header,
+            headers: Arc::from(vec![(HeaderName::from_static("x-auth-subject"), HeaderValue::from_static("alice"))]),
+        };
+        let host = HeaderValue::from_static("127.0.0.1:8081");
+        let f = Forward {
+            scheme: &http::uri::Scheme::HTTP,
+            authority: &"127.0.0.1:8081".parse().unwrap_or_else(|_| panic!()),
+            host: Some(&host),
+            path_and_query: PathAndQuery::from_static("/media/x?w=3"),
+            grant: Some(&grant),
+            cookie: None,
+            claim_headers: &[HeaderName::from_static("x-auth-subject")],
+            peer: "10.1.2.3:5555".parse().unwrap_or_else(|_| panic!()),
+            tls: false,
+            trust_forwarded: false,
+        };
+        upstream_head(&mut parts, f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parts.uri, "http://127.0.0.1:8081/media/x?w=3");
+        assert!(!parts.headers.contains_key(AUTHORIZATION));
+        assert_eq!(parts.headers["x-auth-subject"], "alice");
+        assert_eq!(parts.headers[&X_FORWARDED_FOR], "10.1.2.3");
+        assert_eq!(parts.headers[&X_FORWARDED_HOST], "files.example");
+        assert_eq!(parts.headers[HOST], "127.0.0.1:8081");
+    }
+}

@@ -1,0 +1,256 @@
+//! The accept loop: HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS)
+//! on one listener, a connection limit, and graceful drain.
+//!
+//! Shutdown sequence (SIGTERM): `/readyz` turns 503 at once; connections are
+//! still accepted for the grace delay so the endpoint can leave the Service;
+//! then the listener closes, keep-alive connections are told to finish, and
+//! in-flight requests drain up to the deadline.
+
+pub mod tls;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Limits};
+use crate::metrics::Metrics;
+use crate::proxy::{self, ConnInfo, Runtime, Shared};
+
+/// Readiness, as `/readyz` reports it.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// Every start-up condition holds (listeners bound, required JWKS loaded).
+    ready: AtomicBool,
+    /// Shutdown has begun.
+    draining: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// A running tollgate: its addresses and the means to reload and stop it.
+pub struct Handle {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub lifecycle: Arc<Lifecycle>,
+    shutdown: watch::Sender<bool>,
+    proxy_task: JoinHandle<bool>,
+    admin_task: JoinHandle<()>,
+    tls: Option<Arc<tls::TlsReloader>>,
+}
+
+impl Handle {
+    /// Starts shutdown; returns at once.
+    pub fn begin_shutdown(&self) {
+        self.lifecycle.draining.store(true, Ordering::Release);
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until the proxy has drained. `true` when every in-flight
+    /// request finished before the deadline.
+    pub async fn wait(self) -> bool {
+        let clean = self.proxy_task.await.unwrap_or(false);
+        self.admin_task.abort();
+        clean
+    }
+
+    /// `begin_shutdown` then `wait`.
+    pub async fn shutdown(self) -> bool {
+        self.begin_shutdown();
+        self.wait().await
+    }
+
+    /// Swaps in a new configuration; requests in flight finish on the old one.
+    /// Listener addresses and TLS files are not changed by a reload.
+    pub fn swap(&self, config: Config) {
+        self.shared.runtime.store(Arc::new(Runtime::new(config)));
+    }
+
+    /// Re-reads the TLS certificate now (otherwise polled).
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.tls {
+            Some(t) => t.reload_if_changed(),
+            None => Ok(false),
+        }
+    }
+}
+
+/// Binds both listeners and serves until shutdown.
+pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let admin = TcpListener::bind(config.admin).await?;
+    let proxy_addr = listener.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let limits = config.limits;
+    let shutdown_settings = config.shutdown;
+    let tls = match &config.tls {
+        Some(settings) => Some(Arc::new(tls::TlsReloader::new(settings.clone()).map_err(io::Error::other)?)),
+        None => None,
+    };
+    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(Runtime::new(config)), metrics });
+    let lifecycle = Arc::new(Lifecycle::default());
+    let (tx, rx) = watch::channel(false);
+    let waits_for_keys = shared.runtime.load().config.jwks.iter().any(|j| j.required_for_ready);
+    lifecycle.set_ready(!waits_for_keys);
+
+    let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), lifecycle.clone()));
+    if let Some(t) = &tls {
+        tokio::spawn(tls::watch(t.clone(), rx.clone()));
+    }
+    let proxy_task = tokio::spawn(serve(
+        listener,
+        shared.clone(),
+        limits,
+        tls.clone(),
+        rx,
+        shutdown_settings.grace,
+        shutdown_settings.drain_timeout,
+    ));
+    Ok(Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, proxy_task, admin_task, tls })
+}
+
+/// The HTTP builder with tollgate's limits.
+pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        // The buffer must hold the longest request head we answer properly
+        // (414/431 come from the service, with exact limits).
+        .max_buf_size(limits.max_header_bytes + limits.max_uri_bytes + 64 * 1024)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limits: Limits,
+    tls: Option<Arc<tls::TlsReloader>>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    drain: Duration,
+) -> bool {
+    let builder = Arc::new(builder(&limits));
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let grace_over = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    tokio::pin!(grace_over);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "Accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(limit = limits.max_connections, "Connection limit reached; closing new connection");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let info = ConnInfo { peer, tls: tls.is_some() };
+                let service = service(shared.clone(), info);
+                let builder = builder.clone();
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let fut = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _ = fut.await;
+                            drop(permit);
+                        });
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        let watcher = graceful.watcher();
+                        let timeout = limits.header_read_timeout;
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+                            if let Ok(Ok(stream)) = handshake {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                                let _ = watcher.watch(conn).await;
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
+            }
+            _ = shutdown.changed(), if !stopping => {
+                tracing::info!(grace_ms = grace.as_millis() as u64, "Shutdown requested; readiness is now 503");
+                stopping = true;
+                grace_over.as_mut().reset(tokio::time::Instant::now() + grace);
+            }
+            () = &mut grace_over, if stopping => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(connections = graceful.count(), "Listener closed; draining");
+    tokio::select! {
+        () = graceful.shutdown() => {
+            tracing::info!("Drained");
+            true
+        }
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!(deadline_ms = drain.as_millis() as u64, "Drain deadline reached; closing remaining connections");
+            false
+        }
+    }
+}
+
+/// The service for one connection.
+fn service(
+    shared: Arc<Shared>,
+    info: ConnInfo,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<proxy::body::ResponseBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<proxy::body::ResponseBody>, Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok(proxy::handle(&shared, req, info).await) }
+    })
+}

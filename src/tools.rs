@@ -1,0 +1,124 @@
+//! `tollgate sign` and `tollgate token`: what a backend does to grant access,
+//! for scripts, tests and first steps.
+
+use std::path::Path;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
+use serde_json::{Map, Value};
+
+use crate::auth::keys::{HmacKey, MIN_SECRET_LEN, SecretEncoding, decode_secret};
+use crate::auth::signed_url;
+use crate::auth::unix_now;
+
+/// Reads a secret from an environment variable or a file (one trailing
+/// newline dropped, as in the config), decoded as `encoding`.
+pub fn read_secret(env: Option<&str>, file: Option<&Path>, encoding: SecretEncoding) -> Result<Vec<u8>, String> {
+    let raw = match (env, file) {
+        (Some(var), None) => std::env::var_os(var)
+            .map(std::os::unix::ffi::OsStringExt::into_vec)
+            .ok_or_else(|| format!("environment variable {var} is not set"))?,
+        (None, Some(path)) => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        _ => return Err("give exactly one of --key-env and --key-file".to_owned()),
+    };
+    let secret =
+        decode_secret(raw, encoding).ok_or_else(|| "the secret is not valid in the given encoding".to_owned())?;
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!("the secret is {} bytes; at least {MIN_SECRET_LEN} are required", secret.len()));
+    }
+    Ok(secret)
+}
+
+/// What `tollgate sign` needs.
+pub struct SignRequest<'a> {
+    /// `/path?query`, or a full `https://host/path?query` URL.
+    pub target: &'a str,
+    pub method: &'a str,
+    /// Expiry, unix seconds.
+    pub exp: u64,
+    pub kid: Option<&'a str>,
+    pub prefix: Option<&'a str>,
+}
+
+/// Signs a path or URL; returns it with the signed-URL parameters appended.
+pub fn sign(secret: &[u8], req: &SignRequest<'_>) -> Result<String, String> {
+    let key = HmacKey::new(req.kid.unwrap_or(""), secret);
+    let (origin, target) = split_origin(req.target);
+    let signed =
+        signed_url::sign_target(&key, req.method, target, req.exp, req.kid, req.prefix).map_err(|e| e.to_string())?;
+    Ok(format!("{origin}{signed}"))
+}
+
+/// Splits `https://host:port/p?q` into (`https://host:port`, `/p?q`).
+fn split_origin(target: &str) -> (&str, &str) {
+    if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+        let scheme_len = target.len() - rest.len();
+        let path_at = rest.find('/').map_or(target.len(), |i| scheme_len + i);
+        return (&target[..path_at], if path_at == target.len() { "/" } else { &target[path_at..] });
+    }
+    ("", target)
+}
+
+/// The key material `tollgate token` signs with.
+pub enum TokenKey {
+    Secret(Vec<u8>),
+    PrivatePem(Vec<u8>),
+}
+
+/// Mints a JWT: `claims` merged over `exp = now + ttl` and `iat = now`.
+pub fn token(
+    key: &TokenKey,
+    alg: Algorithm,
+    kid: Option<&str>,
+    ttl_secs: u64,
+    claims: Map<String, Value>,
+) -> Result<String, String> {
+    let encoding = match (key, alg.family()) {
+        (TokenKey::Secret(s), AlgorithmFamily::Hmac) => EncodingKey::from_secret(s),
+        (TokenKey::PrivatePem(pem), AlgorithmFamily::Rsa) => {
+            EncodingKey::from_rsa_pem(pem).map_err(|e| e.to_string())?
+        }
+        (TokenKey::PrivatePem(pem), AlgorithmFamily::Ec) => EncodingKey::from_ec_pem(pem).map_err(|e| e.to_string())?,
+        (TokenKey::PrivatePem(pem), AlgorithmFamily::Ed) => EncodingKey::from_ed_pem(pem).map_err(|e| e.to_string())?,
+        (TokenKey::Secret(_), _) => {
+            return Err(format!("{alg:?} needs --private-key, not an HMAC secret"));
+        }
+        (TokenKey::PrivatePem(_), _) => {
+            return Err(format!("{alg:?} needs an HMAC secret, not a private key"));
+        }
+    };
+    let now = unix_now();
+    let mut body = Map::new();
+    body.insert("iat".into(), now.into());
+    body.insert("exp".into(), (now + ttl_secs).into());
+    body.extend(claims);
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, &body, &encoding).map_err(|e| e.to_string())
+}
+
+/// Parses `name=value`; the value is JSON when it parses as JSON, else a string.
+pub fn parse_claim(text: &str) -> Result<(String, Value), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("claim {text:?} must look like name=value"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((name.to_owned(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_kept() {
+        assert_eq!(split_origin("https://f.example/a?b=1"), ("https://f.example", "/a?b=1"));
+        assert_eq!(split_origin("http://127.0.0.1:8080"), ("http://127.0.0.1:8080", "/"));
+        assert_eq!(split_origin("/a"), ("", "/a"));
+    }
+
+    #[test]
+    fn claims_parse_as_json_or_string() {
+        assert_eq!(parse_claim("division=Honda"), Ok(("division".into(), Value::String("Honda".into()))));
+        assert_eq!(parse_claim("n=3"), Ok(("n".into(), Value::from(3))));
+        assert_eq!(parse_claim(r#"path=["/a/*"]"#), Ok(("path".into(), serde_json::json!(["/a/*"]))));
+        assert!(parse_claim("novalue").is_err());
+    }
+}

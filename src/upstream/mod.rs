@@ -1,0 +1,140 @@
+//! How a request leaves: one pooled hyper client per upstream (plain or
+//! TLS), with connect and response-head timeouts mapped to the errors of
+//! SPEC §4.
+
+pub mod tls;
+
+use std::error::Error as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::metrics::UpstreamErrorKind;
+use crate::proxy::body::{BodyError, RequestBody};
+
+/// Settings of one upstream, as compiled from the config.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+    /// Send the client's Host instead of the upstream's.
+    pub preserve_host: bool,
+    /// CA bundle for https upstreams (default: system roots).
+    pub ca_file: Option<PathBuf>,
+    /// TLS server name to send and verify (default: the URL's host).
+    pub server_name: Option<String>,
+}
+
+impl UpstreamSettings {
+    /// Defaults for an upstream at `scheme://authority`.
+    pub fn new(name: impl Into<String>, scheme: Scheme, authority: Authority) -> Self {
+        UpstreamSettings {
+            name: name.into(),
+            scheme,
+            authority,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle: 256,
+            preserve_host: false,
+            ca_file: None,
+            server_name: None,
+        }
+    }
+}
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Maps to 502 `upstream_unavailable`.
+    Failed(UpstreamErrorKind),
+    /// Maps to 504 `upstream_timeout`.
+    Timeout,
+    /// The client's body went over the route's limit while streaming (413).
+    BodyTooLarge,
+    /// The client's body broke off; nothing to answer.
+    ClientAborted,
+}
+
+/// An upstream with its connection pool.
+pub struct Upstream {
+    pub settings: UpstreamSettings,
+    /// `Host` value to send (the upstream's authority).
+    pub host: HeaderValue,
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+}
+
+impl Upstream {
+    /// Builds the pooled client (no connection is made yet).
+    pub fn new(settings: UpstreamSettings) -> Result<Self, String> {
+        let host = HeaderValue::from_str(settings.authority.as_str()).map_err(|e| e.to_string())?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.enforce_http(false);
+        let tls = if settings.scheme == Scheme::HTTPS {
+            tls::client_config(settings.ca_file.as_deref())?
+        } else {
+            tls::client_config_without_roots()?
+        };
+        let builder = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+        let builder = match &settings.server_name {
+            Some(name) => {
+                let name = rustls_pki_types::ServerName::try_from(name.clone())
+                    .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
+                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .build(connector);
+        Ok(Upstream { settings, host, client })
+    }
+
+    /// Sends a request whose URI is already absolute and waits for the
+    /// response head, at most `response_timeout`.
+    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout(self.settings.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(classify(&e)),
+        }
+    }
+}
+
+fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(body) = err.downcast_ref::<BodyError>() {
+            return match body {
+                BodyError::TooLarge => UpstreamError::BodyTooLarge,
+                BodyError::Client(_) => UpstreamError::ClientAborted,
+            };
+        }
+        source = err.source();
+    }
+    if e.is_connect() {
+        UpstreamError::Failed(UpstreamErrorKind::Connect)
+    } else {
+        UpstreamError::Failed(UpstreamErrorKind::Protocol)
+    }
+}
