@@ -57,6 +57,7 @@ routes:
     upstream: files
     auth: none
 reload: { watch: false }
+shutdown: { grace: 0s, drain_timeout: 5s }
 "#;
 
 /// Where the demo listens.

@@ -1,0 +1,211 @@
+//! The `tollgate` binary: `check` on the reference config and on a broken
+//! one, `sign` and `token` round trips, and `demo` as the README runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Http;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+fn tollgate(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("TOLLGATE_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Generates, at test time, every file the reference config names.
+fn reference_config_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::repo().join("config/tollgate.yaml"), dir.path().join("tollgate.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    let hex: String = common::random_secret().iter().map(|b| format!("{b:02x}")).take(64).collect();
+    std::fs::write(dir.path().join("keys/media-2025.key"), hex).unwrap();
+    let python = common::repo().join(".venv/bin/python");
+    let out = Command::new(python)
+        .arg(common::repo().join("tests/py/mint.py"))
+        .arg("keys")
+        .arg(dir.path().join("keys"))
+        .output()
+        .expect("run the venv's python: run `make test`");
+    assert!(out.status.success());
+    std::fs::rename(dir.path().join("keys/rsa.pub.pem"), dir.path().join("keys/app.pub.pem")).unwrap();
+    std::fs::write(
+        dir.path().join("keys/partners.jwks.json"),
+        r#"{"keys":[{"kty":"oct","kid":"p1","alg":"HS256","k":"dGVzdC1vbmx5LXBhcnRuZXItc2VjcmV0LTAxMjM0NTY3ODk"}]}"#,
+    )
+    .unwrap();
+    // A CA bundle: any certificate parses as a trust anchor for `check`.
+    let cert = self_signed(dir.path());
+    std::fs::write(dir.path().join("keys/internal-ca.pem"), cert).unwrap();
+    dir
+}
+
+/// A self-signed certificate made with openssl (test-time only).
+fn self_signed(dir: &Path) -> Vec<u8> {
+    let key = dir.join("ca.key");
+    let cert = dir.join("ca.pem");
+    let openssl = common::require("openssl", &["/usr/bin/openssl"]);
+    let status = Command::new(openssl)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=test-ca", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(cert).unwrap()
+}
+
+#[test]
+fn reference_config_passes_check() {
+    let dir = reference_config_dir();
+    let path = dir.path().join("tollgate.yaml");
+    let key = String::from_utf8(common::random_secret()).unwrap();
+    let (code, out, err) = tollgate(&["check", "--config", path.to_str().unwrap()], &[("TOLLGATE_MEDIA_KEY", &key)]);
+    assert_eq!(code, 0, "reference config rejected:\n{err}");
+    assert!(out.contains("ok (3 routes)"), "{out}");
+
+    // Without the secret's environment variable, check names the YAML path.
+    let (code, _, err) = tollgate(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("keys.media.hmac.secret_env: environment variable TOLLGATE_MEDIA_KEY is not set"), "{err}");
+}
+
+#[test]
+fn check_prints_every_error_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short.key"), "too-short-secret").unwrap();
+    let yaml = r#"
+keys:
+  k: { hmac: { secret_file: short.key } }
+upstreams:
+  u: { url: "http://127.0.0.1:1" }
+routes:
+  - { name: a, prefix: /a/, upstream: nope, auth: none }
+  - { name: b, prefix: /b/, upstream: u, auth: { signed_url: { keys: [k], max_ttl: 1y } } }
+"#;
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (code, _, err) = tollgate(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    for want in [
+        "keys.k.hmac: the secret is 16 bytes; at least 32 are required",
+        "routes[0].upstream: unknown upstream \"nope\"",
+        "routes[1].auth.signed_url.max_ttl: invalid duration \"1y\"",
+        "3 error(s)",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("too-short-secret"), "check printed the secret");
+}
+
+#[test]
+fn sign_and_token_commands() {
+    let secret = String::from_utf8(common::random_secret()).unwrap();
+    let env = [("SIGN_KEY", secret.as_str())];
+    let (code, out, err) =
+        tollgate(&["sign", "--key-env", "SIGN_KEY", "--ttl", "10m", "https://f.example/media/a b.jpg?w=1"], &env);
+    assert_eq!(code, 1, "a raw space is not a normal path: {out}");
+    assert!(err.contains("normal form"), "{err}");
+    let (code, out, _) = tollgate(&["sign", "--key-env", "SIGN_KEY", "--exp", "1893456000", "/media/cat.jpg?w=1"], &env);
+    assert_eq!(code, 0);
+    let url = out.trim();
+    assert!(url.starts_with("/media/cat.jpg?w=1&exp=1893456000&sig="), "{url}");
+    let key = tollgate::auth::keys::HmacKey::new("", secret.as_bytes());
+    let expected = tollgate::auth::signed_url::signature(&key, "GET", "1893456000", "", "/media/cat.jpg", "w=1");
+    assert!(url.ends_with(&expected));
+
+    let (code, out, _) = tollgate(
+        &["token", "--key-env", "SIGN_KEY", "--sub", "alice", "--path", "/media/*", "--claim", "division=Honda"],
+        &env,
+    );
+    assert_eq!(code, 0);
+    let token = out.trim();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.validate_aud = false;
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &v,
+    )
+    .unwrap();
+    assert_eq!(data.claims["division"], "Honda");
+    assert_eq!(data.claims["path"], serde_json::json!(["/media/*"]));
+    let (code, _, err) = tollgate(&["sign", "/x"], &[("TOLLGATE_KEY", "short")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("at least 32"), "{err}");
+}
+
+/// `tollgate demo`, as the README runs it: every printed URL answers as the
+/// text says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_urls_that_work() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("TOLLGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("Press Ctrl-C");
+            text.push_str(&line);
+            text.push('\n');
+            if done {
+                let _ = tx.send(text.clone());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        if let Ok(t) = rx.try_recv() {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "demo printed nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let curls: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("curl ")).collect();
+    assert_eq!(curls.len(), 6, "{text}");
+    let http = Http::h1();
+    let mut statuses = Vec::new();
+    for line in &curls {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let url = words.last().unwrap().trim_matches('\'');
+        let headers: Vec<(&str, &str)> = match line.split_once("-H '") {
+            Some((_, rest)) => {
+                let h = rest.split('\'').next().unwrap();
+                vec![h.split_once(": ").unwrap()]
+            }
+            None => vec![],
+        };
+        statuses.push(http.get_with(url, &headers).await.status);
+    }
+    assert_eq!(statuses, vec![200, 200, 403, 401, 200, 200], "{text}");
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "demo should exit cleanly on Ctrl-C: {status}");
+}
+
+fn interrupt(child: &std::process::Child) {
+    let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+}

@@ -1,0 +1,309 @@
+//! Test support: real upstreams started on ephemeral loopback ports and
+//! stopped on drop, tollgate in-process, and small HTTP clients (hyper for
+//! well-formed requests, raw TCP for bytes a client library would fix).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use prometheus::Registry;
+use tollgate::metrics::Metrics;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Finds a program the test suite depends on, or fails loudly: the test
+/// command installs every dependency, so a missing one is a broken setup,
+/// never a reason to skip.
+pub fn require(program: &str, candidates: &[&str]) -> PathBuf {
+    for c in candidates {
+        let p = PathBuf::from(c);
+        if p.is_file() {
+            return p;
+        }
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in path.split(':') {
+            let p = Path::new(dir).join(program);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("{program} is not installed: run `make test` (it installs the test dependencies)");
+}
+
+/// A free loopback port (racy by nature; callers retry on bind failure).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts on `addr`.
+pub fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("{what} exited early: {status}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not start listening on {addr}");
+}
+
+/// A real nginx (Debian's nginx-light) serving `www` on a loopback port,
+/// with its own access log recording what it received.
+pub struct Nginx {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Nginx {
+    /// Starts nginx over the given files (`(relative path, content)`).
+    pub fn start(files: &[(&str, &[u8])]) -> Nginx {
+        Self::start_with(files, "")
+    }
+
+    /// Like `start`, with extra directives inside the `server` block.
+    pub fn start_with(files: &[(&str, &[u8])], server_extra: &str) -> Nginx {
+        let nginx = require("nginx", &["/usr/sbin/nginx"]);
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let path = dir.path().join("www").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("www")).unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        for attempt in 0..5 {
+            let port = free_port();
+            let d = dir.path().display();
+            let conf = format!(
+                r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  log_format tg '$request|auth=$http_authorization|cookie=$http_cookie|subject=$http_x_auth_subject|xff=$http_x_forwarded_for|host=$http_host|$status';
+  access_log {d}/access.log tg;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  types {{ text/plain txt; image/svg+xml svg; application/octet-stream bin; }}
+  server {{
+    listen 127.0.0.1:{port};
+    root {d}/www;
+    location / {{ }}
+    {server_extra}
+  }}
+}}
+"#
+            );
+            std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+            let mut child = Command::new(&nginx)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nginx");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            if wait_for_port(addr, &mut child, "nginx") {
+                return Nginx { addr, dir, child };
+            }
+            eprintln!("nginx attempt {attempt} failed; retrying on another port");
+        }
+        panic!("nginx would not start");
+    }
+
+    /// The access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// Access-log lines since the log was `skip` lines long.
+    pub fn lines_after(&self, skip: usize) -> Vec<String> {
+        self.access_log().lines().skip(skip).map(str::to_owned).collect()
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.access_log().lines().count()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `content` to `name` inside `dir`, returning the path.
+pub fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// A test-only HMAC secret, generated per test (64 hex characters, used as
+/// raw bytes), never committed.
+pub fn random_secret() -> Vec<u8> {
+    let mut s = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut s).unwrap();
+    s.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()
+}
+
+/// tollgate running in-process.
+pub struct Tollgate {
+    pub handle: tollgate::Handle,
+    pub metrics: Arc<Metrics>,
+    pub dir: PathBuf,
+}
+
+impl Tollgate {
+    /// Compiles `yaml` (relative paths resolve in `dir`) and starts it on
+    /// ephemeral ports.
+    pub async fn start(yaml: &str, dir: &Path) -> Tollgate {
+        let metrics = Arc::new(Metrics::new(Registry::new()).unwrap());
+        let config = tollgate::config::compile_str(yaml, dir, &metrics).unwrap_or_else(|e| panic!("config:\n{e}"));
+        let handle = tollgate::start(config, metrics.clone()).await.unwrap();
+        Tollgate { handle, metrics, dir: dir.to_path_buf() }
+    }
+
+    pub fn url(&self, target: &str) -> String {
+        format!("http://{}{target}", self.handle.proxy_addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.handle.admin_addr)
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error` code of a JSON error body.
+    pub fn code(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        v["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// An HTTP/1.1 (or h2c prior-knowledge) client.
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn h1() -> Http {
+        Http { client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    pub fn h2c() -> Http {
+        Http { client: Client::builder(TokioExecutor::new()).http2_only(true).build_http() }
+    }
+
+    pub async fn get(&self, url: &str) -> Resp {
+        self.send("GET", url, &[], Bytes::new()).await
+    }
+
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send("GET", url, headers, Bytes::new()).await
+    }
+
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
+        let mut req = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self.client.request(req.body(Full::new(body)).unwrap()).await.expect("request failed");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("read body").to_bytes();
+        Resp { status, headers, body }
+    }
+}
+
+/// Sends raw bytes and reads until the peer closes or goes quiet.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code of the first response in a raw answer.
+pub fn raw_status(answer: &str) -> u16 {
+    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Signs a target with a raw secret, `ttl` seconds from now.
+pub fn sign(secret: &[u8], method: &str, target: &str, ttl: i64, kid: Option<&str>, prefix: Option<&str>) -> String {
+    let exp = (tollgate::auth::unix_now() as i64 + ttl) as u64;
+    tollgate::tools::sign(secret, &tollgate::tools::SignRequest { target, method, exp, kid, prefix }).unwrap()
+}
+
+/// Mints an HS256 JWT with `claims` (exp defaults to now + 300).
+pub fn hs256(secret: &[u8], claims: serde_json::Value) -> String {
+    let mut claims = claims.as_object().cloned().unwrap_or_default();
+    claims.entry("exp").or_insert_with(|| (tollgate::auth::unix_now() + 300).into());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+}
+
+/// Parses a Prometheus text exposition into `name{labels}` → value.
+pub fn metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}

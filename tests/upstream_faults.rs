@@ -1,0 +1,98 @@
+//! Upstream failures: refused, too slow, and cut off mid-body — each must
+//! reach the client as the SPEC §4 answer (or an aborted response), never
+//! with an address or an OS error in the body.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{Http, Tollgate};
+use http_body_util::BodyExt;
+
+fn config(dead: u16, slow: u16, cut: u16) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+upstreams:
+  dead: {{ url: "http://127.0.0.1:{dead}", connect_timeout: 1s }}
+  slow: {{ url: "http://127.0.0.1:{slow}", response_timeout: 500ms }}
+  cut: {{ url: "http://127.0.0.1:{cut}" }}
+routes:
+  - {{ name: dead, prefix: /dead/, upstream: dead, auth: none }}
+  - {{ name: slow, prefix: /slow/, upstream: slow, auth: none }}
+  - {{ name: cut, prefix: /cut/, upstream: cut, auth: none }}
+log: {{ access_log: false }}
+"#
+    )
+}
+
+/// Accepts connections and never answers.
+fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// Announces 10 MiB, sends 64 KiB, then closes.
+fn cutting_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nContent-Type: application/octet-stream\r\n\r\n");
+            let _ = stream.write_all(&[b'x'; 65536]);
+            let _ = stream.flush();
+            drop(stream);
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_slow_and_cut_upstreams() {
+    let dead = common::free_port();
+    let slow = silent_server();
+    let cut = cutting_server();
+    let dir = tempfile::tempdir().unwrap();
+    let tg = Tollgate::start(&config(dead, slow, cut), dir.path()).await;
+    let http = Http::h1();
+
+    let r = http.get(&tg.url("/dead/x")).await;
+    assert_eq!((r.status, r.code().as_str()), (502, "upstream_unavailable"));
+    let body = r.text();
+    for leak in ["127.0.0.1", &dead.to_string(), "refused", "os error", "Connection"] {
+        assert!(!body.contains(leak), "502 body leaks {leak:?}: {body}");
+    }
+
+    let started = Instant::now();
+    let r = http.get(&tg.url("/slow/x")).await;
+    let took = started.elapsed();
+    assert_eq!((r.status, r.code().as_str()), (504, "upstream_timeout"));
+    assert!(took < Duration::from_millis(1500), "504 after {took:?}, timeout is 500ms");
+
+    // The client must see an aborted response, never a complete 200.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let resp = client.get(tg.url("/cut/big.bin").parse().unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "10485760");
+    let read = resp.into_body().collect().await;
+    assert!(read.is_err(), "a truncated upstream body must abort the client's response");
+
+    let m = common::metrics(&http.get(&tg.admin_url("/metrics")).await.text());
+    assert_eq!(m[r#"tollgate_upstream_errors_total{kind="connect",route="dead"}"#], 1.0);
+    assert_eq!(m[r#"tollgate_upstream_errors_total{kind="timeout",route="slow"}"#], 1.0);
+    assert_eq!(m[r#"tollgate_requests_total{outcome="upstream_error",route="slow"}"#], 1.0);
+}
