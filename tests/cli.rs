@@ -123,7 +123,8 @@ fn sign_and_token_commands() {
         tollgate(&["sign", "--key-env", "SIGN_KEY", "--ttl", "10m", "https://f.example/media/a b.jpg?w=1"], &env);
     assert_eq!(code, 1, "a raw space is not a normal path: {out}");
     assert!(err.contains("normal form"), "{err}");
-    let (code, out, _) = tollgate(&["sign", "--key-env", "SIGN_KEY", "--exp", "1893456000", "/media/cat.jpg?w=1"], &env);
+    let (code, out, _) =
+        tollgate(&["sign", "--key-env", "SIGN_KEY", "--exp", "1893456000", "/media/cat.jpg?w=1"], &env);
     assert_eq!(code, 0);
     let url = out.trim();
     assert!(url.starts_with("/media/cat.jpg?w=1&exp=1893456000&sig="), "{url}");

@@ -35,12 +35,8 @@ fn node_jwt(alg: &str, key: &Path, claims: &str, options: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_from_pyjwt_and_node_jsonwebtoken() {
-    let nginx = Nginx::start(&[
-        ("api/report.txt", b"report"),
-        ("ec/x.txt", b"ec"),
-        ("ed/x.txt", b"ed"),
-        ("hs/x.txt", b"hs"),
-    ]);
+    let nginx =
+        Nginx::start(&[("api/report.txt", b"report"), ("ec/x.txt", b"ec"), ("ed/x.txt", b"ed"), ("hs/x.txt", b"hs")]);
     let dir = tempfile::tempdir().unwrap();
     run(Command::new(python()).arg(common::repo().join("tests/py/mint.py")).arg("keys").arg(dir.path()));
     let secret = common::random_secret();

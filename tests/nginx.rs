@@ -154,9 +154,7 @@ async fn tokens_from_every_carrier() {
     // Header: forwarded without Authorization, with the subject header set
     // by tollgate and the client's forged copy dropped.
     let before = s.nginx.line_count();
-    let r = http
-        .get_with(&url("/media/a.txt"), &[("authorization", &bearer), ("x-auth-subject", "mallory")])
-        .await;
+    let r = http.get_with(&url("/media/a.txt"), &[("authorization", &bearer), ("x-auth-subject", "mallory")]).await;
     assert_eq!((r.status, r.text().as_str()), (200, "file a"));
     let line = s.nginx.lines_after(before).pop().unwrap();
     assert!(line.contains("|auth=-|") && line.contains("|subject=alice|"), "{line}");
@@ -241,7 +239,10 @@ async fn routing_and_normal_form() {
         "/public/%zz",
         "http://evil.example/public/hello.txt",
     ] {
-        let answer = raw(s.tg.handle.proxy_addr, format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        let answer = raw(
+            s.tg.handle.proxy_addr,
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         assert_eq!(raw_status(&answer), 400, "{target}: {answer}");
     }
     assert_eq!(s.nginx.lines_after(before).len(), 1, "only the public request reached nginx");

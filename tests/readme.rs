@@ -56,17 +56,16 @@ log: {{ access_log: false }}
     assert_eq!((r.status, r.text().as_str()), (200, "report"), "shell snippet: {shell}");
 
     let python = common::repo().join(".venv/bin/python");
-    let py = snippet("sign-python")
-        + "import os\nprint(sign_url(os.environb[b'SECRET'], os.environ['FILE_PATH']))\n";
-    let url = output(
-        Command::new(python).arg("-c").arg(py).env("SECRET", &secret).env("FILE_PATH", "/media/café noir.jpg"),
-    );
+    let py = snippet("sign-python") + "import os\nprint(sign_url(os.environb[b'SECRET'], os.environ['FILE_PATH']))\n";
+    let url =
+        output(Command::new(python).arg("-c").arg(py).env("SECRET", &secret).env("FILE_PATH", "/media/café noir.jpg"));
     let r = http.get(&tg.url(&url)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "coffee"), "python snippet: {url}");
 
     let node = common::require("node", &["/usr/bin/node"]);
     let js = snippet("sign-node") + "console.log(signUrl(process.env.SECRET, process.env.FILE_PATH));\n";
-    let url = output(Command::new(node).arg("-e").arg(js).env("SECRET", &secret).env("FILE_PATH", "/media/café noir.jpg"));
+    let url =
+        output(Command::new(node).arg("-e").arg(js).env("SECRET", &secret).env("FILE_PATH", "/media/café noir.jpg"));
     let r = http.get(&tg.url(&url)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "coffee"), "node snippet: {url}");
 }

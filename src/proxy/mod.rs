@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod normalize;
+mod object;
 pub mod respond;
 pub mod strip;
 
@@ -200,10 +201,16 @@ async fn pipeline(
                 Some(grant)
             }
         };
-        let pq = forwarded_target(raw_path, raw_query, names, &found)?;
+        let pq = match &route.upstream.s3 {
+            None => forwarded_target(raw_path, raw_query, names, &found)?,
+            Some(s3) => object::target(s3, &route.prefix, &path.decoded, raw_query, grant.as_ref())?,
+        };
         (route, pq, grant)
     };
     check_body(&route, &parts)?;
+    if route.upstream.s3.is_some() && parts.method == Method::PUT && !parts.headers.contains_key(CONTENT_LENGTH) {
+        return Err(Rejection::LengthRequired);
+    }
 
     // strip
     let upstream = &route.upstream;
@@ -220,6 +227,9 @@ async fn pipeline(
         trust_forwarded: rt.config.trust_forwarded_headers,
     };
     strip::upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
+    if let Some(s3) = &upstream.s3 {
+        object::sign(s3, &route, &mut parts)?;
+    }
     let body = if has_body(&parts.method, &parts.headers) {
         RequestBody::new(body, route.max_body)
     } else {
@@ -227,7 +237,10 @@ async fn pipeline(
     };
 
     // forward
-    let resp = upstream.send(Request::from_parts(parts, body)).await.map_err(Rejection::Upstream)?;
+    let mut resp = upstream.send(Request::from_parts(parts, body)).await.map_err(Rejection::Upstream)?;
+    if let Some(s3) = &upstream.s3 {
+        resp = object::response(s3, &route, resp).await?;
+    }
 
     // respond
     Ok(strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier)))

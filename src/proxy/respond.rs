@@ -31,6 +31,15 @@ pub enum Rejection {
     TooLarge,
     /// An upload without the route's required `Content-Type`.
     UnsupportedMediaType,
+    /// An upload to an object store without `Content-Length`.
+    LengthRequired,
+    /// The object store's own refusal (absent key, failed precondition,
+    /// unsatisfiable range), retold without its XML body.
+    Relayed {
+        status: StatusCode,
+        code: &'static str,
+        content_range: Option<HeaderValue>,
+    },
     Upstream(UpstreamError),
 }
 
@@ -46,6 +55,8 @@ impl Rejection {
             Rejection::Auth { denial, .. } => (auth_status(*denial), denial.error.code()),
             Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Rejection::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Rejection::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
+            Rejection::Relayed { status, code, .. } => (*status, code),
             Rejection::Upstream(UpstreamError::Timeout) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             Rejection::Upstream(UpstreamError::BodyTooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Rejection::Upstream(UpstreamError::ClientAborted) => (StatusCode::BAD_REQUEST, AuthError::Malformed.code()),
@@ -56,7 +67,9 @@ impl Rejection {
     /// How the request is counted.
     pub fn outcome(&self) -> Outcome {
         match self {
+            Rejection::Relayed { .. } => Outcome::Forwarded,
             Rejection::NotNormal
+            | Rejection::LengthRequired
             | Rejection::UriTooLong
             | Rejection::HeadersTooLarge
             | Rejection::Upstream(UpstreamError::ClientAborted) => Outcome::Malformed,
@@ -87,6 +100,9 @@ impl Rejection {
         match self {
             Rejection::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, allow);
+            }
+            Rejection::Relayed { content_range: Some(range), .. } => {
+                headers.insert(http::header::CONTENT_RANGE, range);
             }
             Rejection::Auth { denial, bearer } => {
                 if let Some(v) = www_authenticate(denial, bearer) {

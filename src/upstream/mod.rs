@@ -2,6 +2,7 @@
 //! TLS), with connect and response-head timeouts mapped to the errors of
 //! SPEC §4.
 
+pub mod s3;
 pub mod tls;
 
 use std::error::Error as _;
@@ -71,15 +72,21 @@ pub enum UpstreamError {
 /// An upstream with its connection pool.
 pub struct Upstream {
     pub settings: UpstreamSettings,
-    /// `Host` value to send (the upstream's authority).
+    /// `Host` value to send (the upstream's authority, or the bucket's).
     pub host: HeaderValue,
+    /// Set for object stores: requests are mapped to keys and re-signed.
+    pub s3: Option<s3::S3Target>,
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
 }
 
 impl Upstream {
     /// Builds the pooled client (no connection is made yet).
-    pub fn new(settings: UpstreamSettings) -> Result<Self, String> {
-        let host = HeaderValue::from_str(settings.authority.as_str()).map_err(|e| e.to_string())?;
+    pub fn new(settings: UpstreamSettings, s3: Option<s3::S3Target>) -> Result<Self, String> {
+        let host = match &s3 {
+            Some(target) => target.host(settings.authority.as_str()),
+            None => HeaderValue::from_str(settings.authority.as_str()),
+        }
+        .map_err(|e| e.to_string())?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
         connector.set_nodelay(true);
@@ -107,7 +114,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .set_host(false)
             .build(connector);
-        Ok(Upstream { settings, host, client })
+        Ok(Upstream { settings, host, s3, client })
     }
 
     /// Sends a request whose URI is already absolute and waits for the

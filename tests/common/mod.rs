@@ -307,3 +307,58 @@ pub fn metrics(text: &str) -> HashMap<String, f64> {
         })
         .collect()
 }
+
+/// A real S3-compatible server that verifies SigV4: moto_server from the
+/// test venv, made private (authentication on) after seeding.
+pub struct Moto {
+    pub addr: SocketAddr,
+    pub access_key: String,
+    pub secret_key: String,
+    child: Child,
+}
+
+impl Moto {
+    /// Starts moto, creates `bucket` with the seed objects and an IAM user
+    /// allowed `s3:*`, then switches authentication on.
+    pub fn start(bucket: &str, seed: &[(&str, &str)]) -> Moto {
+        let bin = repo().join(".venv/bin/moto_server");
+        assert!(bin.is_file(), "{} is missing: run `make test` (it installs moto)", bin.display());
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            if !wait_for_port(addr, &mut child, "moto_server") {
+                continue;
+            }
+            let seed_json = serde_json::to_string(&seed.iter().cloned().collect::<HashMap<_, _>>()).unwrap();
+            let out = Command::new(repo().join(".venv/bin/python"))
+                .arg(repo().join("tests/py/moto_setup.py"))
+                .arg(format!("http://{addr}"))
+                .arg(bucket)
+                .arg(seed_json)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "moto setup failed: {}", String::from_utf8_lossy(&out.stderr));
+            let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            return Moto {
+                addr,
+                access_key: creds["access_key"].as_str().unwrap().to_owned(),
+                secret_key: creds["secret_key"].as_str().unwrap().to_owned(),
+                child,
+            };
+        }
+        panic!("moto_server would not start");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
