@@ -28,7 +28,6 @@ pub async fn serve(path: PathBuf) -> Result<bool, String> {
     let reload = config.reload;
     let mut watched = Fingerprint::of(&path, &config);
     let handle = server::start(config, metrics.clone()).await.map_err(|e| format!("cannot listen: {e}"))?;
-    jwks::start_all(&handle, None);
     tracing::info!(
         listen = %handle.proxy_addr,
         admin = %handle.admin_addr,

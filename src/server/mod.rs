@@ -6,6 +6,7 @@
 //! then the listener closes, keep-alive connections are told to finish, and
 //! in-flight requests drain up to the deadline.
 
+pub mod timeouts;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -27,7 +28,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
+use crate::proxy::body::ResponseBody;
 use crate::proxy::{self, ConnInfo, Runtime, Shared};
+use timeouts::{Activity, TimedIo, Tracked};
 
 /// Readiness, as `/readyz` reports it.
 #[derive(Debug, Default)]
@@ -131,7 +134,9 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
         shutdown_settings.grace,
         shutdown_settings.drain_timeout,
     ));
-    Ok(Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, proxy_task, admin_task, tls })
+    let handle = Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, proxy_task, admin_task, tls };
+    crate::auth::jwks::start_all(&handle, None);
+    Ok(handle)
 }
 
 /// The HTTP builder with tollgate's limits.
@@ -140,7 +145,9 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // A backstop only: `timeouts::TimedIo` enforces the head and idle
+        // deadlines separately (hyper's timer also runs while idle).
+        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
         .max_headers(limits.max_headers)
         // The buffer must hold the longest request head we answer properly
         // (414/431 come from the service, with exact limits).
@@ -189,7 +196,9 @@ async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let info = ConnInfo { peer, tls: tls.is_some() };
-                let service = service(shared.clone(), info);
+                let activity = Arc::new(Activity::default());
+                let service = service(shared.clone(), info, activity.clone());
+                let stream = TimedIo::new(stream, activity.clone(), limits.header_read_timeout, limits.idle_timeout);
                 let builder = builder.clone();
                 match &tls {
                     None => {
@@ -207,6 +216,9 @@ async fn serve(
                         tokio::spawn(async move {
                             let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
                             if let Ok(Ok(stream)) = handshake {
+                                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                    activity.set_http2();
+                                }
                                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                                 let _ = watcher.watch(conn).await;
                             }
@@ -237,20 +249,26 @@ async fn serve(
     }
 }
 
-/// The service for one connection.
+/// The service for one connection: each request is counted as started, and
+/// as finished when its response body is dropped (see `timeouts`).
 fn service(
     shared: Arc<Shared>,
     info: ConnInfo,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
-    Response = http::Response<proxy::body::ResponseBody>,
+    Response = http::Response<Tracked<ResponseBody>>,
     Error = Infallible,
-    Future = impl Future<Output = Result<http::Response<proxy::body::ResponseBody>, Infallible>> + Send,
+    Future = impl Future<Output = Result<http::Response<Tracked<ResponseBody>>, Infallible>> + Send,
 > + Clone
 + Send
 + 'static {
     service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok(proxy::handle(&shared, req, info).await) }
+        let guard = activity.start();
+        async move {
+            let resp = proxy::handle(&shared, req, info).await;
+            Ok(resp.map(|body| Tracked::new(body, guard)))
+        }
     })
 }

@@ -1,0 +1,313 @@
+//! `tollgate serve` as a process: hot reload (file change with a
+//! Kubernetes-style symlink swap, SIGHUP, invalid files, rotated keys) under
+//! load, and graceful shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Http, Nginx, sign};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// A `tollgate serve` child process with its stderr collected.
+struct Serve {
+    child: Child,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    /// Writes the config through `write` (given the two ports) and starts.
+    fn start(config_path: &Path, write: impl Fn(u16, u16) -> String) -> Serve {
+        for _ in 0..5 {
+            let (p, a) = (common::free_port(), common::free_port());
+            std::fs::write(config_path, write(p, a)).unwrap();
+            if let Some(s) = Self::spawn(config_path, p, a) {
+                return s;
+            }
+        }
+        panic!("tollgate serve would not start");
+    }
+
+    /// Starts against an existing config file whose ports are known.
+    fn spawn(config_path: &Path, proxy_port: u16, admin_port: u16) -> Option<Serve> {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .env_remove("TOLLGATE_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        if !common::wait_for_port(admin, &mut child, "tollgate serve") {
+            return None;
+        }
+        Some(Serve { child, proxy: format!("127.0.0.1:{proxy_port}").parse().unwrap(), admin, logs })
+    }
+
+    fn url(&self, target: &str) -> String {
+        format!("http://{}{target}", self.proxy)
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(
+            Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap().success()
+        );
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    async fn metric(&self, http: &Http, name: &str) -> f64 {
+        let text = http.get(&format!("http://{}/metrics", self.admin)).await.text();
+        common::metrics(&text).get(name).copied().unwrap_or(0.0)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(proxy: u16, admin: u16, upstream: SocketAddr, extra_routes: &str, reload: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{proxy}
+admin: 127.0.0.1:{admin}
+keys:
+  k: {{ hmac: {{ secret_file: ../k.key }} }}
+upstreams:
+  n: {{ url: "http://{upstream}" }}
+routes:
+  - {{ name: a, prefix: /a/, upstream: n, auth: {{ signed_url: {{ keys: [k] }}, jwt: {{ keys: [k] }} }} }}
+{extra_routes}
+reload: {reload}
+log: {{ format: json }}
+shutdown: {{ grace: 1s, drain_timeout: 20s }}
+"#
+    )
+}
+
+/// A Kubernetes ConfigMap volume: `tollgate.yaml -> ..data/tollgate.yaml`,
+/// `..data -> ..<version>`; an update swaps `..data` atomically.
+struct ConfigMapDir {
+    root: PathBuf,
+    version: usize,
+}
+
+impl ConfigMapDir {
+    fn new(root: &Path) -> ConfigMapDir {
+        std::fs::create_dir_all(root).unwrap();
+        let dir = ConfigMapDir { root: root.to_path_buf(), version: 0 };
+        std::os::unix::fs::symlink("..data/tollgate.yaml", root.join("tollgate.yaml")).unwrap();
+        dir
+    }
+
+    fn path(&self) -> PathBuf {
+        self.root.join("tollgate.yaml")
+    }
+
+    fn publish(&mut self, content: &str) {
+        self.version += 1;
+        let name = format!("..v{}", self.version);
+        std::fs::create_dir(self.root.join(&name)).unwrap();
+        std::fs::write(self.root.join(&name).join("tollgate.yaml"), content).unwrap();
+        let tmp = self.root.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&name, &tmp).unwrap();
+        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_loses_no_request() {
+    let nginx = Nginx::start(&[("a/x.txt", b"a"), ("b/x.txt", b"b")]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = common::random_secret();
+    common::write_file(dir.path(), "k.key", &secret);
+    let mut cm = ConfigMapDir::new(&dir.path().join("cm"));
+    let ports = (common::free_port(), common::free_port());
+    let v1 = config(ports.0, ports.1, nginx.addr, "", "{ interval: 200ms }");
+    cm.publish(&v1);
+    let serve = Serve::spawn(&cm.path(), ports.0, ports.1).expect("start");
+    let http = Arc::new(Http::h1());
+
+    // Continuous load on /a/ over keep-alive connections, bounded in time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let url = serve.url(&sign(&secret, "GET", "/a/x.txt", 600, None, None));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (http, url, stop, ok, failed) = (http.clone(), url.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
+                let r = http.get(&url).await;
+                if r.status == 200 { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b_route = "  - { name: b, prefix: /b/, upstream: n, auth: none }";
+    cm.publish(&config(ports.0, ports.1, nginx.addr, b_route, "{ interval: 200ms }"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.get(&serve.url("/b/x.txt")).await.status != 200 {
+        assert!(Instant::now() < deadline, "the new route never appeared:\n{}", serve.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Remove it again, and check the old route keeps serving throughout.
+    cm.publish(&v1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.get(&serve.url("/b/x.txt")).await.status != 404 {
+        assert!(Instant::now() < deadline, "the route was never removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("reload under load: {ok} requests served, {failed} failed, across 2 reloads");
+    assert_eq!(failed, 0);
+    assert!(ok > 100, "too little load to mean anything: {ok}");
+    assert!(serve.metric(&http, r#"tollgate_config_reloads_total{result="ok"}"#).await >= 2.0);
+
+    // One JSON access-log line per request, without credentials.
+    let logs = serve.logs();
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "tollgate::access")
+        .collect();
+    assert!(access.len() >= ok, "{} access lines for {ok} requests", access.len());
+    assert_eq!(access[0]["route"], "a");
+    assert!(access[0]["latency_ms"].is_number() && access[0]["status"] == 200);
+    assert!(!logs.contains("sig=") && !logs.contains("exp="), "a credential reached the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_reload_sighup_and_key_rotation() {
+    let nginx = Nginx::start(&[("a/x.txt", b"a"), ("b/x.txt", b"b")]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_a = common::random_secret();
+    common::write_file(dir.path(), "k.key", &secret_a);
+    std::fs::create_dir(dir.path().join("cfg")).unwrap();
+    let path = dir.path().join("cfg/tollgate.yaml");
+    let serve = Serve::start(&path, |p, a| config(p, a, nginx.addr, "", "{ watch: false }"));
+    let ports = (serve.proxy.port(), serve.admin.port());
+    let http = Http::h1();
+    let signed = serve.url(&sign(&secret_a, "GET", "/a/x.txt", 600, None, None));
+    assert_eq!(http.get(&signed).await.status, 200);
+
+    // An invalid file: every error logged with its path, the old config serves.
+    std::fs::write(&path, "routes:\n  - { name: a, prefix: /a/, upstream: gone, auth: none, colour: red }\n").unwrap();
+    serve.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while serve.metric(&http, r#"tollgate_config_reloads_total{result="error"}"#).await < 1.0 {
+        assert!(Instant::now() < deadline, "the invalid reload was not counted:\n{}", serve.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http.get(&signed).await.status, 200, "the old routes must keep serving");
+    assert!(serve.logs().contains("routes[0].colour"), "{}", serve.logs());
+
+    // SIGHUP applies a valid change (file watching is off here).
+    let b_route = "  - { name: b, prefix: /b/, upstream: n, auth: none }";
+    std::fs::write(&path, config(ports.0, ports.1, nginx.addr, b_route, "{ watch: false }")).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(http.get(&serve.url("/b/x.txt")).await.status, 404, "no reload without SIGHUP when watch is off");
+    serve.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http.get(&serve.url("/b/x.txt")).await.status != 200 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A rotated secret file: verdicts cached under the old key stop counting.
+    let token_a = common::hs256(&secret_a, serde_json::json!({"sub": "u"}));
+    let bearer = format!("Bearer {token_a}");
+    assert_eq!(http.get_with(&serve.url("/a/x.txt"), &[("authorization", &bearer)]).await.status, 200);
+    let secret_b = common::random_secret();
+    common::write_file(dir.path(), "k.key", &secret_b);
+    serve.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http.get_with(&serve.url("/a/x.txt"), &[("authorization", &bearer)]).await.status != 401 {
+        assert!(Instant::now() < deadline, "a token under the removed key is still honoured");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token_b = common::hs256(&secret_b, serde_json::json!({"sub": "u"}));
+    let r = http.get_with(&serve.url("/a/x.txt"), &[("authorization", &format!("Bearer {token_b}"))]).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_slow_download() {
+    let big = vec![b'z'; 1 << 20];
+    let nginx =
+        Nginx::start_with(&[("a/big.bin", &big), ("a/x.txt", b"a")], "location /a/big.bin { limit_rate 384k; }");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = common::random_secret();
+    common::write_file(dir.path(), "k.key", &secret);
+    std::fs::create_dir(dir.path().join("cfg")).unwrap();
+    let path = dir.path().join("cfg/tollgate.yaml");
+    let mut serve = Serve::start(&path, |p, a| config(p, a, nginx.addr, "", "{ watch: false }"));
+    let http = Http::h1();
+    let big_url = sign(&secret, "GET", "/a/big.bin", 600, None, None);
+    let small_url = serve.url(&sign(&secret, "GET", "/a/x.txt", 600, None, None));
+    assert_eq!(http.get(&format!("http://{}/readyz", serve.admin)).await.status, 200);
+
+    // A download that takes ~2.7 s at nginx's rate limit.
+    let proxy = serve.proxy;
+    let download = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(proxy).unwrap();
+        s.write_all(format!("GET {big_url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        all
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    serve.signal("TERM");
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(http.get(&format!("http://{}/readyz", serve.admin)).await.status, 503, "readyz must fail at once");
+
+    // During the grace delay (1 s) new connections are still served.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(Http::h1().get(&small_url).await.status, 200);
+
+    // After it, the listener is closed while the download continues.
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(t0.elapsed())).await;
+    assert!(
+        TcpStream::connect_timeout(&proxy, Duration::from_millis(500)).is_err(),
+        "listener still open after the grace delay"
+    );
+
+    let answer = tokio::task::spawn_blocking(move || download.join().unwrap()).await.unwrap();
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(answer.len() - head_end, 1 << 20, "the in-flight download must complete");
+    let status = serve.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean drain exits 0:\n{}", serve.logs());
+}
