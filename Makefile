@@ -1,5 +1,5 @@
 # tollgate — the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: demo test setup lint bench bench-load fuzz clean
+.PHONY: demo test setup lint release bench bench-load fuzz clean
 
 # Run the self-contained demo (prints URLs to try).
 demo:
@@ -12,6 +12,11 @@ test: setup
 
 setup:
 	tests/setup.sh
+
+# The release binary, exactly as the Dockerfile builds it (CI runs this
+# target too, so a build the image would fail on fails CI first).
+release:
+	cargo build --release --locked
 
 lint:
 	cargo fmt --check

@@ -66,9 +66,7 @@ struct Suite {
 
 impl Suite {
     async fn start() -> Suite {
-        let logs = LogBuffer::default();
-        let _ =
-            tracing_subscriber::fmt().with_env_filter("debug").with_writer(logs.clone()).with_ansi(false).try_init();
+        let logs = log_buffer();
         let rec = Recorder::start();
         let dir = tempfile::tempdir().unwrap();
         let python = common::repo().join(".venv/bin/python");

@@ -45,6 +45,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install cargo-nextest --locked --quiet
 fi
+
 # Kubernetes packaging validators (tests/packaging.rs). hadolint and
 # kubernetes-validate come from requirements.txt above. helm-sdkpy is Helm's
 # own Go library (v4) for `helm lint`; it declares Python >= 3.12 but its

@@ -4,7 +4,7 @@ Helpers. Every helper takes a context shaped like this chart's root context:
 chart that is `.`; a parent chart that includes tollgate as a dependency
 builds one from its own values (see README.md):
 
-  {{- $tollgate := dict "Values" .Values.tollgate "Release" .Release "Chart" (dict "Name" "tollgate") "Template" .Template }}
+  {{- $tollgate := dict "Values" .Values.tollgate "Release" .Release "Chart" (dict "Name" "tollgate") }}
 */}}
 
 {{- define "tollgate.name" -}}
@@ -61,10 +61,9 @@ The tollgate config file: `listen` and `admin` from bindAddress and ports,
 then `config` passed through tpl.
 */}}
 {{- define "tollgate.config" -}}
-{{- $config := deepCopy .Values.config }}
-{{- $_ := set $config "listen" (printf "%s:%d" .Values.bindAddress (int .Values.ports.proxy)) }}
-{{- $_ := set $config "admin" (printf "%s:%d" .Values.bindAddress (int .Values.ports.admin)) }}
-{{- tpl (toYaml $config) . }}
+listen: {{ printf "%s:%d" .Values.bindAddress (int .Values.ports.proxy) | quote }}
+admin: {{ printf "%s:%d" .Values.bindAddress (int .Values.ports.admin) | quote }}
+{{ tpl (toYaml (omit .Values.config "listen" "admin")) . }}
 {{- end }}
 
 {{/*
