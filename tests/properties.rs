@@ -171,8 +171,8 @@ proptest! {
         let lossy = String::from_utf8_lossy(&bytes);
         let _ = check_path(&lossy);
         let _ = query::canonical(&lossy);
-        let _ = tollgate::auth::keys::parse_jwks(&bytes);
-        let _ = tollgate::auth::keys::parse_public_pem(&bytes);
+        let _ = tollgate::auth::keyfile::parse_jwks(&bytes);
+        let _ = tollgate::auth::keyfile::parse_public_pem(&bytes);
     }
 
     /// The config loader reports errors for garbage instead of panicking.

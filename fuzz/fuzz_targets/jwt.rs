@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
 use tollgate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use tollgate::auth::keys::{JwtKey, JwtKeySource};
@@ -12,11 +12,8 @@ use tollgate::auth::keys::{JwtKey, JwtKeySource};
 fn policy() -> &'static JwtPolicy {
     static POLICY: OnceLock<JwtPolicy> = OnceLock::new();
     POLICY.get_or_init(|| {
-        let key = JwtKey {
-            kid: Some("k".into()),
-            algorithms: vec![Algorithm::HS256],
-            decoding: DecodingKey::from_secret(b"fuzz-secret-fuzz-secret-fuzz-secret!!"),
-        };
+        let key = JwtKey::hmac(Some("k".into()), b"fuzz-secret-fuzz-secret-fuzz-secret!!", vec![Algorithm::HS256])
+            .unwrap_or_else(|e| panic!("{e}"));
         let rules = ClaimRules { leeway: 30, path_claim: Some("path".into()), ..ClaimRules::default() };
         JwtPolicy::new(
             vec![JwtKeySource::Static(Arc::new(key))],

@@ -18,7 +18,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::jwt::JwtPolicy;
-use super::keys::{self, JwtKey, JwtKeySource};
+use super::keyfile;
+use super::keys::{JwtKey, JwtKeySource};
 use crate::config::{Config, JwksFetch};
 use crate::proxy::Shared;
 use crate::server::{Handle, Lifecycle};
@@ -56,7 +57,7 @@ pub async fn fetch(spec: &JwksFetch) -> Result<Vec<Arc<JwtKey>>, String> {
         Ok(body.to_bytes())
     };
     let body = tokio::time::timeout(FETCH_TIMEOUT, exchange).await.map_err(|_| "timed out".to_owned())??;
-    let (keys, skipped) = keys::parse_jwks(&body)?;
+    let (keys, skipped) = keyfile::parse_jwks(&body)?;
     for why in skipped {
         tracing::debug!(keyset = %spec.set.name, reason = %why, "JWK skipped");
     }

@@ -1,4 +1,5 @@
-//! Key material: HMAC secrets, PEM public keys and JWK sets.
+//! Key material: HMAC secrets, JWT verification keys and replaceable key
+//! sets (reading PEM files and JWK documents is in `keyfile.rs`).
 //!
 //! Every JWT key is pinned, when it is loaded, to the algorithms of its own
 //! type (an RSA key never verifies an HS256 token, an HMAC secret never an
@@ -12,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use aws_lc_rs::signature::{ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::Algorithm;
 use tokio::sync::{Notify, watch};
 
 /// Smallest HMAC secret accepted, in bytes (SPEC §2).
@@ -86,15 +87,21 @@ impl fmt::Debug for HmacKey {
     }
 }
 
-/// One key that can verify JWTs.
+/// One key that can verify JWTs, parsed once when it is loaded: the request
+/// path never decodes key material.
 pub struct JwtKey {
     /// The `kid` a token names to select this key (`None`: the key has no id
     /// and is tried for tokens without a `kid`).
     pub kid: Option<String>,
     /// The algorithms this key may verify; never empty, one family only.
     pub algorithms: Vec<Algorithm>,
-    /// The verification key.
-    pub decoding: DecodingKey,
+    verifiers: Vec<(Algorithm, Verifier)>,
+}
+
+/// A pre-parsed verification key for one algorithm.
+enum Verifier {
+    Hmac(Box<aws_lc_rs::hmac::Key>),
+    Public(ParsedPublicKey),
 }
 
 impl fmt::Debug for JwtKey {
@@ -103,7 +110,67 @@ impl fmt::Debug for JwtKey {
     }
 }
 
+/// The aws-lc algorithm behind a JWS public-key algorithm.
+fn public_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    use aws_lc_rs::signature as sig;
+    Some(match alg {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        _ => return None,
+    })
+}
+
 impl JwtKey {
+    /// An HMAC secret pinned to `algorithms` (all HS*).
+    pub fn hmac(kid: Option<String>, secret: &[u8], algorithms: Vec<Algorithm>) -> Result<Self, String> {
+        use aws_lc_rs::hmac;
+        let mut verifiers = Vec::with_capacity(algorithms.len());
+        for &alg in &algorithms {
+            let a = match alg {
+                Algorithm::HS256 => hmac::HMAC_SHA256,
+                Algorithm::HS384 => hmac::HMAC_SHA384,
+                Algorithm::HS512 => hmac::HMAC_SHA512,
+                other => return Err(format!("{other:?} cannot be verified with an HMAC secret")),
+            };
+            verifiers.push((alg, Verifier::Hmac(Box::new(hmac::Key::new(a, secret)))));
+        }
+        JwtKey::checked(kid, algorithms, verifiers)
+    }
+
+    /// A public key (SubjectPublicKeyInfo DER, PKCS#1 DER for RSA, a raw EC
+    /// point or a raw Ed25519 key) pinned to `algorithms`. A key that does
+    /// not fit an algorithm (an RSA key for ES256, a P-384 key for ES256) is
+    /// refused here.
+    pub fn public(kid: Option<String>, key: &[u8], algorithms: Vec<Algorithm>) -> Result<Self, String> {
+        let mut verifiers = Vec::with_capacity(algorithms.len());
+        for &alg in &algorithms {
+            let algorithm =
+                public_algorithm(alg).ok_or_else(|| format!("{alg:?} needs an HMAC secret, not a public key"))?;
+            let parsed =
+                ParsedPublicKey::new(algorithm, key).map_err(|e| format!("the key does not fit {alg:?}: {e}"))?;
+            verifiers.push((alg, Verifier::Public(parsed)));
+        }
+        JwtKey::checked(kid, algorithms, verifiers)
+    }
+
+    fn checked(
+        kid: Option<String>,
+        algorithms: Vec<Algorithm>,
+        verifiers: Vec<(Algorithm, Verifier)>,
+    ) -> Result<Self, String> {
+        if algorithms.is_empty() {
+            return Err("a key needs at least one algorithm".to_owned());
+        }
+        Ok(JwtKey { kid, algorithms, verifiers })
+    }
+
     /// Whether this key may verify a token with header `alg` and `kid`.
     pub fn accepts(&self, alg: Algorithm, kid: Option<&str>) -> bool {
         let kid_matches = match (kid, self.kid.as_deref()) {
@@ -112,6 +179,18 @@ impl JwtKey {
             (None, _) => true,
         };
         kid_matches && self.algorithms.contains(&alg)
+    }
+
+    /// Checks `signature` over `message` with this key under `alg`
+    /// (constant time for HMAC).
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        self.verifiers.iter().any(|(a, v)| {
+            *a == alg
+                && match v {
+                    Verifier::Hmac(key) => aws_lc_rs::hmac::verify(key, message, signature).is_ok(),
+                    Verifier::Public(key) => key.verify_sig(message, signature).is_ok(),
+                }
+        })
     }
 }
 
@@ -215,121 +294,6 @@ pub enum JwtKeySource {
     Set(Arc<KeySet>),
 }
 
-/// The default algorithm of a family, used when a key does not say.
-pub fn default_algorithm(family: AlgorithmFamily) -> Algorithm {
-    match family {
-        AlgorithmFamily::Hmac => Algorithm::HS256,
-        AlgorithmFamily::Rsa => Algorithm::RS256,
-        AlgorithmFamily::Ec => Algorithm::ES256,
-        AlgorithmFamily::Ed => Algorithm::EdDSA,
-    }
-}
-
-/// A public key read from PEM, with the algorithm its type pins it to.
-pub struct PemKey {
-    pub decoding: DecodingKey,
-    pub family: AlgorithmFamily,
-    pub default_alg: Algorithm,
-}
-
-const OID_RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
-
-/// Reads a PEM public key (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`).
-pub fn parse_public_pem(pem: &[u8]) -> Result<PemKey, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file".to_owned())?;
-    let label = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
-        .ok_or_else(|| "not a PEM file (no -----BEGIN line)".to_owned())?;
-    match label {
-        "RSA PUBLIC KEY" => {
-            let decoding = DecodingKey::from_rsa_pem(pem).map_err(|e| format!("invalid RSA key: {e}"))?;
-            return Ok(PemKey { decoding, family: AlgorithmFamily::Rsa, default_alg: Algorithm::RS256 });
-        }
-        "PUBLIC KEY" => {}
-        l if l.contains("PRIVATE KEY") => {
-            return Err("this is a private key: give tollgate the public key only".to_owned());
-        }
-        l => return Err(format!("unsupported PEM block {l:?}: expected PUBLIC KEY")),
-    }
-    let body: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map_err(|_| "PEM body is not valid base64".to_owned())?;
-    let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
-    let (family, default_alg, decoding) = if has(OID_RSA) {
-        (AlgorithmFamily::Rsa, Algorithm::RS256, DecodingKey::from_rsa_pem(pem))
-    } else if has(OID_P256) {
-        (AlgorithmFamily::Ec, Algorithm::ES256, DecodingKey::from_ec_pem(pem))
-    } else if has(OID_P384) {
-        (AlgorithmFamily::Ec, Algorithm::ES384, DecodingKey::from_ec_pem(pem))
-    } else if has(OID_ED25519) {
-        (AlgorithmFamily::Ed, Algorithm::EdDSA, DecodingKey::from_ed_pem(pem))
-    } else {
-        return Err("unsupported key type: expected RSA, EC P-256/P-384 or Ed25519".to_owned());
-    };
-    let decoding = decoding.map_err(|e| format!("invalid public key: {e}"))?;
-    Ok(PemKey { decoding, family, default_alg })
-}
-
-/// Parses a JWK set document. Keys that cannot verify signatures (encryption
-/// keys, unknown types, private parts missing) are skipped and reported in
-/// the second list; an empty usable set is an error.
-pub fn parse_jwks(json: &[u8]) -> Result<(Vec<Arc<JwtKey>>, Vec<String>), String> {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        keys: Vec<serde_json::Value>,
-    }
-    let doc: Doc = serde_json::from_slice(json).map_err(|e| format!("not a JWK set: {e}"))?;
-    let mut keys = Vec::new();
-    let mut skipped = Vec::new();
-    for (i, value) in doc.keys.into_iter().enumerate() {
-        match jwk_to_key(value) {
-            Ok(key) => keys.push(Arc::new(key)),
-            Err(why) => skipped.push(format!("keys[{i}]: {why}")),
-        }
-    }
-    if keys.is_empty() {
-        return Err(format!("no usable signing key in the JWK set ({} skipped)", skipped.len()));
-    }
-    Ok((keys, skipped))
-}
-
-fn jwk_to_key(value: serde_json::Value) -> Result<JwtKey, String> {
-    let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("invalid JWK: {e}"))?;
-    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-        return Err("encryption key (use: enc)".to_owned());
-    }
-    let alg = match jwk.common.key_algorithm {
-        // KeyAlgorithm's names are JOSE names; encryption ones do not parse.
-        Some(alg) => format!("{alg:?}").parse::<Algorithm>().map_err(|_| format!("unsupported alg {alg:?}"))?,
-        None => match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-                EllipticCurve::P256 => Algorithm::ES256,
-                EllipticCurve::P384 => Algorithm::ES384,
-                ref other => return Err(format!("unsupported curve {other:?}")),
-            },
-            AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
-            AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
-            _ => return Err("unsupported key type".to_owned()),
-        },
-    };
-    let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("invalid key: {e}"))?;
-    if decoding.family() != alg.family() {
-        return Err(format!("alg {alg:?} does not fit the key type"));
-    }
-    Ok(JwtKey { kid: jwk.common.key_id, algorithms: vec![alg], decoding })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,37 +309,13 @@ mod tests {
     }
 
     #[test]
-    fn private_keys_and_garbage_are_refused() {
-        let private = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        assert!(parse_public_pem(private).is_err_and(|e| e.contains("private key")));
-        assert!(parse_public_pem(b"hello").is_err());
-    }
-
-    #[test]
-    fn jwks_skips_encryption_keys_and_reads_alg() {
-        let doc = br#"{"keys":[
-            {"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA","kid":"h1","alg":"HS512"},
-            {"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB","kid":"e1"},
-            {"kty":"weird","kid":"w"}
-        ]}"#;
-        let (keys, skipped) = parse_jwks(doc).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].kid.as_deref(), Some("h1"));
-        assert_eq!(keys[0].algorithms, vec![Algorithm::HS512]);
-        assert_eq!(skipped.len(), 2);
-        assert!(parse_jwks(br#"{"keys":[]}"#).is_err());
-    }
-
-    #[test]
     fn kid_and_alg_select_keys() {
-        let key = JwtKey {
-            kid: Some("a".into()),
-            algorithms: vec![Algorithm::RS256],
-            decoding: DecodingKey::from_secret(b"x"),
-        };
-        assert!(key.accepts(Algorithm::RS256, Some("a")));
-        assert!(key.accepts(Algorithm::RS256, None));
-        assert!(!key.accepts(Algorithm::RS512, Some("a")));
-        assert!(!key.accepts(Algorithm::RS256, Some("b")));
+        let key = JwtKey::hmac(Some("a".into()), b"x", vec![Algorithm::HS256]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(key.accepts(Algorithm::HS256, Some("a")));
+        assert!(key.accepts(Algorithm::HS256, None));
+        assert!(!key.accepts(Algorithm::HS512, Some("a")));
+        assert!(!key.accepts(Algorithm::HS256, Some("b")));
+        assert!(JwtKey::hmac(None, b"x", vec![Algorithm::RS256]).is_err(), "HMAC secrets verify HS* only");
+        assert!(JwtKey::public(None, b"not a key", vec![Algorithm::HS256]).is_err(), "public keys never verify HS*");
     }
 }

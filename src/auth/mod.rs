@@ -10,6 +10,7 @@ pub mod cache;
 pub mod error;
 pub mod jwks;
 pub mod jwt;
+pub mod keyfile;
 pub mod keys;
 pub mod query;
 pub mod signed_url;

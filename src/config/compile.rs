@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, Method, Uri};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
@@ -23,6 +23,7 @@ use super::{
     ShutdownSettings, TlsSettings,
 };
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
+use crate::auth::keyfile;
 use crate::auth::keys::{self, HmacKey, JwtKey, JwtKeySource, KeySet, MIN_SECRET_LEN};
 use crate::auth::signed_url::{self, SignedUrlPolicy};
 use crate::auth::{CacheSettings, RouteAuth};
@@ -357,10 +358,14 @@ impl Compiler {
         if let Some(secret) = raw.hmac {
             let secret = self.secret(&format!("{path}.hmac"), secret)?;
             let algorithms = self.algorithms(path, raw.algorithms, AlgorithmFamily::Hmac, Algorithm::HS256)?;
-            return Some(CompiledKey::Hmac {
-                signer: Arc::new(HmacKey::new(kid.clone(), &secret)),
-                jwt: Arc::new(JwtKey { kid: Some(kid), algorithms, decoding: DecodingKey::from_secret(&secret) }),
-            });
+            let jwt = match JwtKey::hmac(Some(kid.clone()), &secret, algorithms) {
+                Ok(k) => k,
+                Err(why) => {
+                    self.error(format!("{path}.algorithms"), why);
+                    return None;
+                }
+            };
+            return Some(CompiledKey::Hmac { signer: Arc::new(HmacKey::new(kid, &secret)), jwt: Arc::new(jwt) });
         }
         if let Some(file) = raw.public_key_file {
             let pem = match self.read(&file) {
@@ -370,7 +375,7 @@ impl Compiler {
                     return None;
                 }
             };
-            let parsed = match keys::parse_public_pem(&pem) {
+            let parsed = match keyfile::parse_public_pem(&pem) {
                 Ok(k) => k,
                 Err(why) => {
                     self.error(format!("{path}.public_key_file"), why);
@@ -378,11 +383,13 @@ impl Compiler {
                 }
             };
             let algorithms = self.algorithms(path, raw.algorithms, parsed.family, parsed.default_alg)?;
-            return Some(CompiledKey::Public(Arc::new(JwtKey {
-                kid: Some(kid),
-                algorithms,
-                decoding: parsed.decoding,
-            })));
+            return match JwtKey::public(Some(kid), &parsed.der, algorithms) {
+                Ok(key) => Some(CompiledKey::Public(Arc::new(key))),
+                Err(why) => {
+                    self.error(format!("{path}.algorithms"), why);
+                    None
+                }
+            };
         }
         if raw.algorithms.is_some() || raw.kid.is_some() {
             self.error(path, "kid and algorithms come from the JWK set itself");
@@ -396,7 +403,7 @@ impl Compiler {
                     return None;
                 }
             };
-            return match keys::parse_jwks(&text) {
+            return match keyfile::parse_jwks(&text) {
                 Ok((set, _skipped)) => Some(CompiledKey::Set(Arc::new(KeySet::new(name, set)))),
                 Err(why) => {
                     self.error(format!("{path}.jwks_file"), why);

@@ -1,0 +1,179 @@
+//! Microbenchmarks of the request hot path: signed-URL verification, JWT
+//! verification uncached (HS256, RS256, ES256, EdDSA) against the raw
+//! signature check of the crypto library, the cache-hit path, canonical
+//! query, normal-form check, and building the upstream head.
+//!
+//! `cargo bench --bench micro` for numbers; `cargo bench --bench micro --
+//! --test` runs every benchmark once (CI's smoke mode).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PKCS_RSA_SHA256};
+use serde_json::json;
+use tollgate::auth::cache::{CacheSettings, VerifyCache};
+use tollgate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
+use tollgate::auth::keyfile::parse_public_pem;
+use tollgate::auth::keys::{HmacKey, JwtKey, JwtKeySource};
+use tollgate::auth::query::{self, CredentialNames, Found};
+use tollgate::auth::signed_url::{self, SignedUrlPolicy};
+use tollgate::auth::{AuthRequest, Verifier, authorize};
+use tollgate::proxy::normalize::check_path;
+use tollgate::proxy::strip::{self, Forward};
+
+const SECRET: &[u8] = b"benchmark-secret-benchmark-secret-0123456789";
+const SIGNED: CredentialNames<'static> = CredentialNames { signed_url: true, token: None };
+
+fn signed_target() -> String {
+    let key = HmacKey::new("k", SECRET);
+    signed_url::sign_target(&key, "GET", "/media/photos/2026/cat.jpg?w=200&format=webp", 4_000_000_000, None, None)
+        .unwrap()
+}
+
+fn bench_signed_url(c: &mut Criterion) {
+    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None };
+    let target = signed_target();
+    c.bench_function("signed_url/verify_uncached", |b| {
+        b.iter(|| {
+            let (path, q) = black_box(&target).split_once('?').unwrap();
+            let normal = check_path(path).unwrap();
+            let found = query::scan(q, SIGNED).unwrap();
+            signed_url::verify(&policy, "GET", &normal.decoded, q, &found, 1_900_000_000).unwrap();
+        })
+    });
+}
+
+fn policy_for(key: JwtKey) -> JwtPolicy {
+    JwtPolicy::new(
+        vec![JwtKeySource::Static(Arc::new(key))],
+        Carriers { header: true, ..Carriers::default() },
+        "token".into(),
+        "c".into(),
+        ClaimRules { leeway: 30, path_claim: Some("path".into()), ..ClaimRules::default() },
+        vec![("sub".into(), HeaderName::from_static("x-auth-subject"))],
+    )
+}
+
+fn claims() -> serde_json::Value {
+    json!({"sub": "user-1234", "path": ["/media/*"], "aud": "media", "exp": 4_000_000_000u64, "iat": 1_700_000_000u64})
+}
+
+fn bench_jwt(c: &mut Criterion) {
+    let mut group = c.benchmark_group("jwt/verify_uncached");
+    let hs = JwtKey::hmac(None, SECRET, vec![Algorithm::HS256]).unwrap();
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+    let policy = policy_for(hs);
+    group.bench_function("HS256", |b| {
+        b.iter(|| policy.verify(black_box(&token), "/media/a.jpg", 1_900_000_000).unwrap())
+    });
+
+    let mut raw_rs256 = None;
+    for (name, alg, rcgen_alg) in [
+        ("RS256", Algorithm::RS256, &PKCS_RSA_SHA256),
+        ("ES256", Algorithm::ES256, &PKCS_ECDSA_P256_SHA256),
+        ("EdDSA", Algorithm::EdDSA, &PKCS_ED25519),
+    ] {
+        let pair = KeyPair::generate_for(rcgen_alg).unwrap();
+        let private = pair.serialize_pem();
+        let encoding = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(private.as_bytes()),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(private.as_bytes()),
+            _ => EncodingKey::from_ed_pem(private.as_bytes()),
+        }
+        .unwrap();
+        let token = jsonwebtoken::encode(&Header::new(alg), &claims(), &encoding).unwrap();
+        let public = parse_public_pem(pair.public_key_pem().as_bytes()).unwrap();
+        let policy = policy_for(JwtKey::public(None, &public.der, vec![alg]).unwrap());
+        group.bench_function(name, |b| {
+            b.iter(|| policy.verify(black_box(&token), "/media/a.jpg", 1_900_000_000).unwrap())
+        });
+        if alg == Algorithm::RS256 {
+            raw_rs256 = Some((pair.public_key_raw().to_vec(), token));
+        }
+    }
+    group.finish();
+
+    // The floor: aws-lc's RSA verification of the same signature, nothing else.
+    let (spki, token) = raw_rs256.unwrap();
+    let (message, sig) = token.rsplit_once('.').unwrap();
+    let sig = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig).unwrap();
+    let key =
+        aws_lc_rs::signature::ParsedPublicKey::new(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, spki).unwrap();
+    c.bench_function("jwt/raw_aws_lc_rs256_verify", |b| {
+        b.iter(|| key.verify_sig(black_box(message.as_bytes()), black_box(&sig)).unwrap())
+    });
+}
+
+fn bench_cache_hit(c: &mut Criterion) {
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+    let hs = JwtKey::hmac(None, SECRET, vec![Algorithm::HS256]).unwrap();
+    let auth = tollgate::auth::RouteAuth { signed_url: None, jwt: Some(policy_for(hs)) };
+    let cache = VerifyCache::new(CacheSettings::default());
+    let metrics = tollgate::metrics::Metrics::new(prometheus::Registry::new()).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let found = Found::default();
+    let now = tollgate::auth::unix_now();
+    let req = AuthRequest { method: "GET", path: "/media/a.jpg", query: "", found: &found, headers: &headers };
+    let verifier = Verifier { cache: &cache, counters: &metrics.cache, now };
+    authorize(&auth, 1, &req, &verifier).unwrap();
+    c.bench_function("cache/hit_authorize", |b| b.iter(|| authorize(&auth, 1, black_box(&req), &verifier).unwrap()));
+}
+
+fn bench_parsing(c: &mut Criterion) {
+    let q = "w=200&format=web+p&a=%7e&lang=en&exp=1893456000&sig=9Cx0CpyAgO2USUP3-Vn4ePJW-WbbtyNsmiTiu_kLqac";
+    c.bench_function("query/canonical", |b| b.iter(|| query::canonical(black_box(q)).unwrap()));
+    c.bench_function("normalize/plain", |b| b.iter(|| check_path(black_box("/media/photos/2026/cat.jpg")).unwrap()));
+    c.bench_function("normalize/encoded", |b| {
+        b.iter(|| check_path(black_box("/media/photos/caf%C3%A9%20noir/cat%201.jpg")).unwrap())
+    });
+
+    let found = query::scan(q, SIGNED).unwrap();
+    let host = HeaderValue::from_static("127.0.0.1:8081");
+    let scheme = http::uri::Scheme::HTTP;
+    let authority: http::uri::Authority = "127.0.0.1:8081".parse().unwrap();
+    let template = Request::builder()
+        .uri(format!("/media/cat.jpg?{q}"))
+        .header("host", "files.example.com")
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) benchmark")
+        .header("accept", "image/avif,image/webp,*/*")
+        .header("accept-encoding", "gzip, deflate, br")
+        .header("connection", "keep-alive")
+        .header("cookie", "session=abc; theme=dark")
+        .body(())
+        .unwrap();
+    let peer = "10.1.2.3:40000".parse().unwrap();
+    c.bench_function("strip/upstream_head", |b| {
+        b.iter_batched(
+            || template.clone().into_parts().0,
+            |mut parts| {
+                let stripped = query::strip(q, SIGNED, &found).unwrap();
+                let pq = format!("/media/cat.jpg?{stripped}").try_into().unwrap();
+                let forward = Forward {
+                    scheme: &scheme,
+                    authority: &authority,
+                    host: Some(&host),
+                    path_and_query: pq,
+                    grant: None,
+                    cookie: None,
+                    claim_headers: &[],
+                    peer,
+                    tls: false,
+                    trust_forwarded: false,
+                };
+                strip::upstream_head(&mut parts, forward).unwrap();
+                parts
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench_signed_url, bench_jwt, bench_cache_hit, bench_parsing);
+criterion_main!(benches);
