@@ -138,11 +138,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The async runtime: one worker thread per CPU unless
+/// `TOLLGATE_WORKER_THREADS` says otherwise.
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("TOLLGATE_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        builder.worker_threads(n.max(1));
+    }
+    if let Some(n) = std::env::var("TOLLGATE_EVENT_INTERVAL").ok().and_then(|v| v.parse::<u32>().ok()) {
+        builder.event_interval(n);
+    }
+    builder.enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 fn run(command: Command) -> Result<ExitCode, String> {

@@ -145,9 +145,10 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // A backstop only: `timeouts::TimedIo` enforces the head and idle
-        // deadlines separately (hyper's timer also runs while idle).
-        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
+        // `timeouts::TimedIo` enforces the head and idle deadlines; hyper's
+        // own head timer would also run while idle, and cost a timer
+        // operation per request.
+        .header_read_timeout(None)
         .max_headers(limits.max_headers)
         // The buffer must hold the longest request head we answer properly
         // (414/431 come from the service, with exact limits).

@@ -136,16 +136,17 @@ impl<T> TimedIo<T> {
         }
     }
 
-    /// When the connection must be closed if nothing changes.
-    fn deadline(&mut self) -> Option<Instant> {
+    /// The next deadline, and whether it closes the connection (`false`
+    /// while a request runs: then it only schedules another look).
+    fn deadline(&mut self) -> (Instant, bool) {
         let (started, finished) = self.activity.counts();
         if let Some((deadline, at)) = self.head {
             if started == at {
-                return Some(deadline);
+                return (deadline, true);
             }
             self.head = None;
         }
-        (started == finished).then(|| self.last_io + self.idle_timeout)
+        (self.last_io + self.idle_timeout, started == finished)
     }
 }
 
@@ -168,19 +169,30 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {}
         }
-        let Some(deadline) = this.deadline() else {
-            return Poll::Pending;
-        };
-        if Instant::now() >= deadline {
-            return Poll::Ready(Err(timed_out()));
-        }
-        if this.sleep_at != Some(deadline) {
-            this.sleep.as_mut().reset(deadline);
-            this.sleep_at = Some(deadline);
-        }
-        match this.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(timed_out())),
-            Poll::Pending => Poll::Pending,
+        // One timer per connection, armed lazily: activity only moves the
+        // deadline later, so an armed timer that is not too late is kept and
+        // looked at again when it fires (no timer operation per request). It
+        // stays armed while a request runs, so the end of a response needs
+        // no wake-up of its own.
+        loop {
+            let (deadline, enforce) = this.deadline();
+            let now = Instant::now();
+            if now >= deadline {
+                if enforce {
+                    return Poll::Ready(Err(timed_out()));
+                }
+                // A request is running: the connection is not idle.
+                this.last_io = now;
+                continue;
+            }
+            if this.sleep_at.is_none_or(|at| at > deadline) {
+                this.sleep.as_mut().reset(deadline);
+                this.sleep_at = Some(deadline);
+            }
+            match this.sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => this.sleep_at = None,
+            }
         }
     }
 }
