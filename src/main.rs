@@ -12,6 +12,9 @@ use tollgate::config::{self, DEFAULT_PATH};
 use tollgate::metrics::Metrics;
 use tollgate::tools::{self, SignRequest, TokenKey};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",
@@ -138,17 +141,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The async runtime: one worker thread per CPU unless
-/// `TOLLGATE_WORKER_THREADS` says otherwise.
+/// The control-plane runtime: admin listener, signals, reloads, JWKS. The
+/// proxy's worker threads run runtimes of their own (see `server`).
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("TOLLGATE_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
-        builder.worker_threads(n.max(1));
-    }
-    if let Some(n) = std::env::var("TOLLGATE_EVENT_INTERVAL").ok().and_then(|v| v.parse::<u32>().ok()) {
-        builder.event_interval(n);
-    }
-    builder.enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 fn run(command: Command) -> Result<ExitCode, String> {

@@ -210,9 +210,18 @@ impl Compiler {
             watch: file.reload.watch.unwrap_or(true),
             interval: file.reload.interval.map_or(Duration::from_secs(2), |d| d.0),
         };
+        let workers = match file.workers {
+            Some(0) => {
+                self.error("workers", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         Some(Config {
             listen: listen?,
             admin: admin?,
+            workers,
             routes: RouteTable::new(routes),
             cache,
             log,

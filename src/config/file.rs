@@ -21,6 +21,8 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     /// Admin listener (metrics and probes), `host:port`.
     pub admin: Option<String>,
+    /// Worker threads, each with its own listener and pools (default: one per CPU).
+    pub workers: Option<usize>,
     #[serde(default)]
     pub keys: Mapping,
     #[serde(default)]

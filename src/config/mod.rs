@@ -136,6 +136,8 @@ pub struct JwksFetch {
 pub struct Config {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// Worker threads serving the proxy listener.
+    pub workers: usize,
     pub routes: RouteTable,
     pub cache: CacheSettings,
     pub log: LogSettings,

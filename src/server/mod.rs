@@ -1,5 +1,13 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS)
-//! on one listener, a connection limit, and graceful drain.
+//! The accept loops: HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS),
+//! a connection limit, and graceful drain.
+//!
+//! Thread per core, as nginx and HAProxy do: each worker thread runs its own
+//! single-threaded runtime and its own upstream connection pools, so a
+//! request and the upstream connection that serves it never hop between
+//! threads. One acceptor on the caller's runtime hands each new connection to
+//! the worker with the fewest open connections (kernel `SO_REUSEPORT`
+//! hashing balances a few dozen connections badly). The caller's runtime
+//! also keeps the control plane: admin listener, signals, reloads, JWKS.
 //!
 //! Shutdown sequence (SIGTERM): `/readyz` turns 503 at once; connections are
 //! still accepted for the grace delay so the endpoint can leave the Service;
@@ -13,7 +21,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -22,8 +30,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Limits};
@@ -62,7 +70,7 @@ pub struct Handle {
     pub shared: Arc<Shared>,
     pub lifecycle: Arc<Lifecycle>,
     shutdown: watch::Sender<bool>,
-    proxy_task: JoinHandle<bool>,
+    workers: Vec<oneshot::Receiver<bool>>,
     admin_task: JoinHandle<()>,
     tls: Option<Arc<tls::TlsReloader>>,
 }
@@ -74,10 +82,13 @@ impl Handle {
         self.shutdown.send_replace(true);
     }
 
-    /// Waits until the proxy has drained. `true` when every in-flight
+    /// Waits until every worker has drained. `true` when every in-flight
     /// request finished before the deadline.
     pub async fn wait(self) -> bool {
-        let clean = self.proxy_task.await.unwrap_or(false);
+        let mut clean = true;
+        for worker in self.workers {
+            clean &= worker.await.unwrap_or(false);
+        }
         self.admin_task.abort();
         clean
     }
@@ -89,7 +100,8 @@ impl Handle {
     }
 
     /// Swaps in a new configuration; requests in flight finish on the old one.
-    /// Listener addresses and TLS files are not changed by a reload.
+    /// Listener addresses, worker count and TLS files are not changed by a
+    /// reload.
     pub fn swap(&self, config: Config) {
         self.shared.runtime.store(Arc::new(Runtime::new(config)));
     }
@@ -103,7 +115,8 @@ impl Handle {
     }
 }
 
-/// Binds both listeners and serves until shutdown.
+/// Binds the listeners, starts the worker threads, and serves until
+/// shutdown; the acceptor and admin listener run on the caller's runtime.
 pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> {
     let listener = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin).await?;
@@ -111,6 +124,7 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
     let admin_addr = admin.local_addr()?;
     let limits = config.limits;
     let shutdown_settings = config.shutdown;
+    let worker_count = config.workers.max(1);
     let tls = match &config.tls {
         Some(settings) => Some(Arc::new(tls::TlsReloader::new(settings.clone()).map_err(io::Error::other)?)),
         None => None,
@@ -125,18 +139,102 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
     if let Some(t) = &tls {
         tokio::spawn(tls::watch(t.clone(), rx.clone()));
     }
-    let proxy_task = tokio::spawn(serve(
-        listener,
-        shared.clone(),
-        limits,
-        tls.clone(),
-        rx,
-        shutdown_settings.grace,
-        shutdown_settings.drain_timeout,
-    ));
-    let handle = Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, proxy_task, admin_task, tls };
+    let mut slots = Vec::with_capacity(worker_count);
+    let mut workers = Vec::with_capacity(worker_count);
+    for id in 0..worker_count {
+        let (conns, incoming) = mpsc::unbounded_channel();
+        let (done, finished) = oneshot::channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            shared: shared.clone(),
+            limits,
+            tls: tls.clone(),
+            drain: shutdown_settings.drain_timeout,
+            open: open.clone(),
+        };
+        std::thread::Builder::new().name(format!("tollgate-worker-{id}")).spawn(move || {
+            crate::upstream::set_worker(id);
+            let clean = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(worker.serve(incoming)),
+                Err(e) => {
+                    tracing::error!(error = %e, "Worker cannot start its runtime");
+                    false
+                }
+            };
+            let _ = done.send(clean);
+        })?;
+        slots.push(Slot { conns, open });
+        workers.push(finished);
+    }
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::spawn(accept(listener, slots, permits, limits.max_connections, rx, shutdown_settings.grace));
+    let handle = Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, workers, admin_task, tls };
     crate::auth::jwks::start_all(&handle, None);
     Ok(handle)
+}
+
+/// A connection on its way to a worker, with its share of the limit.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The acceptor's view of a worker.
+struct Slot {
+    conns: mpsc::UnboundedSender<Accepted>,
+    /// Connections the worker holds open now.
+    open: Arc<AtomicUsize>,
+}
+
+/// Accepts until the grace delay after shutdown has passed, handing each
+/// connection to the least busy worker; then closes the listener (which
+/// tells the workers to drain).
+async fn accept(
+    listener: TcpListener,
+    slots: Vec<Slot>,
+    permits: Arc<Semaphore>,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let grace_over = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    tokio::pin!(grace_over);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "Accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(limit = max_connections, "Connection limit reached; closing new connection");
+                    continue;
+                };
+                let Ok(stream) = stream.into_std() else { continue };
+                let Some(slot) = slots.iter().min_by_key(|s| s.open.load(Ordering::Relaxed)) else { continue };
+                slot.open.fetch_add(1, Ordering::Relaxed);
+                if slot.conns.send(Accepted { stream, peer, permit }).is_err() {
+                    slot.open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::error!("A worker is gone; connection dropped");
+                }
+            }
+            _ = shutdown.changed(), if !stopping => {
+                tracing::info!(grace_ms = grace.as_millis() as u64, "Shutdown requested; readiness is now 503");
+                stopping = true;
+                grace_over.as_mut().reset(tokio::time::Instant::now() + grace);
+            }
+            () = &mut grace_over, if stopping => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("Listener closed; draining");
 }
 
 /// The HTTP builder with tollgate's limits.
@@ -164,89 +262,79 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve(
-    listener: TcpListener,
+/// One worker thread's share of the proxy.
+struct Worker {
     shared: Arc<Shared>,
     limits: Limits,
     tls: Option<Arc<tls::TlsReloader>>,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
     drain: Duration,
-) -> bool {
-    let builder = Arc::new(builder(&limits));
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let grace_over = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
-    tokio::pin!(grace_over);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "Accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::warn!(limit = limits.max_connections, "Connection limit reached; closing new connection");
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let info = ConnInfo { peer, tls: tls.is_some() };
-                let activity = Arc::new(Activity::default());
-                let service = service(shared.clone(), info, activity.clone());
-                let stream = TimedIo::new(stream, activity.clone(), limits.header_read_timeout, limits.idle_timeout);
-                let builder = builder.clone();
-                match &tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        let fut = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            let _ = fut.await;
-                            drop(permit);
-                        });
-                    }
-                    Some(tls) => {
-                        let acceptor = tls.acceptor();
-                        let watcher = graceful.watcher();
-                        let timeout = limits.header_read_timeout;
-                        tokio::spawn(async move {
-                            let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
-                            if let Ok(Ok(stream)) = handshake {
-                                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                                    activity.set_http2();
-                                }
-                                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                                let _ = watcher.watch(conn).await;
+    open: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    /// Serves the connections handed over until the acceptor stops, then
+    /// drains. `true` when every connection finished before the deadline.
+    async fn serve(self, mut incoming: mpsc::UnboundedReceiver<Accepted>) -> bool {
+        let Worker { shared, limits, tls, drain, open } = self;
+        let builder = Arc::new(builder(&limits));
+        let graceful = GracefulShutdown::new();
+        while let Some(Accepted { stream, peer, permit }) = incoming.recv().await {
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                open.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let info = ConnInfo { peer, tls: tls.is_some() };
+            let activity = Arc::new(Activity::default());
+            let service = service(shared.clone(), info, activity.clone());
+            let stream = TimedIo::new(stream, activity.clone(), limits.header_read_timeout, limits.idle_timeout);
+            let builder = builder.clone();
+            // Released when the connection ends, however it ends.
+            let done = OpenGuard(open.clone(), permit);
+            match &tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let fut = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = fut.await;
+                        drop(done);
+                    });
+                }
+                Some(tls) => {
+                    let acceptor = tls.acceptor();
+                    let watcher = graceful.watcher();
+                    let timeout = limits.header_read_timeout;
+                    tokio::spawn(async move {
+                        let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+                        if let Ok(Ok(stream)) = handshake {
+                            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                activity.set_http2();
                             }
-                            drop(permit);
-                        });
-                    }
+                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                            let _ = watcher.watch(conn).await;
+                        }
+                        drop(done);
+                    });
                 }
             }
-            _ = shutdown.changed(), if !stopping => {
-                tracing::info!(grace_ms = grace.as_millis() as u64, "Shutdown requested; readiness is now 503");
-                stopping = true;
-                grace_over.as_mut().reset(tokio::time::Instant::now() + grace);
+        }
+        tokio::select! {
+            () = graceful.shutdown() => true,
+            () = tokio::time::sleep(drain) => {
+                tracing::warn!(deadline_ms = drain.as_millis() as u64, "Drain deadline reached; closing remaining connections");
+                false
             }
-            () = &mut grace_over, if stopping => break,
         }
     }
-    drop(listener);
-    tracing::info!(connections = graceful.count(), "Listener closed; draining");
-    tokio::select! {
-        () = graceful.shutdown() => {
-            tracing::info!("Drained");
-            true
-        }
-        () = tokio::time::sleep(drain) => {
-            tracing::warn!(deadline_ms = drain.as_millis() as u64, "Drain deadline reached; closing remaining connections");
-            false
-        }
+}
+
+/// Counts a connection out of its worker and (by dropping the permit) the
+/// global limit.
+struct OpenGuard(Arc<AtomicUsize>, #[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -5,8 +5,10 @@
 pub mod s3;
 pub mod tls;
 
+use std::cell::Cell;
 use std::error::Error as _;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -76,7 +78,24 @@ pub struct Upstream {
     pub host: HeaderValue,
     /// Set for object stores: requests are mapped to keys and re-signed.
     pub s3: Option<s3::S3Target>,
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    connector: HttpsConnector<HttpConnector>,
+    /// One pool per worker thread, made on first use: a pooled connection
+    /// is driven by the thread that uses it.
+    clients: Box<[OnceLock<UpstreamClient>]>,
+}
+
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+
+/// Most worker threads with pools of their own (more share them).
+const MAX_POOLS: usize = 64;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as worker `id` (selects its connection pools).
+pub fn set_worker(id: usize) {
+    WORKER.with(|w| w.set(id % MAX_POOLS));
 }
 
 impl Upstream {
@@ -107,20 +126,28 @@ impl Upstream {
             None => builder,
         };
         let connector = builder.enable_http1().wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
-        Ok(Upstream { settings, host, s3, client })
+        let clients = (0..MAX_POOLS).map(|_| OnceLock::new()).collect();
+        Ok(Upstream { settings, host, s3, connector, clients })
+    }
+
+    /// This worker's pooled client.
+    fn client(&self) -> &UpstreamClient {
+        let slot = &self.clients[WORKER.with(Cell::get)];
+        slot.get_or_init(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(self.settings.pool_idle_timeout)
+                .pool_max_idle_per_host(self.settings.pool_max_idle)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .set_host(false)
+                .build(self.connector.clone())
+        })
     }
 
     /// Sends a request whose URI is already absolute and waits for the
     /// response head, at most `response_timeout`.
     pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.settings.response_timeout, self.client.request(req)).await {
+        match tokio::time::timeout(self.settings.response_timeout, self.client().request(req)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(classify(&e)),
