@@ -12,9 +12,6 @@ use tollgate::config::{self, DEFAULT_PATH};
 use tollgate::metrics::Metrics;
 use tollgate::tools::{self, SignRequest, TokenKey};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "tollgate",
