@@ -6,9 +6,25 @@ demo:
 	cargo run --release -- demo
 
 # Install the test dependencies (nginx, promtool, Python and npm packages)
-# and run the whole test suite.
+# and run the whole test suite (the microbenchmarks run once each, as a
+# smoke test; `make bench` measures).
 test: setup
+	cargo bench --bench micro -- --test
 	cargo nextest run --no-fail-fast
+
+# Microbenchmarks (criterion) and the loopback load benchmark (BENCHMARKS.md).
+bench:
+	cargo bench --bench micro
+
+bench-load:
+	benches/load.sh
+
+# Coverage-guided fuzzing of the parsers, FUZZ_SECONDS per target (cargo-fuzz).
+FUZZ_SECONDS ?= 600
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in normalize query signed_url jwt config; do \
+		cargo fuzz run -s none -O $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
 
 setup:
 	tests/setup.sh

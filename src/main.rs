@@ -158,6 +158,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let _guard = runtime()?.enter();
             match config::load(&config, &metrics) {
                 Ok(c) => {
+                    for w in &c.warnings {
+                        eprintln!("{}: warning: {w}", config.display());
+                    }
                     println!("{}: ok ({} routes)", config.display(), c.routes.len());
                     Ok(ExitCode::SUCCESS)
                 }

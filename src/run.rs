@@ -25,6 +25,9 @@ pub async fn serve(path: PathBuf) -> Result<bool, String> {
     let metrics = Arc::new(Metrics::new(Registry::new()).map_err(|e| e.to_string())?);
     let config = config::load(&path, &metrics).map_err(|e| e.to_string())?;
     crate::logging::init(&config.log);
+    for w in &config.warnings {
+        tracing::warn!(path = %w.path, warning = %w.message, "Configuration");
+    }
     let reload = config.reload;
     let mut watched = Fingerprint::of(&path, &config);
     let handle = server::start(config, metrics.clone()).await.map_err(|e| format!("cannot listen: {e}"))?;

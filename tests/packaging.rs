@@ -651,13 +651,13 @@ fn chart_renders_valid_secure_manifests_for_every_values_example() {
     }
 }
 
-/// The values example in docs/kubernetes.md ("Deploy on Kubernetes")
+/// The values example in README.md ("Deploy on Kubernetes")
 /// lints, renders valid manifests and a config `tollgate check` accepts.
 #[test]
 fn documented_values_example_lints_renders_and_passes_check() {
-    let doc = read("docs/kubernetes.md");
+    let doc = read("README.md");
     let mut lines = doc.lines().skip_while(|l| *l != "```yaml my-values");
-    assert!(lines.next().is_some(), "docs/kubernetes.md has no block tagged my-values");
+    assert!(lines.next().is_some(), "README.md has no block tagged my-values");
     let block = lines.take_while(|l| !l.starts_with("```")).collect::<Vec<_>>().join("\n") + "\n";
     let dir = tempfile::tempdir().unwrap();
     let values = common::write_file(dir.path(), "my-values.yaml", block.as_bytes());

@@ -45,7 +45,13 @@ pub fn load(path: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
 
 /// Compiles YAML text; relative file paths resolve against `base`.
 pub fn compile_str(yaml: &str, base: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
-    let mut c = Compiler { base: base.to_path_buf(), errors: Vec::new(), inputs: Vec::new() };
+    let mut c = Compiler {
+        base: base.to_path_buf(),
+        errors: Vec::new(),
+        inputs: Vec::new(),
+        used_keys: BTreeSet::new(),
+        used_upstreams: BTreeSet::new(),
+    };
     let value: Value = serde_yaml_ng::from_str(yaml).map_err(|e| one_error("", format!("invalid YAML: {e}")))?;
     if value.is_null() {
         return Err(one_error("", "the file is empty".to_owned()));
@@ -74,6 +80,8 @@ struct Compiler {
     errors: Vec<ConfigError>,
     /// Files read while compiling (secrets, keys): watched for reloads.
     inputs: Vec<PathBuf>,
+    used_keys: BTreeSet<String>,
+    used_upstreams: BTreeSet<String>,
 }
 
 fn join(parent: &str, child: &str) -> String {
@@ -177,6 +185,19 @@ impl Compiler {
             }
         }
 
+        // Unused entries are not errors (a key may be staged for rotation),
+        // but usually a typo: `check` shows them.
+        let mut warnings = Vec::new();
+        for (section, names, used) in
+            [("upstreams", &declared_upstreams, &self.used_upstreams), ("keys", &declared_keys, &self.used_keys)]
+        {
+            for name in names.difference(used) {
+                warnings.push(ConfigError {
+                    path: format!("{section}.{name}"),
+                    message: "not used by any route".to_owned(),
+                });
+            }
+        }
         let cache = CacheSettings {
             max_entries: file.cache.max_entries.unwrap_or(CacheSettings::default().max_entries),
             ttl: file.cache.ttl.map_or(CacheSettings::default().ttl, |d| d.0),
@@ -233,6 +254,7 @@ impl Compiler {
             jwks,
             source: None,
             inputs: std::mem::take(&mut self.inputs),
+            warnings,
         })
     }
 
@@ -616,6 +638,7 @@ impl Compiler {
                 "must be a plain path starting with / (no dot segments, //, or %-escapes)",
             );
         }
+        self.used_upstreams.insert(raw.upstream.clone());
         let upstream = match known.upstreams.get(&raw.upstream) {
             Some(u) => Some(u.clone()),
             None => {
@@ -690,6 +713,7 @@ impl Compiler {
     }
 
     fn key_ref<'k>(&mut self, path: &str, name: &str, known: &'k Known<'_>) -> Option<&'k CompiledKey> {
+        self.used_keys.insert(name.to_owned());
         match known.keys.get(name) {
             Some(k) => Some(k),
             None => {
@@ -941,6 +965,16 @@ routes:
             );
         }
         assert!(!errs.iter().any(|e| e.contains("hunter2")), "a secret leaked into an error");
+    }
+
+    #[test]
+    fn unused_keys_and_upstreams_are_warnings() {
+        let dir = secret_dir();
+        let yaml = GOOD.replace("routes:", "  spare: { url: \"http://127.0.0.1:9\" }\nroutes:");
+        let yaml = yaml.replace("keys:\n  media:", "keys:\n  staged: { hmac: { secret_file: good.key } }\n  media:");
+        let config = compile_str(&yaml, dir.path(), &metrics()).unwrap_or_else(|e| panic!("{e}"));
+        let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings, vec!["upstreams.spare: not used by any route", "keys.staged: not used by any route"]);
     }
 
     #[test]

@@ -152,6 +152,8 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Other files it read (secrets, keys); a change to any triggers a reload.
     pub inputs: Vec<PathBuf>,
+    /// Likely mistakes that are not errors (unused keys and upstreams).
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
