@@ -21,7 +21,7 @@ use tollgate::auth::keyfile::parse_public_pem;
 use tollgate::auth::keys::{HmacKey, JwtKey, JwtKeySource};
 use tollgate::auth::query::{self, CredentialNames, Found};
 use tollgate::auth::signed_url::{self, SignedUrlPolicy};
-use tollgate::auth::{AuthRequest, Verifier, authorize};
+use tollgate::auth::{AuthRequest, VerifyContext, authorize};
 use tollgate::proxy::normalize::check_path;
 use tollgate::proxy::strip::{self, Forward};
 
@@ -121,7 +121,7 @@ fn bench_cache_hit(c: &mut Criterion) {
     let found = Found::default();
     let now = tollgate::auth::unix_now();
     let req = AuthRequest { method: "GET", path: "/media/a.jpg", query: "", found: &found, headers: &headers };
-    let verifier = Verifier { cache: &cache, counters: &metrics.cache, now };
+    let verifier = VerifyContext { cache: &cache, counters: &metrics.cache, now };
     authorize(&auth, 1, &req, &verifier).unwrap();
     c.bench_function("cache/hit_authorize", |b| b.iter(|| authorize(&auth, 1, black_box(&req), &verifier).unwrap()));
 }

@@ -11,32 +11,49 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::time::Duration;
+
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::proxy::Shared;
 use crate::proxy::body::ResponseBody;
 use crate::proxy::respond::error_response;
 use crate::server::Lifecycle;
+use crate::server::timeouts::{Activity, TimedIo, Tracked};
 
-/// Serves the admin endpoints until the task is aborted.
+/// Most admin connections open at once (probes and scrapes need a few).
+const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// Serves the admin endpoints until the task is aborted. Connections are
+/// capped and timed out like the proxy's, so this port cannot be used to
+/// exhaust the process's file descriptors.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, lifecycle: Arc<Lifecycle>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(10));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
     let builder = Arc::new(builder);
+    let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
             continue;
         };
         let shared = shared.clone();
         let lifecycle = lifecycle.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
+            let activity = Arc::new(Activity::default());
+            let io = TimedIo::new(stream, activity.clone(), Duration::from_secs(10), Duration::from_secs(30));
             let service = service_fn(move |req| {
-                let resp = answer(&req, &shared, &lifecycle);
+                let guard = activity.start();
+                let resp = answer(&req, &shared, &lifecycle).map(|body| Tracked::new(body, guard));
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder.serve_connection(TokioIo::new(io), service).await;
+            drop(permit);
         });
     }
 }

@@ -32,10 +32,12 @@ pub enum Outcome {
     TooLarge,
     /// The upstream failed or timed out (502/504).
     UpstreamError,
+    /// The client closed the connection before the answer (logged as 499).
+    Aborted,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Forwarded,
         Outcome::Denied,
         Outcome::Malformed,
@@ -43,6 +45,7 @@ impl Outcome {
         Outcome::MethodNotAllowed,
         Outcome::TooLarge,
         Outcome::UpstreamError,
+        Outcome::Aborted,
     ];
 
     pub fn label(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Outcome {
             Outcome::MethodNotAllowed => "method_not_allowed",
             Outcome::TooLarge => "too_large",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::Aborted => "client_aborted",
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, Method};
+use http::Method;
 
 use crate::auth::RouteAuth;
 use crate::metrics::RouteMetrics;
@@ -30,8 +30,6 @@ pub struct Route {
     /// Largest request body, bytes (0: no limit).
     pub max_body: u64,
     pub require_content_type: Option<String>,
-    /// Headers tollgate sets from claims; client copies are always removed.
-    pub claim_headers: Vec<HeaderName>,
     pub metrics: RouteMetrics,
 }
 

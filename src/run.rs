@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::signal::unix::{SignalKind, signal};
@@ -29,7 +30,7 @@ pub async fn serve(path: PathBuf) -> Result<bool, String> {
         tracing::warn!(path = %w.path, warning = %w.message, "Configuration");
     }
     let reload = config.reload;
-    let mut watched = Fingerprint::of(&path, &config);
+    let mut watched = Watched::new(Fingerprint::of(&path, &config));
     let handle = server::start(config, metrics.clone()).await.map_err(|e| format!("cannot listen: {e}"))?;
     tracing::info!(
         listen = %handle.proxy_addr,
@@ -56,8 +57,10 @@ pub async fn serve(path: PathBuf) -> Result<bool, String> {
                 }
             }
             _ = tick.tick(), if reload.watch => {
-                if watched.changed(&path) {
+                if watched.fingerprint.changed(&path) {
                     tracing::info!("Configuration changed on disk: reloading");
+                    reload_now(&handle, &path, &metrics, &mut watched).await;
+                } else if watched.retry_due() {
                     reload_now(&handle, &path, &metrics, &mut watched).await;
                 }
             }
@@ -67,38 +70,85 @@ pub async fn serve(path: PathBuf) -> Result<bool, String> {
     Ok(handle.shutdown().await)
 }
 
+/// How long a failed reload waits before it is tried again by itself (a
+/// ConfigMap can name a Secret entry that lands a moment later).
+const RETRY_FAILED_RELOAD: Duration = Duration::from_secs(10);
+
 /// Compiles the file again and swaps it in, or keeps the current one.
-pub async fn reload_now(handle: &Handle, path: &Path, metrics: &Arc<Metrics>, watched: &mut Fingerprint) -> bool {
-    let result = config::load(path, metrics);
-    match result {
-        Ok(config) => {
-            *watched = Fingerprint::of(path, &config);
-            let old = handle.shared.runtime.load_full();
-            if config.listen != old.config.listen || config.admin != old.config.admin {
-                tracing::warn!("listen and admin addresses change only on restart");
-            }
-            // Keys of a JWKS URL the old config already fetched carry over, so
-            // the swap never leaves a route without keys.
-            jwks::carry_over(&old.config, &config);
-            if let Err(e) = jwks::prime(&config).await {
-                tracing::warn!(error = %e, "Reload refused: a JWKS URL could not be fetched");
-                metrics.reload(false);
-                return false;
-            }
-            handle.swap(config);
-            jwks::start_all(handle, Some(&old.config));
-            metrics.reload(true);
-            tracing::info!("Configuration reloaded");
-            true
-        }
+pub async fn reload_now(handle: &Handle, path: &Path, metrics: &Arc<Metrics>, watched: &mut Watched) -> bool {
+    let config = match config::load(path, metrics) {
+        Ok(config) => config,
         Err(errors) => {
-            watched.refresh_source(path);
-            for e in &errors.0 {
-                tracing::error!(path = %e.path, error = %e.message, "Invalid configuration; keeping the running one");
+            let text = errors.to_string();
+            let new = watched.failed(path, &text, || {
+                for e in &errors.0 {
+                    tracing::error!(path = %e.path, error = %e.message, "Invalid configuration; keeping the running one");
+                }
+            });
+            if new {
+                metrics.reload(false);
             }
-            metrics.reload(false);
-            false
+            return false;
         }
+    };
+    let old = handle.shared.runtime.load_full();
+    for setting in old.config.restart_only_changes(&config) {
+        tracing::warn!(setting, "This setting changes only on restart; the running value stays");
+    }
+    // Keys of a JWKS URL the old config already fetched carry over, so the
+    // swap never leaves a route without keys.
+    jwks::carry_over(&old.config, &config);
+    if let Err(e) = jwks::prime(&config).await {
+        let text = format!("a JWKS URL could not be fetched: {e}");
+        if watched.failed(
+            path,
+            &text,
+            || tracing::error!(error = %text, "Reload refused; keeping the running configuration"),
+        ) {
+            metrics.reload(false);
+        }
+        return false;
+    }
+    let fingerprint = Fingerprint::of(path, &config);
+    for w in &config.warnings {
+        tracing::warn!(path = %w.path, warning = %w.message, "Configuration");
+    }
+    handle.swap(config);
+    jwks::start_all(handle, Some(&old.config));
+    *watched = Watched::new(fingerprint);
+    metrics.reload(true);
+    tracing::info!("Configuration reloaded");
+    true
+}
+
+/// What the reload loop watches, and the state of a failed reload.
+pub struct Watched {
+    pub fingerprint: Fingerprint,
+    /// When to try a failed reload again, and its errors (logged once).
+    retry: Option<(tokio::time::Instant, String)>,
+}
+
+impl Watched {
+    pub fn new(fingerprint: Fingerprint) -> Self {
+        Watched { fingerprint, retry: None }
+    }
+
+    /// Whether a failed reload is due for another try.
+    pub fn retry_due(&self) -> bool {
+        self.retry.as_ref().is_some_and(|(at, _)| tokio::time::Instant::now() >= *at)
+    }
+
+    /// Records a failed reload: the same errors are logged and counted only
+    /// once (`true` when they are new), and the reload is retried later (the
+    /// file it needs may not be there yet).
+    fn failed(&mut self, path: &Path, errors: &str, log: impl FnOnce()) -> bool {
+        let new = self.retry.as_ref().is_none_or(|(_, last)| last != errors);
+        if new {
+            log();
+        }
+        self.fingerprint.source = digest_file(path);
+        self.retry = Some((tokio::time::Instant::now() + RETRY_FAILED_RELOAD, errors.to_owned()));
+        new
     }
 }
 
@@ -127,14 +177,5 @@ impl Fingerprint {
     /// Whether any watched file's content differs.
     pub fn changed(&self, path: &Path) -> bool {
         digest_file(path) != self.source || self.inputs.iter().any(|(p, d)| digest_file(p) != *d)
-    }
-
-    /// Accepts the current source content after a failed reload, so the same
-    /// broken file is reported once, not on every poll.
-    fn refresh_source(&mut self, path: &Path) {
-        self.source = digest_file(path);
-        for (p, d) in &mut self.inputs {
-            *d = digest_file(p);
-        }
     }
 }

@@ -41,21 +41,29 @@ pub struct SignRequest<'a> {
 
 /// Signs a path or URL; returns it with the signed-URL parameters appended.
 pub fn sign(secret: &[u8], req: &SignRequest<'_>) -> Result<String, String> {
+    if !(1..100_000_000_000).contains(&req.exp) {
+        return Err(format!("exp {} is outside what a signed URL can carry (1 to 11 digits)", req.exp));
+    }
     let key = HmacKey::new(req.kid.unwrap_or(""), secret);
     let (origin, target) = split_origin(req.target);
     let signed =
-        signed_url::sign_target(&key, req.method, target, req.exp, req.kid, req.prefix).map_err(|e| e.to_string())?;
+        signed_url::sign_target(&key, req.method, &target, req.exp, req.kid, req.prefix).map_err(|e| e.to_string())?;
     Ok(format!("{origin}{signed}"))
 }
 
-/// Splits `https://host:port/p?q` into (`https://host:port`, `/p?q`).
-fn split_origin(target: &str) -> (&str, &str) {
+/// Splits `https://host:port/p?q` into (`https://host:port`, `/p?q`); a URL
+/// without a path gets `/`.
+fn split_origin(target: &str) -> (&str, std::borrow::Cow<'_, str>) {
     if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
         let scheme_len = target.len() - rest.len();
-        let path_at = rest.find('/').map_or(target.len(), |i| scheme_len + i);
-        return (&target[..path_at], if path_at == target.len() { "/" } else { &target[path_at..] });
+        let path_at = rest.find(['/', '?']).map_or(target.len(), |i| scheme_len + i);
+        return match &target[path_at..] {
+            "" => (target, "/".into()),
+            t if t.starts_with('?') => (&target[..path_at], format!("/{t}").into()),
+            t => (&target[..path_at], t.into()),
+        };
     }
-    ("", target)
+    ("", target.into())
 }
 
 /// The key material `tollgate token` signs with.
@@ -109,9 +117,14 @@ mod tests {
 
     #[test]
     fn origins_are_kept() {
-        assert_eq!(split_origin("https://f.example/a?b=1"), ("https://f.example", "/a?b=1"));
-        assert_eq!(split_origin("http://127.0.0.1:8080"), ("http://127.0.0.1:8080", "/"));
-        assert_eq!(split_origin("/a"), ("", "/a"));
+        let split = |t| {
+            let (origin, target) = split_origin(t);
+            (origin.to_owned(), target.into_owned())
+        };
+        assert_eq!(split("https://f.example/a?b=1"), ("https://f.example".into(), "/a?b=1".into()));
+        assert_eq!(split("http://127.0.0.1:8080"), ("http://127.0.0.1:8080".into(), "/".into()));
+        assert_eq!(split("/a"), ("".into(), "/a".into()));
+        assert_eq!(split("https://f.example?x=1"), ("https://f.example".into(), "/?x=1".into()));
     }
 
     #[test]

@@ -116,6 +116,7 @@ routes:
     upstream: rec
     methods: [GET, HEAD, PUT, DELETE, POST]
     auth: {{ signed_url: {{ keys: [hs] }}, jwt: {{ keys: [hs], from: [header, query], path_claim: path }} }}
+  - {{ name: ck, prefix: /ck/, upstream: rec, auth: {{ jwt: {{ keys: [hs], from: [header, cookie] }} }} }}
   - {{ name: public, prefix: /public/, upstream: rec, auth: none }}
 "#,
             rec = rec.addr
@@ -398,8 +399,39 @@ async fn framing_and_headers() {
         assert!(seen.iter().all(|r| r.matches("HTTP/1.1\r\n").count() <= 1), "{all}");
     }
 
-    // Connection may not unset what tollgate sets; hop-by-hop never pass.
+    // A claim header tollgate sets on one route cannot be forged on another.
+    let (status, seen) =
+        s.raw("GET /public/x HTTP/1.1\r\nHost: x\r\nX-Auth-Subject: admin\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(!seen[0].to_ascii_lowercase().contains("x-auth-subject"), "{}", seen[0]);
+
+    // Bytes beyond ASCII in a Cookie header neither hide a credential cookie
+    // from the verifier nor from the stripping stage.
     let hs = EncodingKey::from_secret(&s.hs);
+    let valid = encode(Algorithm::HS256, None, &hs, &json!({"sub": "alice", "exp": now() + 60}));
+    let cookie_case = |auth: &str, cookies: &[&[u8]]| {
+        let mut req = format!("GET /ck/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}").into_bytes();
+        for c in cookies {
+            req.extend_from_slice(b"Cookie: ");
+            req.extend_from_slice(c);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        s.rec.clear();
+        let answer = raw(s.tg.handle.proxy_addr, &req);
+        std::thread::sleep(Duration::from_millis(100));
+        (raw_status(&answer), s.rec.requests())
+    };
+    let (status, seen) =
+        cookie_case(&format!("Authorization: Bearer {valid}\r\n"), &[b"tollgate_token=FORGED.ADMIN.TOKEN; z=\xff"]);
+    assert_eq!(status, 200);
+    assert!(!seen[0].contains("tollgate_token") && !seen[0].contains("FORGED"), "{}", seen[0]);
+    let first = format!("tollgate_token={valid}");
+    let (status, seen) = cookie_case("", &[first.as_bytes(), b"tollgate_token=FORGED; z=\xff"]);
+    assert_eq!(status, 400, "a second credential cookie is ambiguous, whatever surrounds it");
+    assert!(seen.is_empty());
+
+    // Connection may not unset what tollgate sets; hop-by-hop never pass.
     let token = encode(
         Algorithm::HS256,
         None,
@@ -469,7 +501,7 @@ async fn a_million_invalid_tokens_keep_memory_bounded() {
             h.insert("authorization", format!("Bearer {token}").parse().unwrap());
             let req =
                 tollgate::auth::AuthRequest { method: "GET", path: "/hs/x", query: "", found: &found, headers: &h };
-            let v = tollgate::auth::Verifier { cache: &runtime.cache, counters, now: now() };
+            let v = tollgate::auth::VerifyContext { cache: &runtime.cache, counters, now: now() };
             assert!(tollgate::auth::authorize(policy, route.id, &req, &v).is_err());
         }
     };

@@ -262,6 +262,44 @@ async fn invalid_reload_sighup_and_key_rotation() {
     assert_eq!(r.status, 200);
 }
 
+/// A ConfigMap update can name a Secret entry that lands a moment later:
+/// the failed reload is retried by itself, and applies once the file exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_is_retried_until_its_files_exist() {
+    let nginx = Nginx::start(&[("a/x.txt", b"a"), ("b/x.txt", b"b")]);
+    let dir = tempfile::tempdir().unwrap();
+    common::write_file(dir.path(), "k.key", &common::random_secret());
+    std::fs::create_dir(dir.path().join("cfg")).unwrap();
+    let path = dir.path().join("cfg/tollgate.yaml");
+    let serve = Serve::start(&path, |p, a| config(p, a, nginx.addr, "", "{ interval: 200ms }"));
+    let ports = (serve.proxy.port(), serve.admin.port());
+    let http = Http::h1();
+    let b_route = "  - { name: b, prefix: /b/, upstream: n, auth: { signed_url: { keys: [k2] } } }";
+    let with_k2 = config(ports.0, ports.1, nginx.addr, b_route, "{ interval: 200ms }")
+        .replace("keys:\n", "keys:\n  k2: { hmac: { secret_file: ../k2.key } }\n");
+    std::fs::write(&path, with_k2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while serve.metric(&http, r#"tollgate_config_reloads_total{result="error"}"#).await < 1.0 {
+        assert!(Instant::now() < deadline, "the reload without its key should fail first");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let k2 = common::random_secret();
+    common::write_file(dir.path(), "k2.key", &k2);
+    let url = serve.url(&sign(&k2, "GET", "/b/x.txt", 600, None, None));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(&url).await.status != 200 {
+        assert!(Instant::now() < deadline, "the reload was never retried:\n{}", serve.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        serve.metric(&http, r#"tollgate_config_reloads_total{result="error"}"#).await,
+        1.0,
+        "retries are counted once"
+    );
+    let logged = serve.logs().matches("k2.key").count();
+    assert_eq!(logged, 1, "the same error is logged once:\n{}", serve.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_slow_download() {
     let big = vec![b'z'; 1 << 20];

@@ -237,6 +237,8 @@ async fn routing_and_normal_form() {
         "/public/a%00b",
         "/public/%c0%af",
         "/public/%zz",
+        "/nowhere//x",
+        "/nowhere/a%2Fb",
         "http://evil.example/public/hello.txt",
     ] {
         let answer = raw(

@@ -93,7 +93,20 @@ async fn refused_slow_and_cut_upstreams() {
     let read = resp.into_body().collect().await;
     assert!(read.is_err(), "a truncated upstream body must abort the client's response");
 
-    let m = common::metrics(&http.get(&tg.admin_url("/metrics")).await.text());
+    // A client that gives up before the answer is counted and leaves no
+    // request "in flight" behind.
+    let aborted = tokio::time::timeout(Duration::from_millis(200), http.get(&tg.url("/slow/abandoned"))).await;
+    assert!(aborted.is_err());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let m = common::metrics(&http.get(&tg.admin_url("/metrics")).await.text());
+        if m[r#"tollgate_requests_total{outcome="client_aborted",route="slow"}"#] == 1.0 || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(m[r#"tollgate_requests_total{outcome="client_aborted",route="slow"}"#], 1.0);
+    assert_eq!(m["tollgate_inflight_requests"], 0.0);
     assert_eq!(m[r#"tollgate_upstream_errors_total{kind="connect",route="dead"}"#], 1.0);
     assert_eq!(m[r#"tollgate_upstream_errors_total{kind="timeout",route="slow"}"#], 1.0);
     assert_eq!(m[r#"tollgate_requests_total{outcome="upstream_error",route="slow"}"#], 1.0);

@@ -20,7 +20,7 @@ use http::{HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::error::{AuthError, Carrier};
+use super::error::AuthError;
 use super::keys::{JwtKey, JwtKeySource};
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
@@ -157,8 +157,12 @@ impl JwtPolicy {
         if !rules.audiences.is_empty() && !one_of(claims.get("aud"), &rules.audiences) {
             return Err(AuthError::ClaimMismatch);
         }
+        let iat = match claims.get("iat") {
+            None => None,
+            Some(v) => Some(as_seconds(v).ok_or(AuthError::ClaimMismatch)?),
+        };
         if let Some(max) = self.rules.max_lifetime {
-            let start = claims.get("iat").and_then(as_seconds).unwrap_or(now);
+            let start = iat.unwrap_or(now);
             if exp.saturating_sub(start) > max {
                 return Err(AuthError::ClaimMismatch);
             }
@@ -191,16 +195,6 @@ impl JwtPolicy {
             headers.push((header.clone(), value));
         }
         Ok(Verified { exp, headers: headers.into() })
-    }
-
-    /// Whether the route may take tokens from `carrier`.
-    pub fn accepts(&self, carrier: Carrier) -> bool {
-        match carrier {
-            Carrier::Header => self.from.header,
-            Carrier::Query => self.from.query,
-            Carrier::Cookie => self.from.cookie,
-            Carrier::SignedUrl => false,
-        }
     }
 }
 

@@ -96,6 +96,9 @@ pub struct JwtKey {
     /// The algorithms this key may verify; never empty, one family only.
     pub algorithms: Vec<Algorithm>,
     verifiers: Vec<(Algorithm, Verifier)>,
+    /// SHA-256 of the key material: tells a rotated key from a kept one
+    /// even when an identity provider reuses the `kid`.
+    fingerprint: [u8; 32],
 }
 
 /// A pre-parsed verification key for one algorithm.
@@ -141,7 +144,7 @@ impl JwtKey {
             };
             verifiers.push((alg, Verifier::Hmac(Box::new(hmac::Key::new(a, secret)))));
         }
-        JwtKey::checked(kid, algorithms, verifiers)
+        JwtKey::checked(kid, algorithms, verifiers, secret)
     }
 
     /// A public key (SubjectPublicKeyInfo DER, PKCS#1 DER for RSA, a raw EC
@@ -157,18 +160,21 @@ impl JwtKey {
                 ParsedPublicKey::new(algorithm, key).map_err(|e| format!("the key does not fit {alg:?}: {e}"))?;
             verifiers.push((alg, Verifier::Public(parsed)));
         }
-        JwtKey::checked(kid, algorithms, verifiers)
+        JwtKey::checked(kid, algorithms, verifiers, key)
     }
 
     fn checked(
         kid: Option<String>,
         algorithms: Vec<Algorithm>,
         verifiers: Vec<(Algorithm, Verifier)>,
+        material: &[u8],
     ) -> Result<Self, String> {
         if algorithms.is_empty() {
             return Err("a key needs at least one algorithm".to_owned());
         }
-        Ok(JwtKey { kid, algorithms, verifiers })
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material).as_ref());
+        Ok(JwtKey { kid, algorithms, verifiers, fingerprint })
     }
 
     /// Whether this key may verify a token with header `alg` and `kid`.
@@ -248,8 +254,10 @@ impl KeySet {
 
     /// Replaces the keys atomically; `true` when the kids changed.
     pub fn replace(&self, keys: Vec<Arc<JwtKey>>) -> bool {
-        let kids = |k: &[Arc<JwtKey>]| k.iter().map(|k| (k.kid.clone(), k.algorithms.clone())).collect::<Vec<_>>();
-        let changed = kids(&self.current()) != kids(&keys) || !self.is_loaded();
+        let ids = |k: &[Arc<JwtKey>]| {
+            k.iter().map(|k| (k.kid.clone(), k.algorithms.clone(), k.fingerprint)).collect::<Vec<_>>()
+        };
+        let changed = ids(&self.current()) != ids(&keys) || !self.is_loaded();
         self.keys.store(Arc::new(keys));
         self.loaded.store(true, Ordering::Release);
         changed
@@ -306,6 +314,18 @@ mod tests {
         assert_eq!(decode_secret(b"0".to_vec(), SecretEncoding::Hex), None);
         assert_eq!(decode_secret(b"zz".to_vec(), SecretEncoding::Hex), None);
         assert_eq!(decode_secret(b"AAEC\n".to_vec(), SecretEncoding::Base64), Some(vec![0, 1, 2]));
+    }
+
+    #[test]
+    fn a_key_set_change_is_seen_even_under_the_same_kid() {
+        let key = |secret: &[u8]| {
+            Arc::new(
+                JwtKey::hmac(Some("main".into()), secret, vec![Algorithm::HS256]).unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        let set = KeySet::new("idp", vec![key(b"first")]);
+        assert!(!set.replace(vec![key(b"first")]), "the same key is no change");
+        assert!(set.replace(vec![key(b"second")]), "new material under the same kid is a change");
     }
 
     #[test]

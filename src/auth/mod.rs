@@ -7,6 +7,7 @@
 //! credential cookie is consulted only when none of those is present.
 
 pub mod cache;
+pub mod cookie;
 pub mod error;
 pub mod jwks;
 pub mod jwt;
@@ -17,7 +18,7 @@ pub mod signed_url;
 
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use cache::{CacheKey, CacheSettings, Verdict, VerifyCache, unix_now};
@@ -90,14 +91,19 @@ impl From<AuthError> for Denial {
 }
 
 /// Context shared by all verifications of one configuration.
-pub struct Verifier<'a> {
+pub struct VerifyContext<'a> {
     pub cache: &'a VerifyCache,
     pub counters: &'a CacheCounters,
     pub now: u64,
 }
 
 /// Finds the request's credential and verifies it for this route.
-pub fn authorize(auth: &RouteAuth, route_id: u32, req: &AuthRequest<'_>, v: &Verifier<'_>) -> Result<Grant, Denial> {
+pub fn authorize(
+    auth: &RouteAuth,
+    route_id: u32,
+    req: &AuthRequest<'_>,
+    v: &VerifyContext<'_>,
+) -> Result<Grant, Denial> {
     let jwt = auth.jwt.as_ref();
     let signed = auth.signed_url.is_some() && req.found.has_signed_url();
     let header = match jwt.filter(|j| j.from.header) {
@@ -126,8 +132,9 @@ pub fn authorize(auth: &RouteAuth, route_id: u32, req: &AuthRequest<'_>, v: &Ver
         return verify_token(jwt, route_id, req, v, token, Carrier::Query);
     }
     if let Some(name) = auth.cookie_name()
-        && let Some(token) = cookie(req.headers, name)?
+        && let Some(value) = cookie::find(req.headers, name)?
     {
+        let token = std::str::from_utf8(value).map_err(|_| AuthError::Malformed)?;
         return verify_token(jwt, route_id, req, v, token, Carrier::Cookie);
     }
     Err(AuthError::MissingCredential.into())
@@ -137,7 +144,7 @@ fn verify_token(
     jwt: &JwtPolicy,
     route_id: u32,
     req: &AuthRequest<'_>,
-    v: &Verifier<'_>,
+    v: &VerifyContext<'_>,
     token: &str,
     carrier: Carrier,
 ) -> Result<Grant, Denial> {
@@ -182,23 +189,6 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     Ok(Some(token.trim_matches(' ')))
 }
 
-/// The value of cookie `name`; the same cookie twice is malformed.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
-    let mut found = None;
-    for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            let Some((n, value)) = pair.trim().split_once('=') else {
-                continue;
-            };
-            if n == name && found.replace(value.trim_matches('"')).is_some() {
-                return Err(AuthError::Malformed);
-            }
-        }
-    }
-    Ok(found)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,14 +211,5 @@ mod tests {
             bearer(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])),
             Err(AuthError::Malformed)
         );
-    }
-
-    #[test]
-    fn cookie_parsing() {
-        let h = headers(&[("cookie", "a=1; tg=tok; b=2")]);
-        assert_eq!(cookie(&h, "tg"), Ok(Some("tok")));
-        assert_eq!(cookie(&h, "zz"), Ok(None));
-        let twice = headers(&[("cookie", "tg=1"), ("cookie", "x=2; tg=3")]);
-        assert_eq!(cookie(&twice, "tg"), Err(AuthError::Malformed));
     }
 }

@@ -58,7 +58,8 @@ enum Kind {
     Token,
 }
 
-fn split_piece(piece: &str) -> (&str, &str) {
+/// A query piece's raw name and value (`name` alone has an empty value).
+pub fn split_piece(piece: &str) -> (&str, &str) {
     piece.split_once('=').unwrap_or((piece, ""))
 }
 

@@ -257,23 +257,10 @@ mod tests {
             let path = normalize::check_path(raw_path).unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
             let prefix = found.prefix.and_then(decode_prefix);
             let canonical = query::canonical(query).unwrap_or_default();
-            let sts = string_to_sign(
-                &v.method,
-                found.exp.unwrap_or(""),
-                found.kid.unwrap_or(""),
-                prefix.as_deref().unwrap_or(&path.decoded),
-                &canonical,
-            );
-            assert_eq!(sts, v.string_to_sign, "{}", v.name);
-            let sig = signature(
-                &key,
-                &v.method,
-                found.exp.unwrap_or(""),
-                found.kid.unwrap_or(""),
-                prefix.as_deref().unwrap_or(&path.decoded),
-                &canonical,
-            );
-            assert_eq!(sig, v.sig, "{}", v.name);
+            let (exp, kid) = (found.exp.unwrap_or(""), found.kid.unwrap_or(""));
+            let resource = prefix.as_deref().unwrap_or(&path.decoded);
+            assert_eq!(string_to_sign(&v.method, exp, kid, resource, &canonical), v.string_to_sign, "{}", v.name);
+            assert_eq!(signature(&key, &v.method, exp, kid, resource, &canonical), v.sig, "{}", v.name);
             let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None };
             assert_eq!(verify(&policy, &v.method, &path.decoded, query, &found, EXP - 60), Ok(()), "{}", v.name);
             let forwarded = match query::strip(query, names, &found) {

@@ -8,30 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
-use http::{HeaderName, Method, Uri};
-use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use http::HeaderName;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
-use super::file::{
-    AuthFile, CarrierFile, ConfigFile, HostHeader, JwtFile, KeyFile, LogFormat, RouteFile, S3Addressing, S3File,
-    SecretEncoding, SecretFile, SignedUrlFile, UpstreamFile,
-};
+use super::file::{ConfigFile, KeyFile, LogFormat, RouteFile, UpstreamFile};
+use super::keys::CompiledKey;
 use super::{
     Config, ConfigError, ConfigErrors, DEFAULT_ADMIN, DEFAULT_LISTEN, Limits, LogSettings, ReloadSettings,
     ShutdownSettings, TlsSettings,
 };
-use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
-use crate::auth::keyfile;
-use crate::auth::keys::{self, HmacKey, JwtKey, JwtKeySource, KeySet, MIN_SECRET_LEN};
-use crate::auth::signed_url::{self, SignedUrlPolicy};
-use crate::auth::{CacheSettings, RouteAuth};
+use crate::auth::CacheSettings;
 use crate::metrics::Metrics;
-use crate::proxy::normalize;
-use crate::routes::{Route, RouteTable};
-use crate::upstream::s3::{Addressing, S3Credentials, S3Target};
-use crate::upstream::{Upstream, UpstreamSettings};
+use crate::routes::RouteTable;
+use crate::upstream::Upstream;
 
 /// Reads and compiles the file at `path`.
 pub fn load(path: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
@@ -68,23 +58,16 @@ fn one_error(path: &str, message: String) -> ConfigErrors {
     ConfigErrors(vec![ConfigError { path: path.to_owned(), message }])
 }
 
-/// A compiled entry of `keys:`.
-enum CompiledKey {
-    Hmac { signer: Arc<HmacKey>, jwt: Arc<JwtKey> },
-    Public(Arc<JwtKey>),
-    Set(Arc<KeySet>),
-}
-
-struct Compiler {
-    base: PathBuf,
-    errors: Vec<ConfigError>,
+pub(super) struct Compiler {
+    pub(super) base: PathBuf,
+    pub(super) errors: Vec<ConfigError>,
     /// Files read while compiling (secrets, keys): watched for reloads.
-    inputs: Vec<PathBuf>,
-    used_keys: BTreeSet<String>,
-    used_upstreams: BTreeSet<String>,
+    pub(super) inputs: Vec<PathBuf>,
+    pub(super) used_keys: BTreeSet<String>,
+    pub(super) used_upstreams: BTreeSet<String>,
 }
 
-fn join(parent: &str, child: &str) -> String {
+pub(super) fn join(parent: &str, child: &str) -> String {
     match (parent.is_empty(), child.is_empty()) {
         (true, _) => child.to_owned(),
         (_, true) => parent.to_owned(),
@@ -94,12 +77,12 @@ fn join(parent: &str, child: &str) -> String {
 }
 
 impl Compiler {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError { path: path.into(), message: message.into() });
     }
 
     /// Deserializes one YAML value, recording a failure with its full path.
-    fn entry<T: DeserializeOwned>(&mut self, path: &str, value: Value) -> Option<T> {
+    pub(super) fn entry<T: DeserializeOwned>(&mut self, path: &str, value: Value) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -111,12 +94,12 @@ impl Compiler {
         }
     }
 
-    fn resolve(&self, p: &Path) -> PathBuf {
+    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
     }
 
     /// Reads a file the configuration refers to, remembering it as an input.
-    fn read(&mut self, p: &Path) -> std::io::Result<Vec<u8>> {
+    pub(super) fn read(&mut self, p: &Path) -> std::io::Result<Vec<u8>> {
         let path = self.resolve(p);
         let bytes = std::fs::read(&path);
         self.inputs.push(path);
@@ -185,6 +168,15 @@ impl Compiler {
             }
         }
 
+        // Every header any route sets from claims is removed from every
+        // request, so no client can present one where tollgate sets none.
+        let mut claim_headers: Vec<HeaderName> = routes
+            .iter()
+            .filter_map(|r| r.auth.as_ref()?.jwt.as_ref())
+            .flat_map(|j| j.forward_claims.iter().map(|(_, h)| h.clone()))
+            .collect();
+        claim_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        claim_headers.dedup();
         // Unused entries are not errors (a key may be staged for rotation),
         // but usually a typo: `check` shows them.
         let mut warnings = Vec::new();
@@ -244,6 +236,7 @@ impl Compiler {
             admin: admin?,
             workers,
             routes: RouteTable::new(routes),
+            claim_headers,
             cache,
             log,
             limits,
@@ -303,556 +296,26 @@ impl Compiler {
         }
         limits
     }
-
-    fn secret(&mut self, path: &str, raw: SecretFile) -> Option<Vec<u8>> {
-        let text = match (raw.secret_env, raw.secret_file) {
-            (Some(var), None) => match std::env::var_os(&var) {
-                Some(v) => std::os::unix::ffi::OsStringExt::into_vec(v),
-                None => {
-                    self.error(format!("{path}.secret_env"), format!("environment variable {var} is not set"));
-                    return None;
-                }
-            },
-            (None, Some(file)) => match self.read(&file) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    self.error(format!("{path}.secret_file"), format!("cannot read {}: {e}", file.display()));
-                    return None;
-                }
-            },
-            _ => {
-                self.error(path, "set exactly one of secret_env and secret_file (secrets are never inline)");
-                return None;
-            }
-        };
-        let Some(secret) = keys::decode_secret(text, raw.encoding.unwrap_or(SecretEncoding::Raw)) else {
-            self.error(format!("{path}.encoding"), "the secret is not valid in this encoding");
-            return None;
-        };
-        if secret.len() < MIN_SECRET_LEN {
-            self.error(path, format!("the secret is {} bytes; at least {MIN_SECRET_LEN} are required", secret.len()));
-            return None;
-        }
-        Some(secret)
-    }
-
-    fn algorithms(
-        &mut self,
-        path: &str,
-        raw: Option<Vec<String>>,
-        family: AlgorithmFamily,
-        default: Algorithm,
-    ) -> Option<Vec<Algorithm>> {
-        let Some(names) = raw else {
-            return Some(vec![default]);
-        };
-        let mut out = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            match name.parse::<Algorithm>() {
-                Ok(alg) if alg.family() == family => out.push(alg),
-                Ok(_) => self.error(
-                    format!("{path}.algorithms[{i}]"),
-                    format!("{name} does not fit this key's type ({family:?}); a key verifies only its own family"),
-                ),
-                Err(_) => self.error(format!("{path}.algorithms[{i}]"), format!("unknown algorithm {name:?}")),
-            }
-        }
-        if out.is_empty() {
-            self.error(format!("{path}.algorithms"), "list at least one algorithm");
-            return None;
-        }
-        (out.len() == names.len()).then_some(out)
-    }
-
-    fn key(&mut self, path: &str, name: &str, raw: KeyFile, jwks: &mut Vec<super::JwksFetch>) -> Option<CompiledKey> {
-        let sources =
-            [raw.hmac.is_some(), raw.public_key_file.is_some(), raw.jwks_file.is_some(), raw.jwks_url.is_some()];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            self.error(path, "set exactly one of hmac, public_key_file, jwks_file and jwks_url");
-            return None;
-        }
-        let url_only = [
-            ("refresh", raw.refresh.is_some()),
-            ("refetch_cooldown", raw.refetch_cooldown.is_some()),
-            ("required_for_ready", raw.required_for_ready.is_some()),
-            ("allow_insecure_http", raw.allow_insecure_http.is_some()),
-            ("ca_file", raw.ca_file.is_some()),
-        ];
-        if raw.jwks_url.is_none() {
-            for (field, set) in url_only {
-                if set {
-                    self.error(format!("{path}.{field}"), "only applies to jwks_url keys");
-                }
-            }
-        }
-        let kid = raw.kid.clone().unwrap_or_else(|| name.to_owned());
-        if let Some(secret) = raw.hmac {
-            let secret = self.secret(&format!("{path}.hmac"), secret)?;
-            let algorithms = self.algorithms(path, raw.algorithms, AlgorithmFamily::Hmac, Algorithm::HS256)?;
-            let jwt = match JwtKey::hmac(Some(kid.clone()), &secret, algorithms) {
-                Ok(k) => k,
-                Err(why) => {
-                    self.error(format!("{path}.algorithms"), why);
-                    return None;
-                }
-            };
-            return Some(CompiledKey::Hmac { signer: Arc::new(HmacKey::new(kid, &secret)), jwt: Arc::new(jwt) });
-        }
-        if let Some(file) = raw.public_key_file {
-            let pem = match self.read(&file) {
-                Ok(pem) => pem,
-                Err(e) => {
-                    self.error(format!("{path}.public_key_file"), format!("cannot read {}: {e}", file.display()));
-                    return None;
-                }
-            };
-            let parsed = match keyfile::parse_public_pem(&pem) {
-                Ok(k) => k,
-                Err(why) => {
-                    self.error(format!("{path}.public_key_file"), why);
-                    return None;
-                }
-            };
-            let algorithms = self.algorithms(path, raw.algorithms, parsed.family, parsed.default_alg)?;
-            return match JwtKey::public(Some(kid), &parsed.der, algorithms) {
-                Ok(key) => Some(CompiledKey::Public(Arc::new(key))),
-                Err(why) => {
-                    self.error(format!("{path}.algorithms"), why);
-                    None
-                }
-            };
-        }
-        if raw.algorithms.is_some() || raw.kid.is_some() {
-            self.error(path, "kid and algorithms come from the JWK set itself");
-            return None;
-        }
-        if let Some(file) = raw.jwks_file {
-            let text = match self.read(&file) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.error(format!("{path}.jwks_file"), format!("cannot read {}: {e}", file.display()));
-                    return None;
-                }
-            };
-            return match keyfile::parse_jwks(&text) {
-                Ok((set, _skipped)) => Some(CompiledKey::Set(Arc::new(KeySet::new(name, set)))),
-                Err(why) => {
-                    self.error(format!("{path}.jwks_file"), why);
-                    None
-                }
-            };
-        }
-        let url_text = raw.jwks_url.unwrap_or_default();
-        let url: Uri = match url_text.parse() {
-            Ok(u) => u,
-            Err(_) => {
-                self.error(format!("{path}.jwks_url"), format!("{url_text:?} is not a URL"));
-                return None;
-            }
-        };
-        let loopback = url.host().is_some_and(is_loopback_host);
-        match url.scheme_str() {
-            Some("https") => {}
-            Some("http") if loopback || raw.allow_insecure_http == Some(true) => {}
-            Some("http") => {
-                self.error(
-                    format!("{path}.jwks_url"),
-                    "must be https (http is allowed for loopback, or with allow_insecure_http: true)",
-                );
-                return None;
-            }
-            _ => {
-                self.error(format!("{path}.jwks_url"), "must be an https:// URL");
-                return None;
-            }
-        }
-        let ca_file = raw.ca_file.map(|f| self.resolve(&f));
-        if let Some(ca) = &ca_file
-            && let Err(e) = crate::upstream::tls::load_roots(Some(ca))
-        {
-            self.error(format!("{path}.ca_file"), e);
-            return None;
-        }
-        let cooldown = raw.refetch_cooldown.map_or(Duration::from_secs(30), |d| d.0);
-        let set = Arc::new(KeySet::new(name, Vec::new()).remote(cooldown));
-        jwks.push(super::JwksFetch {
-            set: set.clone(),
-            url,
-            refresh: raw.refresh.map_or(Duration::from_secs(300), |d| d.0),
-            required_for_ready: raw.required_for_ready.unwrap_or(true),
-            ca_file,
-        });
-        Some(CompiledKey::Set(set))
-    }
-
-    fn upstream(&mut self, path: &str, name: &str, raw: UpstreamFile) -> Option<Upstream> {
-        let uri: Uri = match raw.url.parse() {
-            Ok(u) => u,
-            Err(_) => {
-                self.error(format!("{path}.url"), format!("{:?} is not a URL", raw.url));
-                return None;
-            }
-        };
-        let scheme = match uri.scheme_str() {
-            Some("http") => Scheme::HTTP,
-            Some("https") => Scheme::HTTPS,
-            _ => {
-                self.error(format!("{path}.url"), "must start with http:// or https://");
-                return None;
-            }
-        };
-        let Some(authority) = uri.authority().cloned() else {
-            self.error(format!("{path}.url"), "must name a host");
-            return None;
-        };
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            self.error(format!("{path}.url"), "must not have a path or query: routes forward the request path as is");
-            return None;
-        }
-        let authority = with_port(&authority, &scheme);
-        let mut settings = UpstreamSettings::new(name, scheme, authority);
-        if let Some(d) = raw.connect_timeout {
-            settings.connect_timeout = d.0;
-        }
-        if let Some(d) = raw.response_timeout {
-            settings.response_timeout = d.0;
-        }
-        if let Some(d) = raw.pool_idle_timeout {
-            settings.pool_idle_timeout = d.0;
-        }
-        if let Some(n) = raw.pool_max_idle {
-            settings.pool_max_idle = n;
-        }
-        settings.preserve_host = raw.host_header == Some(HostHeader::Preserve);
-        if let Some(tls) = raw.tls {
-            if settings.scheme != Scheme::HTTPS {
-                self.error(format!("{path}.tls"), "only applies to https:// upstreams");
-                return None;
-            }
-            settings.ca_file = tls.ca_file.map(|f| self.resolve(&f));
-            settings.server_name = tls.server_name;
-        }
-        let s3 = match raw.s3 {
-            Some(s3) => Some(self.s3(&format!("{path}.s3"), s3)?),
-            None => None,
-        };
-        match Upstream::new(settings, s3) {
-            Ok(up) => Some(up),
-            Err(e) => {
-                self.error(format!("{path}.tls"), e);
-                None
-            }
-        }
-    }
-
-    fn s3(&mut self, path: &str, raw: S3File) -> Option<S3Target> {
-        let before = self.errors.len();
-        let valid_bucket = (3..=63).contains(&raw.bucket.len())
-            && raw.bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !valid_bucket {
-            self.error(format!("{path}.bucket"), "must be 3-63 characters of a-z 0-9 . -");
-        }
-        if raw.region.is_empty() {
-            self.error(format!("{path}.region"), "must not be empty");
-        }
-        let key_prefix = raw.key_prefix.unwrap_or_default();
-        if key_prefix.starts_with('/') || key_prefix.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            self.error(format!("{path}.key_prefix"), "must not start with / or hold control characters");
-        }
-        let access_key = self.credential(path, "access_key", raw.access_key_env, raw.access_key_file, true);
-        let secret_key = self.credential(path, "secret_key", raw.secret_key_env, raw.secret_key_file, true);
-        let session_token =
-            self.credential(path, "session_token", raw.session_token_env, raw.session_token_file, false);
-        if self.errors.len() != before {
-            return None;
-        }
-        let credentials = S3Credentials {
-            access_key: access_key.flatten()?,
-            secret_key: secret_key.flatten()?,
-            session_token: session_token.flatten(),
-        };
-        let addressing = match raw.addressing {
-            Some(S3Addressing::Virtual) => Addressing::Virtual,
-            _ => Addressing::Path,
-        };
-        Some(S3Target::new(
-            raw.bucket,
-            raw.region,
-            key_prefix,
-            addressing,
-            raw.expose_errors.unwrap_or(false),
-            credentials,
-        ))
-    }
-
-    /// An S3 credential from `<field>_env` or `<field>_file` (whitespace
-    /// around it is dropped). `Some(None)`: optional and absent.
-    fn credential(
-        &mut self,
-        path: &str,
-        field: &str,
-        env: Option<String>,
-        file: Option<PathBuf>,
-        required: bool,
-    ) -> Option<Option<String>> {
-        let bytes = match (env, file) {
-            (Some(var), None) => match std::env::var(&var) {
-                Ok(v) => v.into_bytes(),
-                Err(_) => {
-                    self.error(format!("{path}.{field}_env"), format!("environment variable {var} is not set"));
-                    return None;
-                }
-            },
-            (None, Some(f)) => match self.read(&f) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.error(format!("{path}.{field}_file"), format!("cannot read {}: {e}", f.display()));
-                    return None;
-                }
-            },
-            (None, None) if !required => return Some(None),
-            _ => {
-                self.error(path, format!("set exactly one of {field}_env and {field}_file"));
-                return None;
-            }
-        };
-        match String::from_utf8(bytes) {
-            Ok(text) if !text.trim().is_empty() => Some(Some(text.trim().to_owned())),
-            _ => {
-                self.error(format!("{path}.{field}"), "must be non-empty UTF-8 text");
-                None
-            }
-        }
-    }
-
-    fn route(&mut self, path: &str, index: usize, raw: RouteFile, known: &Known<'_>) -> Option<Route> {
-        let errors_before = self.errors.len();
-        if !valid_name(&raw.name) {
-            self.error(format!("{path}.name"), "names may only use A-Z a-z 0-9 . _ - (at most 64)");
-        }
-        let prefix_ok = raw.prefix.starts_with('/')
-            && normalize::check_path(&raw.prefix).is_ok_and(|p| !p.empty_segment && p.decoded == raw.prefix);
-        if !prefix_ok {
-            self.error(
-                format!("{path}.prefix"),
-                "must be a plain path starting with / (no dot segments, //, or %-escapes)",
-            );
-        }
-        self.used_upstreams.insert(raw.upstream.clone());
-        let upstream = match known.upstreams.get(&raw.upstream) {
-            Some(u) => Some(u.clone()),
-            None => {
-                if !known.declared_upstreams.contains(&raw.upstream) {
-                    self.error(format!("{path}.upstream"), format!("unknown upstream {:?}", raw.upstream));
-                }
-                None
-            }
-        };
-        let methods = match raw.methods {
-            None => vec![Method::GET, Method::HEAD],
-            Some(list) => {
-                let mut out = Vec::new();
-                for (i, m) in list.iter().enumerate() {
-                    match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                        Ok(method) if !matches!(method, Method::CONNECT | Method::TRACE) => out.push(method),
-                        _ => self.error(format!("{path}.methods[{i}]"), format!("unsupported method {m:?}")),
-                    }
-                }
-                if out.is_empty() {
-                    self.error(format!("{path}.methods"), "list at least one method");
-                }
-                out
-            }
-        };
-        let auth = match raw.auth {
-            AuthFile::None => None,
-            AuthFile::Rules(rules) => {
-                if rules.signed_url.is_none() && rules.jwt.is_none() {
-                    self.error(format!("{path}.auth"), "set signed_url and/or jwt, or write `auth: none`");
-                }
-                let signed_url =
-                    rules.signed_url.and_then(|s| self.signed_url(&format!("{path}.auth.signed_url"), s, known));
-                let jwt = rules.jwt.and_then(|j| self.jwt(&format!("{path}.auth.jwt"), j, known));
-                Some(RouteAuth { signed_url, jwt })
-            }
-        };
-        let claim_headers = auth
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .map(|j| j.forward_claims.iter().map(|(_, h)| h.clone()).collect())
-            .unwrap_or_default();
-        if let Some(up) = &upstream
-            && up.s3.is_some()
-        {
-            if !raw.prefix.ends_with('/') {
-                self.error(format!("{path}.prefix"), "a route to an object store needs a prefix ending in /");
-            }
-            if methods.iter().any(|m| !matches!(*m, Method::GET | Method::HEAD | Method::PUT)) {
-                self.error(format!("{path}.methods"), "object-store routes support GET, HEAD and PUT");
-            }
-        }
-        let max_body = raw.max_body.map_or(known.limits.max_body, |b| b.0);
-        if self.errors.len() != errors_before {
-            return None;
-        }
-        Some(Route {
-            id: u32::try_from(index).unwrap_or(u32::MAX),
-            metrics: known.metrics.route(&raw.name),
-            name: raw.name,
-            prefix: raw.prefix,
-            host: raw.host.map(|h| h.to_ascii_lowercase()),
-            methods,
-            auth,
-            upstream: upstream?,
-            allow_empty_segments: raw.allow_empty_segments,
-            allow_encoded_slashes: raw.allow_encoded_slashes,
-            max_body,
-            require_content_type: raw.require_content_type,
-            claim_headers,
-        })
-    }
-
-    fn key_ref<'k>(&mut self, path: &str, name: &str, known: &'k Known<'_>) -> Option<&'k CompiledKey> {
-        self.used_keys.insert(name.to_owned());
-        match known.keys.get(name) {
-            Some(k) => Some(k),
-            None => {
-                if !known.declared_keys.contains(name) {
-                    self.error(path, format!("unknown key {name:?}"));
-                }
-                None
-            }
-        }
-    }
-
-    fn signed_url(&mut self, path: &str, raw: SignedUrlFile, known: &Known<'_>) -> Option<SignedUrlPolicy> {
-        if raw.keys.is_empty() {
-            self.error(format!("{path}.keys"), "list at least one hmac key");
-        }
-        let mut keys = Vec::new();
-        for (i, name) in raw.keys.iter().enumerate() {
-            let kpath = format!("{path}.keys[{i}]");
-            match self.key_ref(&kpath, name, known) {
-                Some(CompiledKey::Hmac { signer, .. }) => {
-                    if !signed_url::valid_kid(&signer.id) {
-                        self.error(&kpath, format!("kid {:?} must match [A-Za-z0-9._-]{{1,64}}", signer.id));
-                    }
-                    keys.push(signer.clone());
-                }
-                Some(_) => self.error(&kpath, format!("key {name:?} is not an hmac key; signed URLs need one")),
-                None => {}
-            }
-        }
-        Some(SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) })
-    }
-
-    fn jwt(&mut self, path: &str, raw: JwtFile, known: &Known<'_>) -> Option<JwtPolicy> {
-        if raw.keys.is_empty() {
-            self.error(format!("{path}.keys"), "list at least one key");
-        }
-        let mut keys = Vec::new();
-        for (i, name) in raw.keys.iter().enumerate() {
-            match self.key_ref(&format!("{path}.keys[{i}]"), name, known) {
-                Some(CompiledKey::Hmac { jwt, .. } | CompiledKey::Public(jwt)) => {
-                    keys.push(JwtKeySource::Static(jwt.clone()))
-                }
-                Some(CompiledKey::Set(set)) => keys.push(JwtKeySource::Set(set.clone())),
-                None => {}
-            }
-        }
-        let mut from = Carriers::default();
-        for carrier in raw.from.unwrap_or_else(|| vec![CarrierFile::Header]) {
-            match carrier {
-                CarrierFile::Header => from.header = true,
-                CarrierFile::Query => from.query = true,
-                CarrierFile::Cookie => from.cookie = true,
-            }
-        }
-        if from.query && raw.path_claim.is_none() && !raw.allow_unbound_query_tokens {
-            self.error(
-                format!("{path}.from"),
-                "tokens in the query string must be path-bound: set path_claim (or allow_unbound_query_tokens: true)",
-            );
-        }
-        let query_param = raw.query_param.unwrap_or_else(|| "token".to_owned());
-        if matches!(query_param.as_str(), "exp" | "sig" | "kid" | "prefix") || query_param.is_empty() {
-            self.error(format!("{path}.query_param"), "must be a non-empty name other than exp, sig, kid and prefix");
-        }
-        let cookie = raw.cookie.unwrap_or_else(|| "tollgate_token".to_owned());
-        if cookie.is_empty() || cookie.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b)) {
-            self.error(format!("{path}.cookie"), "must be a valid cookie name");
-        }
-        let mut forward_claims = Vec::new();
-        for (claim, header) in raw.forward_claims {
-            let hpath = format!("{path}.forward_claims.{claim}");
-            match HeaderName::from_bytes(header.as_bytes()) {
-                Ok(h) if !reserved_header(&h) => forward_claims.push((claim, h)),
-                Ok(_) => self.error(hpath, format!("{header} is managed by tollgate or the protocol")),
-                Err(_) => self.error(hpath, format!("{header:?} is not a valid header name")),
-            }
-        }
-        let rules = ClaimRules {
-            issuers: raw.issuer.map(|i| i.into_vec()).unwrap_or_default(),
-            audiences: raw.audience.map(|a| a.into_vec()).unwrap_or_default(),
-            leeway: raw.leeway.map_or(30, |d| d.0.as_secs()),
-            max_lifetime: raw.max_lifetime.map(|d| d.0.as_secs()),
-            required: raw.require.into_iter().collect(),
-            path_claim: raw.path_claim,
-        };
-        Some(JwtPolicy::new(keys, from, query_param, cookie, rules, forward_claims))
-    }
 }
 
 /// What routes may refer to.
-struct Known<'a> {
-    keys: &'a BTreeMap<String, CompiledKey>,
-    declared_keys: &'a BTreeSet<String>,
-    upstreams: &'a BTreeMap<String, Arc<Upstream>>,
-    declared_upstreams: &'a BTreeSet<String>,
-    limits: &'a Limits,
-    metrics: &'a Metrics,
+pub(super) struct Known<'a> {
+    pub(super) keys: &'a BTreeMap<String, CompiledKey>,
+    pub(super) declared_keys: &'a BTreeSet<String>,
+    pub(super) upstreams: &'a BTreeMap<String, Arc<Upstream>>,
+    pub(super) declared_upstreams: &'a BTreeSet<String>,
+    pub(super) limits: &'a Limits,
+    pub(super) metrics: &'a Metrics,
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Headers a claim may not be forwarded as.
-fn reserved_header(h: &HeaderName) -> bool {
-    let n = h.as_str();
-    matches!(
-        n,
-        "host"
-            | "authorization"
-            | "cookie"
-            | "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "te"
-            | "upgrade"
-            | "keep-alive"
-            | "proxy-authorization"
-            | "forwarded"
-    ) || n.starts_with("x-forwarded-")
-}
-
-fn with_port(authority: &Authority, scheme: &Scheme) -> Authority {
-    if authority.port().is_some() {
-        return authority.clone();
-    }
-    let port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-    format!("{}:{port}", authority.host()).parse().unwrap_or_else(|_| authority.clone())
-}
-
-/// `localhost`, `127.0.0.0/8` or `::1`.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderName;
     use prometheus::Registry;
 
     fn metrics() -> Metrics {
@@ -901,7 +364,7 @@ routes:
         assert_eq!(config.routes.len(), 2);
         let route = config.routes.lookup(None, "/media/a").unwrap_or_else(|| panic!("no route"));
         assert_eq!(route.name, "media");
-        assert_eq!(route.claim_headers, vec![HeaderName::from_static("x-auth-subject")]);
+        assert_eq!(config.claim_headers, vec![HeaderName::from_static("x-auth-subject")]);
     }
 
     #[test]
@@ -975,6 +438,47 @@ routes:
         let config = compile_str(&yaml, dir.path(), &metrics()).unwrap_or_else(|e| panic!("{e}"));
         let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
         assert_eq!(warnings, vec!["upstreams.spare: not used by any route", "keys.staged: not used by any route"]);
+    }
+
+    #[test]
+    fn object_store_settings_are_checked() {
+        let dir = secret_dir();
+        std::fs::write(dir.path().join("ak"), "access").unwrap_or_else(|e| panic!("{e}"));
+        let yaml = r#"
+upstreams:
+  files: { url: "http://127.0.0.1:8081" }
+  bucket:
+    url: "http://127.0.0.1:9000"
+    host_header: preserve
+    s3: { bucket: media, region: us-east-1, key_prefix: site, access_key_file: ak, secret_key_file: ak }
+  bucket2:
+    url: "http://127.0.0.1:9000"
+    s3: { bucket: media, region: us-east-1, access_key_file: ak, secret_key_file: ak }
+keys:
+  idp: { jwks_url: "http://127.0.0.1:1/jwks", refresh: 1s, refetch_cooldown: 0s }
+routes:
+  - { name: f, prefix: /f/, upstream: files, auth: none, allow_empty_segments: true, allow_encoded_slashes: true }
+  - { name: b, prefix: /b/, upstream: bucket2, auth: none, allow_empty_segments: true }
+  - { name: j, prefix: /j/, upstream: files, auth: { jwt: { keys: [idp] } } }
+"#;
+        let errs = errors(yaml, dir.path());
+        for want in [
+            "upstreams.bucket.s3.key_prefix: must end with /",
+            "routes[0].allow_empty_segments: only for routes to an object store",
+            "routes[0].allow_encoded_slashes: only for routes to an object store",
+            "keys.idp.refresh: must be at least 10s",
+            "keys.idp.refetch_cooldown: must be at least 1s",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(want)), "missing {want:?} in {errs:#?}");
+        }
+        assert!(!errs.iter().any(|e| e.starts_with("routes[1]")), "{errs:#?}");
+        let preserve = yaml.replace("key_prefix: site, ", "");
+        let errs = errors(&preserve, dir.path());
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("upstreams.bucket.host_header: an s3 upstream always sends its own Host")),
+            "{errs:#?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 mod compile;
 pub mod duration;
 pub mod file;
+mod keys;
+mod route_rules;
+mod upstreams;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -58,7 +61,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Log settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
@@ -66,7 +69,7 @@ pub struct LogSettings {
 }
 
 /// Protections against slow and oversized clients.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -94,7 +97,7 @@ impl Default for Limits {
 }
 
 /// TLS on the proxy listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -102,7 +105,7 @@ pub struct TlsSettings {
 }
 
 /// What happens on SIGTERM.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownSettings {
     pub grace: Duration,
     pub drain_timeout: Duration,
@@ -139,6 +142,8 @@ pub struct Config {
     /// Worker threads serving the proxy listener.
     pub workers: usize,
     pub routes: RouteTable,
+    /// Headers any route sets from claims: removed from every request.
+    pub claim_headers: Vec<http::HeaderName>,
     pub cache: CacheSettings,
     pub log: LogSettings,
     pub limits: Limits,
@@ -160,5 +165,29 @@ impl Config {
     /// Directory relative paths in the file are resolved against.
     pub fn base_dir(path: &Path) -> PathBuf {
         path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+impl Config {
+    /// The settings a running server keeps from its start, that differ in
+    /// `other` (a reload cannot apply them).
+    pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let checks = [
+            ("listen", self.listen != other.listen),
+            ("admin", self.admin != other.admin),
+            ("workers", self.workers != other.workers),
+            ("tls", self.tls != other.tls),
+            ("limits", self.limits != other.limits),
+            ("shutdown", self.shutdown != other.shutdown),
+            ("log", self.log.format != other.log.format || self.log.level != other.log.level),
+            ("reload", self.reload.watch != other.reload.watch || self.reload.interval != other.reload.interval),
+        ];
+        for (name, differs) in checks {
+            if differs {
+                changed.push(name);
+            }
+        }
+        changed
     }
 }

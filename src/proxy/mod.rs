@@ -23,7 +23,7 @@ use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::auth::query::{self, CredentialNames, Found};
-use crate::auth::{self, AuthError, AuthRequest, Denial, Grant, Verifier, VerifyCache};
+use crate::auth::{self, AuthError, AuthRequest, Denial, Grant, VerifyCache, VerifyContext};
 use crate::config::Config;
 use crate::metrics::{Metrics, Outcome};
 use crate::routes::Route;
@@ -47,6 +47,9 @@ impl Runtime {
 pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     pub metrics: Arc<Metrics>,
+    /// The limits the server started with (the listener's buffers are sized
+    /// by them, so a reload does not change them).
+    pub limits: crate::config::Limits,
 }
 
 /// Facts about the connection a request came on.
@@ -56,64 +59,101 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// What the access log and metrics need to know about a request.
-#[derive(Default)]
-struct Record {
+/// A request being handled: counts it in flight, and accounts for it exactly
+/// once — when it is answered, or when the client goes away first (hyper
+/// then drops the handler mid-way, and `Drop` records it as aborted).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    start: Instant,
+    method: Method,
+    /// The raw path, kept only when the access log is on.
+    path: Option<String>,
+    peer: SocketAddr,
     route: Option<Arc<Route>>,
     carrier: Option<auth::Carrier>,
+    answered: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared, req: &Request<Incoming>, access_log: bool, peer: SocketAddr) -> Self {
+        shared.metrics.inflight.inc();
+        InFlight {
+            shared,
+            start: Instant::now(),
+            method: req.method().clone(),
+            path: access_log.then(|| req.uri().path().to_owned()),
+            peer,
+            route: None,
+            carrier: None,
+            answered: false,
+        }
+    }
+
+    fn route_metrics(&self) -> &crate::metrics::RouteMetrics {
+        self.route.as_ref().map_or(self.shared.metrics.unmatched(), |r| &r.metrics)
+    }
+
+    /// Counts and logs the request: outcome, duration, one access-log line.
+    fn record(&mut self, status: u16, outcome: Outcome, reason: &str) {
+        self.answered = true;
+        let metrics = self.route_metrics();
+        metrics.outcome(outcome).inc();
+        let elapsed = self.start.elapsed();
+        metrics.duration().observe(elapsed.as_secs_f64());
+        if let Some(path) = &self.path {
+            tracing::info!(
+                target: "tollgate::access",
+                route = self.route.as_ref().map_or(crate::metrics::UNMATCHED, |r| r.name.as_str()),
+                method = self.method.as_str(),
+                path = path.as_str(),
+                status,
+                outcome = outcome.label(),
+                reason,
+                carrier = self.carrier.map_or("", carrier_label),
+                client = %self.peer.ip(),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "Request"
+            );
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            // 499, as nginx logs a client that closed before the answer.
+            self.record(499, Outcome::Aborted, "client_closed");
+        }
+        self.shared.metrics.inflight.dec();
+    }
 }
 
 /// Handles one request end to end; never fails, never panics on input.
 pub async fn handle(shared: &Shared, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
-    let start = Instant::now();
     let runtime = shared.runtime.load_full();
-    shared.metrics.inflight.inc();
-    let method = req.method().clone();
-    let access_log = runtime.config.log.access_log;
-    let log_path = access_log.then(|| req.uri().path().to_owned());
-
-    let mut record = Record::default();
-    let result = pipeline(&runtime, shared, req, conn, &mut record).await;
-    shared.metrics.inflight.dec();
-
-    let route_metrics = record.route.as_ref().map_or(shared.metrics.unmatched(), |r| &r.metrics);
+    let mut flight = InFlight::new(shared, &req, runtime.config.log.access_log, conn.peer);
+    let result = pipeline(&runtime, shared, req, conn, &mut flight).await;
     let (response, outcome, reason) = match result {
-        Ok(resp) => (resp, Outcome::Forwarded, None),
+        Ok(resp) => (resp, Outcome::Forwarded, ""),
         Err(rejection) => {
+            let metrics = flight.route_metrics();
             let outcome = rejection.outcome();
             let reason = match &rejection {
                 Rejection::Auth { denial, .. } => {
-                    route_metrics.denied(denial.error).inc();
-                    Some(denial.error.code())
+                    metrics.denied(denial.error).inc();
+                    denial.error.code()
                 }
                 other => {
                     if let Some(kind) = other.upstream_kind() {
-                        route_metrics.upstream_error(kind).inc();
+                        metrics.upstream_error(kind).inc();
                     }
-                    Some(other.status_and_code().1)
+                    other.status_and_code().1
                 }
             };
             (rejection.into_response(), outcome, reason)
         }
     };
-    route_metrics.outcome(outcome).inc();
-    let elapsed = start.elapsed();
-    route_metrics.duration().observe(elapsed.as_secs_f64());
-    if let Some(path) = log_path {
-        tracing::info!(
-            target: "tollgate::access",
-            route = record.route.as_ref().map_or(crate::metrics::UNMATCHED, |r| r.name.as_str()),
-            method = method.as_str(),
-            path = path.as_str(),
-            status = response.status().as_u16(),
-            outcome = outcome.label(),
-            reason = reason.unwrap_or(""),
-            carrier = record.carrier.map_or("", carrier_label),
-            client = %conn.peer.ip(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "Request"
-        );
-    }
+    flight.record(response.status().as_u16(), outcome, reason);
     response
 }
 
@@ -131,12 +171,12 @@ async fn pipeline(
     shared: &Shared,
     req: Request<Incoming>,
     conn: ConnInfo,
-    record: &mut Record,
+    record: &mut InFlight<'_>,
 ) -> Result<Response<ResponseBody>, Rejection> {
     let (mut parts, body) = req.into_parts();
 
     // limits: exact 414/431 answers (hyper's own buffer limit is looser).
-    let limits = &rt.config.limits;
+    let limits = &shared.limits;
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes {
         return Err(Rejection::UriTooLong);
     }
@@ -157,7 +197,13 @@ async fn pipeline(
 
         // route
         let host = request_host(&parts);
-        let route = rt.config.routes.lookup(host.as_deref(), &path.decoded).ok_or(Rejection::NoRoute)?.clone();
+        // Shapes only some routes accept are malformed where no route matches.
+        let unmatched = if path.empty_segment || path.encoded_slash_at.is_some() {
+            Rejection::NotNormal
+        } else {
+            Rejection::NoRoute
+        };
+        let route = rt.config.routes.lookup(host.as_deref(), &path.decoded).ok_or(unmatched)?.clone();
         record.route = Some(route.clone());
         if path.empty_segment && !route.allow_empty_segments {
             return Err(Rejection::NotNormal);
@@ -185,7 +231,8 @@ async fn pipeline(
                     found: &found,
                     headers: &parts.headers,
                 };
-                let verifier = Verifier { cache: &rt.cache, counters: &shared.metrics.cache, now: auth::unix_now() };
+                let verifier =
+                    VerifyContext { cache: &rt.cache, counters: &shared.metrics.cache, now: auth::unix_now() };
                 let mut verdict = auth::authorize(policy, route.id, &request, &verifier);
                 if let Err(Denial { error: AuthError::UnknownKey, carrier: Some(c) }) = verdict
                     && c != auth::Carrier::SignedUrl
@@ -221,7 +268,7 @@ async fn pipeline(
         path_and_query: forward_pq,
         grant: grant.as_ref(),
         cookie: route.auth.as_ref().and_then(auth::RouteAuth::cookie_name),
-        claim_headers: &route.claim_headers,
+        claim_headers: &rt.config.claim_headers,
         peer: conn.peer,
         tls: conn.tls,
         trust_forwarded: rt.config.trust_forwarded_headers,

@@ -20,7 +20,7 @@ pub enum NotNormal {
     DotSegment,
     /// A raw or encoded backslash.
     Backslash,
-    /// A control byte (raw or encoded), a space, or a raw `#`/`?`.
+    /// A control byte (raw or encoded) or a space.
     Control,
     /// A raw byte outside ASCII: clients must percent-encode.
     RawNonAscii,

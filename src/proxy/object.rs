@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::respond::Rejection;
-use crate::auth::query::{decode_component, encode_strict};
+use crate::auth::query::{decode_component, encode_strict, split_piece};
 use crate::auth::{Carrier, Grant};
 use crate::metrics::UpstreamErrorKind;
 use crate::routes::Route;
@@ -42,7 +42,7 @@ pub fn target(
         // the bytes S3 canonicalises are the bytes tollgate verified.
         let mut first = true;
         for piece in raw_query.split('&') {
-            let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+            let (name, value) = split_piece(piece);
             let (Ok(name), Ok(value)) = (decode_component(name), decode_component(value)) else { continue };
             if FORWARDED_PARAMS.iter().any(|p| p.as_bytes() == &*name) {
                 target.push(if first { '?' } else { '&' });
@@ -72,7 +72,9 @@ pub async fn response(
     mut resp: Response<Incoming>,
 ) -> Result<Response<Incoming>, Rejection> {
     let status = resp.status();
-    if status.as_u16() < 400 || s3.expose_errors {
+    // 2xx and 304 are the object; any other 3xx (PermanentRedirect to
+    // another region) is a deployment fault and names the bucket.
+    if status.is_success() || status == http::StatusCode::NOT_MODIFIED || s3.expose_errors {
         let internal: Vec<HeaderName> = resp
             .headers()
             .keys()

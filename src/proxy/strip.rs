@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 
 use http::header::{
-    AUTHORIZATION, CONNECTION, COOKIE, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, REFERRER_POLICY, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, REFERRER_POLICY, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -59,32 +59,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes cookie `name` from every `Cookie` header, keeping the others.
-pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    if !headers.contains_key(COOKIE) {
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| {
-            let Ok(text) = v.to_str() else {
-                return Some(v.clone());
-            };
-            let rest: Vec<&str> = text
-                .split(';')
-                .map(str::trim)
-                .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(n, _)| n != name))
-                .collect();
-            (!rest.is_empty()).then(|| HeaderValue::from_str(&rest.join("; ")).ok()).flatten()
-        })
-        .collect();
-    headers.remove(COOKIE);
-    for v in kept {
-        headers.append(COOKIE, v);
-    }
-}
-
 /// Everything the upstream request is built from.
 pub struct Forward<'a> {
     /// `http` or `https` and the upstream's authority.
@@ -118,7 +92,7 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
         headers.remove(AUTHORIZATION);
     }
     if let Some(name) = f.cookie {
-        remove_cookie(headers, name);
+        crate::auth::cookie::remove(headers, name);
     }
     for name in f.claim_headers {
         headers.remove(name);
@@ -202,16 +176,6 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
-    }
-
-    #[test]
-    fn only_the_credential_cookie_is_removed() {
-        let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; tg=secret; b=2"));
-        h.append(COOKIE, HeaderValue::from_static("tg=again"));
-        remove_cookie(&mut h, "tg");
-        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
-        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
         Some(settings) => Some(Arc::new(tls::TlsReloader::new(settings.clone()).map_err(io::Error::other)?)),
         None => None,
     };
-    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(Runtime::new(config)), metrics });
+    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(Runtime::new(config)), metrics, limits });
     let lifecycle = Arc::new(Lifecycle::default());
     let (tx, rx) = watch::channel(false);
     let waits_for_keys = shared.runtime.load().config.jwks.iter().any(|j| j.required_for_ready);

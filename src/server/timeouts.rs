@@ -11,8 +11,10 @@
 //!   must arrive within `header_read_timeout`;
 //! - while a request runs: nothing here (upstream timeouts apply).
 //!
-//! HTTP/2 connections get the idle rule only: control frames (PING,
-//! WINDOW_UPDATE) may arrive while idle without starting a request.
+//! HTTP/2 connections (the full 24-byte preface seen, or ALPN `h2`) get the
+//! idle rule only, measured from the last stream opened or finished: PING
+//! and WINDOW_UPDATE frames, hyper's own keep-alive pings included, flow
+//! while idle without counting as activity.
 
 use std::future::Future;
 use std::io;
@@ -27,23 +29,57 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// Requests started and finished on one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Activity {
     started: AtomicU64,
     finished: AtomicU64,
     http2: AtomicBool,
+    /// For HTTP/2: when a stream last started or finished, in milliseconds
+    /// after `born`.
+    born: Instant,
+    last_change_ms: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+            born: Instant::now(),
+            last_change_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Activity {
     /// Marks a request as started; the guard marks it finished when dropped.
     pub fn start(self: &Arc<Self>) -> FinishGuard {
         self.started.fetch_add(1, Ordering::AcqRel);
+        self.touch();
         FinishGuard(self.clone())
     }
 
     /// The connection speaks HTTP/2 (head deadlines do not apply).
     pub fn set_http2(&self) {
         self.http2.store(true, Ordering::Release);
+        self.touch();
+    }
+
+    fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Acquire)
+    }
+
+    /// Records stream activity (HTTP/2 only: HTTP/1 counts bytes).
+    fn touch(&self) {
+        if self.is_http2() {
+            let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_change_ms.store(ms, Ordering::Release);
+        }
+    }
+
+    fn last_change(&self) -> Instant {
+        self.born + Duration::from_millis(self.last_change_ms.load(Ordering::Acquire))
     }
 
     fn counts(&self) -> (u64, u64) {
@@ -58,6 +94,7 @@ pub struct FinishGuard(Arc<Activity>);
 impl Drop for FinishGuard {
     fn drop(&mut self) {
         self.0.finished.fetch_add(1, Ordering::AcqRel);
+        self.0.touch();
     }
 }
 
@@ -90,6 +127,9 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// A socket with the head and idle deadlines.
 pub struct TimedIo<T> {
     inner: T,
@@ -99,7 +139,8 @@ pub struct TimedIo<T> {
     last_io: Instant,
     /// Deadline for the head being received, and `started` when it began.
     head: Option<(Instant, u64)>,
-    first_read: bool,
+    /// Bytes of the HTTP/2 preface matched so far; `None` once it cannot be one.
+    preface: Option<usize>,
     sleep: Pin<Box<Sleep>>,
     sleep_at: Option<Instant>,
 }
@@ -114,24 +155,31 @@ impl<T> TimedIo<T> {
             idle_timeout,
             last_io: now,
             head: None,
-            first_read: true,
+            preface: Some(0),
             sleep: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
             sleep_at: None,
         }
     }
 
-    fn on_read(&mut self, h2_preface: bool) {
-        if h2_preface {
-            self.activity.set_http2();
+    fn on_read(&mut self, bytes: &[u8]) {
+        if let Some(matched) = self.preface {
+            let want = &H2_PREFACE[matched..];
+            let n = want.len().min(bytes.len());
+            self.preface = if bytes[..n] != want[..n] {
+                None
+            } else if matched + n == H2_PREFACE.len() {
+                self.activity.set_http2();
+                None
+            } else {
+                Some(matched + n)
+            };
         }
-        self.first_read = false;
         self.last_io = Instant::now();
         let (started, finished) = self.activity.counts();
         if matches!(self.head, Some((_, at)) if started > at) {
             self.head = None;
         }
-        let idle = started == finished;
-        if self.head.is_none() && idle && !self.activity.http2.load(Ordering::Acquire) {
+        if self.head.is_none() && started == finished && !self.activity.is_http2() {
             self.head = Some((self.last_io + self.header_timeout, started));
         }
     }
@@ -140,6 +188,9 @@ impl<T> TimedIo<T> {
     /// while a request runs: then it only schedules another look).
     fn deadline(&mut self) -> (Instant, bool) {
         let (started, finished) = self.activity.counts();
+        if self.activity.is_http2() {
+            return (self.activity.last_change() + self.idle_timeout, started == finished);
+        }
         if let Some((deadline, at)) = self.head {
             if started == at {
                 return (deadline, true);
@@ -161,8 +212,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    let h2_preface = this.first_read && buf.filled()[before..].starts_with(b"PRI ");
-                    this.on_read(h2_preface);
+                    this.on_read(&buf.filled()[before..]);
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -183,6 +233,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 }
                 // A request is running: the connection is not idle.
                 this.last_io = now;
+                this.activity.touch();
                 continue;
             }
             if this.sleep_at.is_none_or(|at| at > deadline) {

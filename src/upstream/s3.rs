@@ -208,8 +208,9 @@ pub fn sign_head(
     Ok(instructions.headers().map(|(n, v)| (n.to_owned(), v.to_owned())).collect())
 }
 
-/// Credentials as an identity, for `sign_head`.
-pub fn identity(access_key: &str, secret_key: &str, session_token: Option<&str>) -> Identity {
+/// Credentials as an identity, for `sign_head` (test vectors).
+#[cfg(test)]
+fn identity(access_key: &str, secret_key: &str, session_token: Option<&str>) -> Identity {
     Credentials::new(access_key, secret_key, session_token.map(str::to_owned), None, "tollgate").into()
 }
 

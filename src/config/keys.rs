@@ -1,0 +1,226 @@
+//! Compiling `keys:`: secrets from files or the environment, PEM public
+//! keys, JWK sets, and JWKS URLs to fetch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use super::JwksFetch;
+use super::compile::Compiler;
+use super::file::{KeyFile, SecretEncoding, SecretFile};
+use crate::auth::keyfile;
+use crate::auth::keys::{self, HmacKey, JwtKey, KeySet, MIN_SECRET_LEN};
+
+/// A compiled entry of `keys:`.
+pub(super) enum CompiledKey {
+    Hmac { signer: Arc<HmacKey>, jwt: Arc<JwtKey> },
+    Public(Arc<JwtKey>),
+    Set(Arc<KeySet>),
+}
+
+impl Compiler {
+    pub(super) fn secret(&mut self, path: &str, raw: SecretFile) -> Option<Vec<u8>> {
+        let text = match (raw.secret_env, raw.secret_file) {
+            (Some(var), None) => match std::env::var_os(&var) {
+                Some(v) => std::os::unix::ffi::OsStringExt::into_vec(v),
+                None => {
+                    self.error(format!("{path}.secret_env"), format!("environment variable {var} is not set"));
+                    return None;
+                }
+            },
+            (None, Some(file)) => match self.read(&file) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    self.error(format!("{path}.secret_file"), format!("cannot read {}: {e}", file.display()));
+                    return None;
+                }
+            },
+            _ => {
+                self.error(path, "set exactly one of secret_env and secret_file (secrets are never inline)");
+                return None;
+            }
+        };
+        let Some(secret) = keys::decode_secret(text, raw.encoding.unwrap_or(SecretEncoding::Raw)) else {
+            self.error(format!("{path}.encoding"), "the secret is not valid in this encoding");
+            return None;
+        };
+        if secret.len() < MIN_SECRET_LEN {
+            self.error(path, format!("the secret is {} bytes; at least {MIN_SECRET_LEN} are required", secret.len()));
+            return None;
+        }
+        Some(secret)
+    }
+
+    pub(super) fn algorithms(
+        &mut self,
+        path: &str,
+        raw: Option<Vec<String>>,
+        family: AlgorithmFamily,
+        default: Algorithm,
+    ) -> Option<Vec<Algorithm>> {
+        let Some(names) = raw else {
+            return Some(vec![default]);
+        };
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            match name.parse::<Algorithm>() {
+                Ok(alg) if alg.family() == family => out.push(alg),
+                Ok(_) => self.error(
+                    format!("{path}.algorithms[{i}]"),
+                    format!("{name} does not fit this key's type ({family:?}); a key verifies only its own family"),
+                ),
+                Err(_) => self.error(format!("{path}.algorithms[{i}]"), format!("unknown algorithm {name:?}")),
+            }
+        }
+        if out.is_empty() {
+            self.error(format!("{path}.algorithms"), "list at least one algorithm");
+            return None;
+        }
+        (out.len() == names.len()).then_some(out)
+    }
+
+    pub(super) fn key(
+        &mut self,
+        path: &str,
+        name: &str,
+        raw: KeyFile,
+        jwks: &mut Vec<JwksFetch>,
+    ) -> Option<CompiledKey> {
+        let sources =
+            [raw.hmac.is_some(), raw.public_key_file.is_some(), raw.jwks_file.is_some(), raw.jwks_url.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            self.error(path, "set exactly one of hmac, public_key_file, jwks_file and jwks_url");
+            return None;
+        }
+        let url_only = [
+            ("refresh", raw.refresh.is_some()),
+            ("refetch_cooldown", raw.refetch_cooldown.is_some()),
+            ("required_for_ready", raw.required_for_ready.is_some()),
+            ("allow_insecure_http", raw.allow_insecure_http.is_some()),
+            ("ca_file", raw.ca_file.is_some()),
+        ];
+        if raw.jwks_url.is_none() {
+            for (field, set) in url_only {
+                if set {
+                    self.error(format!("{path}.{field}"), "only applies to jwks_url keys");
+                }
+            }
+        }
+        let kid = raw.kid.clone().unwrap_or_else(|| name.to_owned());
+        if let Some(secret) = raw.hmac {
+            let secret = self.secret(&format!("{path}.hmac"), secret)?;
+            let algorithms = self.algorithms(path, raw.algorithms, AlgorithmFamily::Hmac, Algorithm::HS256)?;
+            let jwt = match JwtKey::hmac(Some(kid.clone()), &secret, algorithms) {
+                Ok(k) => k,
+                Err(why) => {
+                    self.error(format!("{path}.algorithms"), why);
+                    return None;
+                }
+            };
+            return Some(CompiledKey::Hmac { signer: Arc::new(HmacKey::new(kid, &secret)), jwt: Arc::new(jwt) });
+        }
+        if let Some(file) = raw.public_key_file {
+            let pem = match self.read(&file) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    self.error(format!("{path}.public_key_file"), format!("cannot read {}: {e}", file.display()));
+                    return None;
+                }
+            };
+            let parsed = match keyfile::parse_public_pem(&pem) {
+                Ok(k) => k,
+                Err(why) => {
+                    self.error(format!("{path}.public_key_file"), why);
+                    return None;
+                }
+            };
+            let algorithms = self.algorithms(path, raw.algorithms, parsed.family, parsed.default_alg)?;
+            return match JwtKey::public(Some(kid), &parsed.der, algorithms) {
+                Ok(key) => Some(CompiledKey::Public(Arc::new(key))),
+                Err(why) => {
+                    self.error(format!("{path}.algorithms"), why);
+                    None
+                }
+            };
+        }
+        if raw.algorithms.is_some() || raw.kid.is_some() {
+            self.error(path, "kid and algorithms come from the JWK set itself");
+            return None;
+        }
+        if let Some(file) = raw.jwks_file {
+            let text = match self.read(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.error(format!("{path}.jwks_file"), format!("cannot read {}: {e}", file.display()));
+                    return None;
+                }
+            };
+            return match keyfile::parse_jwks(&text) {
+                Ok((set, _skipped)) => Some(CompiledKey::Set(Arc::new(KeySet::new(name, set)))),
+                Err(why) => {
+                    self.error(format!("{path}.jwks_file"), why);
+                    None
+                }
+            };
+        }
+        let url_text = raw.jwks_url.unwrap_or_default();
+        let url: Uri = match url_text.parse() {
+            Ok(u) => u,
+            Err(_) => {
+                self.error(format!("{path}.jwks_url"), format!("{url_text:?} is not a URL"));
+                return None;
+            }
+        };
+        let loopback = url.host().is_some_and(is_loopback_host);
+        match url.scheme_str() {
+            Some("https") => {}
+            Some("http") if loopback || raw.allow_insecure_http == Some(true) => {}
+            Some("http") => {
+                self.error(
+                    format!("{path}.jwks_url"),
+                    "must be https (http is allowed for loopback, or with allow_insecure_http: true)",
+                );
+                return None;
+            }
+            _ => {
+                self.error(format!("{path}.jwks_url"), "must be an https:// URL");
+                return None;
+            }
+        }
+        let ca_file = raw.ca_file.map(|f| self.resolve(&f));
+        if let Some(ca) = &ca_file
+            && let Err(e) = crate::upstream::tls::load_roots(Some(ca))
+        {
+            self.error(format!("{path}.ca_file"), e);
+            return None;
+        }
+        let cooldown = raw.refetch_cooldown.map_or(Duration::from_secs(30), |d| d.0);
+        let refresh = raw.refresh.map_or(Duration::from_secs(300), |d| d.0);
+        if refresh < Duration::from_secs(10) {
+            self.error(format!("{path}.refresh"), "must be at least 10s (it bounds the load on the identity provider)");
+        }
+        if cooldown < Duration::from_secs(1) {
+            self.error(
+                format!("{path}.refetch_cooldown"),
+                "must be at least 1s (it bounds refetches caused by unknown kids)",
+            );
+        }
+        let set = Arc::new(KeySet::new(name, Vec::new()).remote(cooldown));
+        jwks.push(JwksFetch {
+            set: set.clone(),
+            url,
+            refresh,
+            required_for_ready: raw.required_for_ready.unwrap_or(true),
+            ca_file,
+        });
+        Some(CompiledKey::Set(set))
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}

@@ -1,0 +1,214 @@
+//! Compiling `routes:`: prefixes, methods, and the credentials each route
+//! accepts (references to keys and upstreams are checked here).
+
+use http::{HeaderName, Method};
+
+use super::compile::{Compiler, Known, valid_name};
+use super::file::{AuthFile, CarrierFile, JwtFile, RouteFile, SignedUrlFile};
+use super::keys::CompiledKey;
+use crate::auth::RouteAuth;
+use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
+use crate::auth::keys::JwtKeySource;
+use crate::auth::signed_url::{self, SignedUrlPolicy};
+use crate::proxy::normalize;
+use crate::routes::Route;
+
+impl Compiler {
+    pub(super) fn route(&mut self, path: &str, index: usize, raw: RouteFile, known: &Known<'_>) -> Option<Route> {
+        let errors_before = self.errors.len();
+        if !valid_name(&raw.name) {
+            self.error(format!("{path}.name"), "names may only use A-Z a-z 0-9 . _ - (at most 64)");
+        }
+        let prefix_ok = raw.prefix.starts_with('/')
+            && normalize::check_path(&raw.prefix).is_ok_and(|p| !p.empty_segment && p.decoded == raw.prefix);
+        if !prefix_ok {
+            self.error(
+                format!("{path}.prefix"),
+                "must be a plain path starting with / (no dot segments, //, or %-escapes)",
+            );
+        }
+        self.used_upstreams.insert(raw.upstream.clone());
+        let upstream = match known.upstreams.get(&raw.upstream) {
+            Some(u) => Some(u.clone()),
+            None => {
+                if !known.declared_upstreams.contains(&raw.upstream) {
+                    self.error(format!("{path}.upstream"), format!("unknown upstream {:?}", raw.upstream));
+                }
+                None
+            }
+        };
+        let methods = match raw.methods {
+            None => vec![Method::GET, Method::HEAD],
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, m) in list.iter().enumerate() {
+                    match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(method) if !matches!(method, Method::CONNECT | Method::TRACE) => out.push(method),
+                        _ => self.error(format!("{path}.methods[{i}]"), format!("unsupported method {m:?}")),
+                    }
+                }
+                if out.is_empty() {
+                    self.error(format!("{path}.methods"), "list at least one method");
+                }
+                out
+            }
+        };
+        let auth = match raw.auth {
+            AuthFile::None => None,
+            AuthFile::Rules(rules) => {
+                if rules.signed_url.is_none() && rules.jwt.is_none() {
+                    self.error(format!("{path}.auth"), "set signed_url and/or jwt, or write `auth: none`");
+                }
+                let signed_url =
+                    rules.signed_url.and_then(|s| self.signed_url(&format!("{path}.auth.signed_url"), s, known));
+                let jwt = rules.jwt.and_then(|j| self.jwt(&format!("{path}.auth.jwt"), j, known));
+                Some(RouteAuth { signed_url, jwt })
+            }
+        };
+        let object_store = upstream.as_ref().is_some_and(|u| u.s3.is_some());
+        for (flag, set) in
+            [("allow_empty_segments", raw.allow_empty_segments), ("allow_encoded_slashes", raw.allow_encoded_slashes)]
+        {
+            if set && !object_store {
+                // nginx and most file servers merge `//` and decode `%2F`:
+                // the path they serve would not be the path verified.
+                self.error(format!("{path}.{flag}"), "only for routes to an object store (s3 upstreams)");
+            }
+        }
+        if object_store {
+            if !raw.prefix.ends_with('/') {
+                self.error(format!("{path}.prefix"), "a route to an object store needs a prefix ending in /");
+            }
+            if methods.iter().any(|m| !matches!(*m, Method::GET | Method::HEAD | Method::PUT)) {
+                self.error(format!("{path}.methods"), "object-store routes support GET, HEAD and PUT");
+            }
+        }
+        let max_body = raw.max_body.map_or(known.limits.max_body, |b| b.0);
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(Route {
+            id: u32::try_from(index).unwrap_or(u32::MAX),
+            metrics: known.metrics.route(&raw.name),
+            name: raw.name,
+            prefix: raw.prefix,
+            host: raw.host.map(|h| h.to_ascii_lowercase()),
+            methods,
+            auth,
+            upstream: upstream?,
+            allow_empty_segments: raw.allow_empty_segments,
+            allow_encoded_slashes: raw.allow_encoded_slashes,
+            max_body,
+            require_content_type: raw.require_content_type,
+        })
+    }
+
+    pub(super) fn key_ref<'k>(&mut self, path: &str, name: &str, known: &'k Known<'_>) -> Option<&'k CompiledKey> {
+        self.used_keys.insert(name.to_owned());
+        match known.keys.get(name) {
+            Some(k) => Some(k),
+            None => {
+                if !known.declared_keys.contains(name) {
+                    self.error(path, format!("unknown key {name:?}"));
+                }
+                None
+            }
+        }
+    }
+
+    pub(super) fn signed_url(&mut self, path: &str, raw: SignedUrlFile, known: &Known<'_>) -> Option<SignedUrlPolicy> {
+        if raw.keys.is_empty() {
+            self.error(format!("{path}.keys"), "list at least one hmac key");
+        }
+        let mut keys = Vec::new();
+        for (i, name) in raw.keys.iter().enumerate() {
+            let kpath = format!("{path}.keys[{i}]");
+            match self.key_ref(&kpath, name, known) {
+                Some(CompiledKey::Hmac { signer, .. }) => {
+                    if !signed_url::valid_kid(&signer.id) {
+                        self.error(&kpath, format!("kid {:?} must match [A-Za-z0-9._-]{{1,64}}", signer.id));
+                    }
+                    keys.push(signer.clone());
+                }
+                Some(_) => self.error(&kpath, format!("key {name:?} is not an hmac key; signed URLs need one")),
+                None => {}
+            }
+        }
+        Some(SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) })
+    }
+
+    pub(super) fn jwt(&mut self, path: &str, raw: JwtFile, known: &Known<'_>) -> Option<JwtPolicy> {
+        if raw.keys.is_empty() {
+            self.error(format!("{path}.keys"), "list at least one key");
+        }
+        let mut keys = Vec::new();
+        for (i, name) in raw.keys.iter().enumerate() {
+            match self.key_ref(&format!("{path}.keys[{i}]"), name, known) {
+                Some(CompiledKey::Hmac { jwt, .. } | CompiledKey::Public(jwt)) => {
+                    keys.push(JwtKeySource::Static(jwt.clone()))
+                }
+                Some(CompiledKey::Set(set)) => keys.push(JwtKeySource::Set(set.clone())),
+                None => {}
+            }
+        }
+        let mut from = Carriers::default();
+        for carrier in raw.from.unwrap_or_else(|| vec![CarrierFile::Header]) {
+            match carrier {
+                CarrierFile::Header => from.header = true,
+                CarrierFile::Query => from.query = true,
+                CarrierFile::Cookie => from.cookie = true,
+            }
+        }
+        if from.query && raw.path_claim.is_none() && !raw.allow_unbound_query_tokens {
+            self.error(
+                format!("{path}.from"),
+                "tokens in the query string must be path-bound: set path_claim (or allow_unbound_query_tokens: true)",
+            );
+        }
+        let query_param = raw.query_param.unwrap_or_else(|| "token".to_owned());
+        if matches!(query_param.as_str(), "exp" | "sig" | "kid" | "prefix") || query_param.is_empty() {
+            self.error(format!("{path}.query_param"), "must be a non-empty name other than exp, sig, kid and prefix");
+        }
+        let cookie = raw.cookie.unwrap_or_else(|| "tollgate_token".to_owned());
+        if cookie.is_empty() || cookie.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b)) {
+            self.error(format!("{path}.cookie"), "must be a valid cookie name");
+        }
+        let mut forward_claims = Vec::new();
+        for (claim, header) in raw.forward_claims {
+            let hpath = format!("{path}.forward_claims.{claim}");
+            match HeaderName::from_bytes(header.as_bytes()) {
+                Ok(h) if !reserved_header(&h) => forward_claims.push((claim, h)),
+                Ok(_) => self.error(hpath, format!("{header} is managed by tollgate or the protocol")),
+                Err(_) => self.error(hpath, format!("{header:?} is not a valid header name")),
+            }
+        }
+        let rules = ClaimRules {
+            issuers: raw.issuer.map(|i| i.into_vec()).unwrap_or_default(),
+            audiences: raw.audience.map(|a| a.into_vec()).unwrap_or_default(),
+            leeway: raw.leeway.map_or(30, |d| d.0.as_secs()),
+            max_lifetime: raw.max_lifetime.map(|d| d.0.as_secs()),
+            required: raw.require.into_iter().collect(),
+            path_claim: raw.path_claim,
+        };
+        Some(JwtPolicy::new(keys, from, query_param, cookie, rules, forward_claims))
+    }
+}
+
+/// Headers a claim may not be forwarded as.
+fn reserved_header(h: &HeaderName) -> bool {
+    let n = h.as_str();
+    matches!(
+        n,
+        "host"
+            | "authorization"
+            | "cookie"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "te"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "forwarded"
+    ) || n.starts_with("x-forwarded-")
+}
