@@ -91,6 +91,11 @@ async fn run_in(dir: &Path, opts: DemoOptions) -> Result<(), String> {
     });
     std::fs::write(&key_file, format!("{hex}\n")).map_err(|e| e.to_string())?;
 
+    let _logs = crate::logging::init(&crate::config::LogSettings {
+        format: crate::config::LogFormat::Text,
+        level: "info".to_owned(),
+        access_log: true,
+    });
     let upstream = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let upstream_addr = upstream.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(serve_files(upstream, dir.join("www")));
@@ -125,7 +130,6 @@ async fn start(
         .replace("{admin}", &opts.admin.to_string())
         .replace("{upstream}", &upstream.to_string());
     let config = crate::config::compile_str(&yaml, dir, metrics).map_err(|e| e.to_string())?;
-    crate::logging::init(&config.log);
     crate::server::start(config, metrics.clone())
         .await
         .map_err(|e| format!("cannot listen on {} / {}: {e}", opts.listen, opts.admin))

@@ -25,7 +25,7 @@ use crate::server::{self, Handle};
 pub async fn serve(path: PathBuf) -> Result<bool, String> {
     let metrics = Arc::new(Metrics::new(Registry::new()).map_err(|e| e.to_string())?);
     let config = config::load(&path, &metrics).map_err(|e| e.to_string())?;
-    crate::logging::init(&config.log);
+    let _logs = crate::logging::init(&config.log);
     for w in &config.warnings {
         tracing::warn!(path = %w.path, warning = %w.message, "Configuration");
     }
