@@ -98,12 +98,39 @@ impl Compiler {
         if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
     }
 
-    /// Reads a file the configuration refers to, remembering it as an input.
-    pub(super) fn read(&mut self, p: &Path) -> std::io::Result<Vec<u8>> {
+    /// Reads a file the configuration names at `at`, remembering it as an
+    /// input; a failure is recorded at `at`.
+    pub(super) fn read(&mut self, at: String, p: &Path) -> Option<Vec<u8>> {
         let path = self.resolve(p);
         let bytes = std::fs::read(&path);
         self.inputs.push(path);
-        bytes
+        bytes.map_err(|e| self.error(at, format!("cannot read {}: {e}", p.display()))).ok()
+    }
+
+    /// A value from `<field>_env` or `<field>_file`, never inline: `None`
+    /// on an error (recorded), `Some(None)` when neither is set.
+    pub(super) fn env_or_file(
+        &mut self,
+        path: &str,
+        field: &str,
+        env: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Option<Option<Vec<u8>>> {
+        match (env, file) {
+            (Some(var), None) => match std::env::var_os(&var) {
+                Some(v) => Some(Some(std::os::unix::ffi::OsStringExt::into_vec(v))),
+                None => {
+                    self.error(format!("{path}.{field}_env"), format!("environment variable {var} is not set"));
+                    None
+                }
+            },
+            (None, Some(f)) => self.read(format!("{path}.{field}_file"), &f).map(Some),
+            (None, None) => Some(None),
+            (Some(_), Some(_)) => {
+                self.error(path, format!("set exactly one of {field}_env and {field}_file"));
+                None
+            }
+        }
     }
 
     fn compile(&mut self, file: ConfigFile, metrics: &Metrics) -> Option<Config> {

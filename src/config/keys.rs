@@ -22,25 +22,9 @@ pub(super) enum CompiledKey {
 
 impl Compiler {
     pub(super) fn secret(&mut self, path: &str, raw: SecretFile) -> Option<Vec<u8>> {
-        let text = match (raw.secret_env, raw.secret_file) {
-            (Some(var), None) => match std::env::var_os(&var) {
-                Some(v) => std::os::unix::ffi::OsStringExt::into_vec(v),
-                None => {
-                    self.error(format!("{path}.secret_env"), format!("environment variable {var} is not set"));
-                    return None;
-                }
-            },
-            (None, Some(file)) => match self.read(&file) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    self.error(format!("{path}.secret_file"), format!("cannot read {}: {e}", file.display()));
-                    return None;
-                }
-            },
-            _ => {
-                self.error(path, "set exactly one of secret_env and secret_file (secrets are never inline)");
-                return None;
-            }
+        let Some(text) = self.env_or_file(path, "secret", raw.secret_env, raw.secret_file)? else {
+            self.error(path, "set one of secret_env and secret_file (secrets are never inline)");
+            return None;
         };
         let Some(secret) = keys::decode_secret(text, raw.encoding.unwrap_or(SecretEncoding::Raw)) else {
             self.error(format!("{path}.encoding"), "the secret is not valid in this encoding");
@@ -122,13 +106,7 @@ impl Compiler {
             return Some(CompiledKey::Hmac { signer: Arc::new(HmacKey::new(kid, &secret)), jwt: Arc::new(jwt) });
         }
         if let Some(file) = raw.public_key_file {
-            let pem = match self.read(&file) {
-                Ok(pem) => pem,
-                Err(e) => {
-                    self.error(format!("{path}.public_key_file"), format!("cannot read {}: {e}", file.display()));
-                    return None;
-                }
-            };
+            let pem = self.read(format!("{path}.public_key_file"), &file)?;
             let parsed = match keyfile::parse_public_pem(&pem) {
                 Ok(k) => k,
                 Err(why) => {
@@ -150,13 +128,7 @@ impl Compiler {
             return None;
         }
         if let Some(file) = raw.jwks_file {
-            let text = match self.read(&file) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.error(format!("{path}.jwks_file"), format!("cannot read {}: {e}", file.display()));
-                    return None;
-                }
-            };
+            let text = self.read(format!("{path}.jwks_file"), &file)?;
             return match keyfile::parse_jwks(&text) {
                 Ok((set, _skipped)) => Some(CompiledKey::Set(Arc::new(KeySet::new(name, set)))),
                 Err(why) => {

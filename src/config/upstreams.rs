@@ -131,26 +131,12 @@ impl Compiler {
         file: Option<PathBuf>,
         required: bool,
     ) -> Option<Option<String>> {
-        let bytes = match (env, file) {
-            (Some(var), None) => match std::env::var(&var) {
-                Ok(v) => v.into_bytes(),
-                Err(_) => {
-                    self.error(format!("{path}.{field}_env"), format!("environment variable {var} is not set"));
-                    return None;
-                }
-            },
-            (None, Some(f)) => match self.read(&f) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.error(format!("{path}.{field}_file"), format!("cannot read {}: {e}", f.display()));
-                    return None;
-                }
-            },
-            (None, None) if !required => return Some(None),
-            _ => {
-                self.error(path, format!("set exactly one of {field}_env and {field}_file"));
+        let Some(bytes) = self.env_or_file(path, field, env, file)? else {
+            if required {
+                self.error(path, format!("set one of {field}_env and {field}_file"));
                 return None;
             }
+            return Some(None);
         };
         match String::from_utf8(bytes) {
             Ok(text) if !text.trim().is_empty() => Some(Some(text.trim().to_owned())),
