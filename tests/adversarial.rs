@@ -278,14 +278,30 @@ async fn claims_and_time() {
         "inside the leeway"
     );
     s.bearer_refused(401, "/hs/x", &encode(Algorithm::HS256, None, &hs, &base(-31))).await;
-    s.bearer_refused(403, "/hs/x", &encode(Algorithm::HS256, None, &hs, &json!({"aud": "media", "path": "/hs/x"})))
+    // Registered claims that are absent or not NumericDates make the token
+    // invalid (RFC 6750 `invalid_token`), never a scope mismatch.
+    s.bearer_refused(401, "/hs/x", &encode(Algorithm::HS256, None, &hs, &json!({"aud": "media", "path": "/hs/x"})))
         .await;
-    s.bearer_refused(
-        403,
-        "/hs/x",
-        &encode(Algorithm::HS256, None, &hs, &json!({"aud": "media", "path": "/hs/x", "exp": "never"})),
-    )
-    .await;
+    for bad in [json!("never"), json!(-1), json!("2000000000"), json!(null), json!(1.5e9), json!(1e300)] {
+        let token = encode(Algorithm::HS256, None, &hs, &json!({"aud": "media", "path": "/hs/x", "exp": bad}));
+        let r = s.http.get_with(&s.tg.url("/hs/x"), &[("authorization", &format!("Bearer {token}"))]).await;
+        assert_eq!((r.status, r.code().as_str()), (401, "bad_signature"), "exp {bad}");
+        assert_eq!(r.headers["www-authenticate"], r#"Bearer error="invalid_token""#, "exp {bad}");
+        let r = s.http.get(&s.tg.url(&format!("/hs/x?token={token}"))).await;
+        assert_eq!((r.status, r.code().as_str()), (403, "bad_signature"), "exp {bad} in the URL");
+    }
+    for (claim, bad) in [("nbf", json!("soon")), ("iat", json!(-5)), ("nbf", json!(null)), ("iat", json!(1.5))] {
+        let mut claims = base(600);
+        claims[claim] = bad.clone();
+        let r = s
+            .http
+            .get_with(
+                &s.tg.url("/hs/x"),
+                &[("authorization", &format!("Bearer {}", encode(Algorithm::HS256, None, &hs, &claims)))],
+            )
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (401, "bad_signature"), "{claim} {bad}");
+    }
     let mut future = base(600);
     future["nbf"] = json!(now() + 300);
     s.bearer_refused(401, "/hs/x", &encode(Algorithm::HS256, None, &hs, &future)).await;
@@ -319,6 +335,18 @@ async fn signed_url_binding() {
     s.refused(403, &good.replace("/b/a.txt", "/b/b.txt"), &[]).await;
     let prefixed = sign(&s.hs, "GET", "/b/u1/x", 300, None, Some("/b/u1/"));
     s.refused(403, &prefixed.replace("/b/u1/x", "/b/u10/x"), &[]).await;
+    // A one-path link to a directory index replayed as a grant over
+    // everything below it, and a prefix grant used as a one-path link.
+    let index = sign(&s.hs, "GET", "/b/u1/", 300, None, None);
+    let (path, q) = index.split_once('?').unwrap();
+    assert_eq!(path, "/b/u1/");
+    let r = s.http.get(&s.tg.url(&format!("/b/u1/anything.ts?{q}&prefix=%2Fb%2Fu1%2F"))).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "bad_signature"));
+    let r = s
+        .http
+        .get(&s.tg.url(&format!("/b/u1/?{}", prefixed.split_once('?').unwrap().1.replace("&prefix=%2Fb%2Fu1%2F", ""))))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (403, "bad_signature"));
     for method in ["PUT", "DELETE", "POST"] {
         s.rec.clear();
         let r = s.http.send(method, &s.tg.url(&good), &[], bytes::Bytes::new()).await;
@@ -451,6 +479,41 @@ async fn framing_and_headers() {
         ["6.6.6.6", "mallory", "proxy-authorization", "\r\nte:", "upgrade", "keep-alive", "authorization: bearer"]
     {
         assert!(!req.contains(gone), "{gone:?} was forwarded:\n{req}");
+    }
+}
+
+/// A verified GET on one path cannot be re-pointed or re-verbed behind
+/// tollgate by the headers frameworks treat as the real URL or method, on
+/// any route, whether or not `Connection` names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_and_method_override_headers_never_reach_the_upstream() {
+    let s = Suite::start().await;
+    let overrides = [
+        "X-Original-URL: /admin/delete-all",
+        "X-Rewrite-URL: /admin/delete-all",
+        "X-Original-URI: /admin/delete-all",
+        "X-Forwarded-Uri: /admin/delete-all",
+        "X-Forwarded-Prefix: /admin",
+        "X-HTTP-Method-Override: DELETE",
+        "X-HTTP-Method: DELETE",
+        "X-Method-Override: DELETE",
+    ]
+    .join("\r\n");
+    let signed = sign(&s.hs, "GET", "/b/file.txt", 300, None, None);
+    for (target, connection) in [
+        ("/public/x", "close"),
+        (signed.as_str(), "close"),
+        (signed.as_str(), "close, X-Original-URL, X-HTTP-Method-Override"),
+    ] {
+        let (status, seen) =
+            s.raw(&format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\n{overrides}\r\n\r\n"));
+        assert_eq!(status, 200, "{target}");
+        let req = seen[0].to_ascii_lowercase();
+        assert!(req.starts_with("get "), "{req}");
+        for gone in ["/admin", "delete", "x-original", "x-rewrite", "x-forwarded-uri", "x-forwarded-prefix", "override"]
+        {
+            assert!(!req.contains(gone), "{gone:?} was forwarded:\n{req}");
+        }
     }
 }
 

@@ -131,7 +131,15 @@ fn sign_and_token_commands() {
     let url = out.trim();
     assert!(url.starts_with("/media/cat.jpg?w=1&exp=1893456000&sig="), "{url}");
     let key = tollgate::auth::keys::HmacKey::new("", secret.as_bytes());
-    let expected = tollgate::auth::signed_url::signature(&key, "GET", "1893456000", "", "/media/cat.jpg", "w=1");
+    let expected = tollgate::auth::signed_url::ToSign {
+        scheme: tollgate::auth::signed_url::SCHEME,
+        method: "GET",
+        exp: "1893456000",
+        kid: "",
+        resource: "/media/cat.jpg",
+        canonical_query: "w=1",
+    }
+    .signature(&key);
     assert!(url.ends_with(&expected));
 
     let (code, out, _) = tollgate(

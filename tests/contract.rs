@@ -1,15 +1,31 @@
-//! The repository's copy of the shared signed-URL vectors is the contract's.
+//! The repository's copies of the shared vectors are the contract's, byte
+//! for byte.
 #![allow(clippy::unwrap_used)]
 
 #[test]
-fn vector_copy_matches_the_shared_contract() {
+fn vector_copies_match_the_shared_contract() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let ours = std::fs::read(root.join("tests/vectors/signed-url.json")).unwrap();
-    let shared = root.join("../shared/vectors/signed-url.json");
-    match std::fs::read(&shared) {
-        Ok(theirs) => assert_eq!(ours, theirs, "tests/vectors/signed-url.json differs from {}", shared.display()),
-        // Outside the project's workspace (a plain clone) only our copy
-        // exists; the unit test in src/auth/signed_url.rs still runs it.
-        Err(e) => eprintln!("{}: {e}; only the repository's copy is checked", shared.display()),
+    let shared = root.join("../shared/vectors");
+    let Ok(entries) = std::fs::read_dir(&shared) else {
+        // Outside the project's workspace (a plain clone) only our copies
+        // exist; the unit tests in src/auth run them.
+        eprintln!("{}: not found; only the repository's copies are checked", shared.display());
+        return;
+    };
+    let mut compared = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let name = path.file_name().unwrap();
+            let ours = std::fs::read(root.join("tests/vectors").join(name));
+            assert_eq!(
+                ours.ok(),
+                Some(std::fs::read(&path).unwrap()),
+                "tests/vectors/{name:?} differs from {}",
+                path.display()
+            );
+            compared += 1;
+        }
     }
+    assert!(compared >= 3, "expected the shared vector files, found {compared}");
 }

@@ -111,3 +111,66 @@ async fn refused_slow_and_cut_upstreams() {
     assert_eq!(m[r#"tollgate_upstream_errors_total{kind="timeout",route="slow"}"#], 1.0);
     assert_eq!(m[r#"tollgate_requests_total{outcome="upstream_error",route="slow"}"#], 1.0);
 }
+
+/// Answers every request with the given raw response head and body.
+fn scripted_server(response: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(response);
+            let _ = stream.flush();
+        }
+    });
+    port
+}
+
+/// An upstream answer whose length two parsers could read differently is
+/// never relayed: 502 `upstream_unavailable`, counted as a protocol error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_upstream_framing_is_refused() {
+    let cases: [(&str, &'static [u8]); 5] = [
+        (
+            "cl_and_te",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+        ("two_lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
+        ("te_gzip", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nabc"),
+        ("te_gzip_chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        (
+            "two_te",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+    ];
+    let good: [(&str, &'static [u8]); 2] = [
+        ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        ("same_length_twice", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
+    ];
+    let mut upstreams = String::new();
+    let mut routes = String::new();
+    for (name, response) in cases.iter().chain(good.iter()) {
+        let port = scripted_server(response);
+        upstreams += &format!("  {name}: {{ url: \"http://127.0.0.1:{port}\" }}\n");
+        routes += &format!("  - {{ name: {name}, prefix: /{name}/, upstream: {name}, auth: none }}\n");
+    }
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nupstreams:\n{upstreams}routes:\n{routes}log: {{ access_log: false }}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tg = Tollgate::start(&yaml, dir.path()).await;
+    let http = Http::h1();
+    for (name, _) in cases {
+        let r = http.get(&tg.url(&format!("/{name}/x"))).await;
+        assert_eq!((r.status, r.code().as_str()), (502, "upstream_unavailable"), "{name}");
+    }
+    for (name, _) in good {
+        let r = http.get(&tg.url(&format!("/{name}/x"))).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "abc"), "{name}");
+    }
+    let m = common::metrics(&http.get(&tg.admin_url("/metrics")).await.text());
+    for (name, _) in cases {
+        assert_eq!(m[&format!(r#"tollgate_upstream_errors_total{{kind="protocol",route="{name}"}}"#)], 1.0, "{name}");
+    }
+}

@@ -103,7 +103,9 @@ impl JwtPolicy {
         let alg: Algorithm = header.alg.parse().map_err(|_| AuthError::BadSignature)?;
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| AuthError::BadSignature)?;
         self.check_signature(alg, header.kid.as_deref(), signing_input.as_bytes(), &signature)?;
-        let claims: Map<String, Value> = decode_json(payload).ok_or(AuthError::ClaimMismatch)?;
+        // A payload that is not a JSON object is a malformed token, not a
+        // token of the wrong scope (RFC 6750 `invalid_token`).
+        let claims: Map<String, Value> = decode_json(payload).ok_or(AuthError::BadSignature)?;
         self.check_claims(&claims, path, now)
     }
 
@@ -138,14 +140,17 @@ impl JwtPolicy {
 
     fn check_claims(&self, claims: &Map<String, Value>, path: &str, now: u64) -> Result<Verified, AuthError> {
         let rules = &self.rules;
-        let exp = claims.get("exp").and_then(as_seconds).ok_or(AuthError::ClaimMismatch)?;
+        // Registered time claims that are absent (exp) or not a NumericDate
+        // make the token invalid, whatever its signature: 401
+        // `invalid_token` from a header, `bad_signature` from a URL.
+        let exp = claims.get("exp").and_then(as_seconds).ok_or(AuthError::BadSignature)?;
         if exp.saturating_add(rules.leeway) < now {
             return Err(AuthError::Expired);
         }
         match claims.get("nbf") {
             None => {}
             Some(nbf) => {
-                let nbf = as_seconds(nbf).ok_or(AuthError::ClaimMismatch)?;
+                let nbf = as_seconds(nbf).ok_or(AuthError::BadSignature)?;
                 if nbf > now.saturating_add(rules.leeway) {
                     return Err(AuthError::NotYetValid);
                 }
@@ -159,7 +164,7 @@ impl JwtPolicy {
         }
         let iat = match claims.get("iat") {
             None => None,
-            Some(v) => Some(as_seconds(v).ok_or(AuthError::ClaimMismatch)?),
+            Some(v) => Some(as_seconds(v).ok_or(AuthError::BadSignature)?),
         };
         if let Some(max) = self.rules.max_lifetime {
             let start = iat.unwrap_or(now);
@@ -246,8 +251,14 @@ fn one_of(claim: Option<&Value>, allowed: &[String]) -> bool {
     }
 }
 
+/// A NumericDate as tollgate accepts it: a JSON integer from 0 to
+/// `u64::MAX`. Fractions (`1.5e9`), exponent forms (`1e300`), negatives,
+/// integers past `u64::MAX` (which JSON parsers turn into lossy floats),
+/// strings and `null` are refused, as `jsonwebtoken` refuses them, so no
+/// float rounding ever decides an expiry. A huge but integral `exp` is a
+/// long-lived token: `max_lifetime` is what bounds it.
 fn as_seconds(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+    v.as_u64()
 }
 
 /// A claim satisfies a required value when it equals it, or is a list that
@@ -318,9 +329,9 @@ mod tests {
         let future = token(json!({"exp": now() + 600, "nbf": now() + 300}), None);
         assert_eq!(p.verify(&future, "/x", now()).err(), Some(AuthError::NotYetValid));
         let no_exp = token(json!({"sub": "a"}), None);
-        assert_eq!(p.verify(&no_exp, "/x", now()).err(), Some(AuthError::ClaimMismatch));
+        assert_eq!(p.verify(&no_exp, "/x", now()).err(), Some(AuthError::BadSignature));
         let never = token(json!({"exp": "never"}), None);
-        assert_eq!(p.verify(&never, "/x", now()).err(), Some(AuthError::ClaimMismatch));
+        assert_eq!(p.verify(&never, "/x", now()).err(), Some(AuthError::BadSignature));
     }
 
     #[test]
@@ -384,6 +395,44 @@ mod tests {
                 .unwrap_or_default()
         };
         assert_eq!(p.verify(&hs384, "/x", now()).err(), Some(AuthError::BadSignature), "key pinned to HS256");
+    }
+
+    /// An HS256 token over a payload written as raw JSON text, so claim
+    /// values no JSON library would produce (u64::MAX + 1) can be tested.
+    fn raw_token(payload: &str) -> String {
+        let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let input = format!("{head}.{}", URL_SAFE_NO_PAD.encode(payload));
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
+        let sig = URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes()));
+        format!("{input}.{sig}")
+    }
+
+    /// Correctly signed tokens whose registered claims are not NumericDates
+    /// are invalid tokens (401 `invalid_token` from a header), never a scope
+    /// mismatch; no value panics.
+    #[test]
+    fn malformed_registered_claims_are_invalid_tokens() {
+        let p = policy(ClaimRules { max_lifetime: Some(3600), ..ClaimRules::default() });
+        let later = now() + 60;
+        for exp in ["-1", "\"2000000000\"", "null", "1.5e9", "1e300", "18446744073709551616", "true", "[1]", "{}"] {
+            let t = raw_token(&format!(r#"{{"exp":{exp}}}"#));
+            assert_eq!(p.verify(&t, "/x", now()).err(), Some(AuthError::BadSignature), "exp {exp}");
+        }
+        for claim in ["nbf", "iat"] {
+            for bad in ["-1", "\"1\"", "null", "1.5", "{}"] {
+                let t = raw_token(&format!(r#"{{"exp":{later},"{claim}":{bad}}}"#));
+                assert_eq!(p.verify(&t, "/x", now()).err(), Some(AuthError::BadSignature), "{claim} {bad}");
+            }
+        }
+        for payload in ["[]", "7", "\"x\"", "null"] {
+            assert_eq!(p.verify(&raw_token(payload), "/x", now()).err(), Some(AuthError::BadSignature), "{payload}");
+        }
+        // The largest integral exp parses, and max_lifetime still bounds it.
+        let far = raw_token(&format!(r#"{{"exp":{}}}"#, u64::MAX));
+        assert_eq!(p.verify(&far, "/x", now()).err(), Some(AuthError::ClaimMismatch));
+        let unbounded = policy(ClaimRules::default());
+        assert!(unbounded.verify(&far, "/x", now()).is_ok());
+        assert!(p.verify(&raw_token(&format!(r#"{{"exp":{later}}}"#)), "/x", now()).is_ok());
     }
 
     #[test]

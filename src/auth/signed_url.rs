@@ -1,9 +1,13 @@
 //! Signed URLs, native format v1 (SPEC §2): verification and signing.
 //!
 //! ```text
-//! TOLLGATE-HMAC-SHA256 \n method \n exp \n kid \n resource \n canonical_query
+//! scheme \n method \n exp \n kid \n resource \n canonical_query
 //! sig = base64url_nopad(HMAC-SHA256(secret, string_to_sign))
 //! ```
+//! `scheme` is `TOLLGATE-HMAC-SHA256` for one path and
+//! `TOLLGATE-HMAC-SHA256-PREFIX` for a prefix grant: a signature for a path
+//! that ends in `/` (a directory index) can never be replayed as a grant over
+//! everything below it, and a prefix grant never verifies as a one-path one.
 //! The signature binds the method, the expiry, the key id, the path (or the
 //! granted prefix) and every other query parameter, so a holder can neither
 //! widen the grant nor add parameters the upstream would act on.
@@ -19,8 +23,15 @@ use super::keys::HmacKey;
 use super::query::{self, CredentialNames, Found};
 use crate::proxy::normalize;
 
-/// First line of every string to sign.
+/// First line of a one-path grant's string to sign.
 pub const SCHEME: &str = "TOLLGATE-HMAC-SHA256";
+/// First line of a prefix grant's string to sign.
+pub const SCHEME_PREFIX: &str = "TOLLGATE-HMAC-SHA256-PREFIX";
+
+/// The first line for a grant with or without `prefix`.
+pub fn scheme(prefix: bool) -> &'static str {
+    if prefix { SCHEME_PREFIX } else { SCHEME }
+}
 
 /// A route's signed-URL rules.
 #[derive(Debug)]
@@ -36,30 +47,75 @@ pub fn signing_method(method: &str) -> &str {
     if method == "HEAD" { "GET" } else { method }
 }
 
-/// The string to sign, for tests and documentation; verification feeds the
-/// same pieces to the HMAC without building it.
-pub fn string_to_sign(method: &str, exp: &str, kid: &str, resource: &str, canonical_query: &str) -> String {
-    [SCHEME, signing_method(method), exp, kid, resource, canonical_query].join("\n")
+/// The fields of a string to sign (SPEC §2, §2b), in order.
+#[derive(Debug, Clone, Copy)]
+pub struct ToSign<'a> {
+    pub scheme: &'a str,
+    pub method: &'a str,
+    pub exp: &'a str,
+    pub kid: &'a str,
+    pub resource: &'a str,
+    pub canonical_query: &'a str,
 }
 
-fn tag(key: &HmacKey, method: &str, exp: &str, kid: &str, resource: &str, canonical_query: &str) -> hmac::Tag {
-    let mut ctx = hmac::Context::with_key(key.key());
-    for (i, part) in [SCHEME, signing_method(method), exp, kid, resource, canonical_query].iter().enumerate() {
-        if i > 0 {
-            ctx.update(b"\n");
-        }
-        ctx.update(part.as_bytes());
+impl ToSign<'_> {
+    fn parts(&self) -> [&str; 6] {
+        [self.scheme, signing_method(self.method), self.exp, self.kid, self.resource, self.canonical_query]
     }
-    ctx.sign()
+
+    /// The string to sign, for `explain`, tests and documentation;
+    /// verification feeds the same pieces to the HMAC without building it.
+    pub fn text(&self) -> String {
+        self.parts().join("\n")
+    }
+
+    /// The HMAC of the string to sign.
+    pub fn tag(&self, key: &HmacKey) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(key.key());
+        for (i, part) in self.parts().iter().enumerate() {
+            if i > 0 {
+                ctx.update(b"\n");
+            }
+            ctx.update(part.as_bytes());
+        }
+        ctx.sign()
+    }
+
+    /// The signature as written in a URL (43 base64url characters).
+    pub fn signature(&self, key: &HmacKey) -> String {
+        URL_SAFE_NO_PAD.encode(self.tag(key))
+    }
+
+    /// Whether `given` (32 decoded bytes) is this string's signature.
+    pub fn verifies(&self, key: &HmacKey, given: &[u8]) -> bool {
+        constant_time::verify_slices_are_equal(self.tag(key).as_ref(), given).is_ok()
+    }
 }
 
-/// The `sig` value for the given fields.
-pub fn signature(key: &HmacKey, method: &str, exp: &str, kid: &str, resource: &str, canonical_query: &str) -> String {
-    URL_SAFE_NO_PAD.encode(tag(key, method, exp, kid, resource, canonical_query))
+/// The string to sign of a query-signed URL.
+pub fn string_to_sign(method: &str, exp: &str, kid: &str, prefix: Option<&str>, path: &str, query: &str) -> String {
+    ToSign {
+        scheme: scheme(prefix.is_some()),
+        method,
+        exp,
+        kid,
+        resource: prefix.unwrap_or(path),
+        canonical_query: query,
+    }
+    .text()
+}
+
+/// Decodes a 43-character base64url signature into its 32 bytes.
+pub fn decode_signature(raw: &str) -> Option<[u8; 32]> {
+    let mut given = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(raw, &mut given) {
+        Ok(32) if raw.len() == 43 => Some(given),
+        _ => None,
+    }
 }
 
 /// `exp` must be a plain decimal: `^[1-9][0-9]{0,10}$`.
-fn parse_exp(raw: &str) -> Option<u64> {
+pub fn parse_exp(raw: &str) -> Option<u64> {
     let b = raw.as_bytes();
     let plain = (1..=11).contains(&b.len()) && b[0] != b'0' && b.iter().all(u8::is_ascii_digit);
     if plain { raw.parse().ok() } else { None }
@@ -114,21 +170,20 @@ pub fn verify(
     if policy.max_ttl.is_some_and(|max| exp - now > max) {
         return Err(AuthError::ClaimMismatch);
     }
-    let mut given = [0u8; 32];
-    match URL_SAFE_NO_PAD.decode_slice(sig_raw, &mut given) {
-        Ok(32) if sig_raw.len() == 43 => {}
-        _ => return Err(AuthError::BadSignature),
-    }
+    let given = decode_signature(sig_raw).ok_or(AuthError::BadSignature)?;
     let canonical = query::canonical(query).map_err(|_| AuthError::Malformed)?;
-    let resource = prefix.as_deref().unwrap_or(path);
-    let matches = |m: &str| {
-        let expected = tag(key, m, exp_raw, kid, resource, &canonical);
-        constant_time::verify_slices_are_equal(expected.as_ref(), &given).is_ok()
+    let to_sign = |method| ToSign {
+        scheme: scheme(prefix.is_some()),
+        method,
+        exp: exp_raw,
+        kid,
+        resource: prefix.as_deref().unwrap_or(path),
+        canonical_query: &canonical,
     };
-    if !matches(method) {
+    if !to_sign(method).verifies(key, &given) {
         // Tell a replay under another method apart from a forgery: costs one
         // more HMAC, and only on a request that is refused anyway.
-        let signed_get = signing_method(method) != "GET" && matches("GET");
+        let signed_get = signing_method(method) != "GET" && to_sign("GET").verifies(key, &given);
         return Err(if signed_get { AuthError::WrongMethod } else { AuthError::BadSignature });
     }
     if prefix.is_some_and(|p| !path.starts_with(&p)) {
@@ -180,14 +235,16 @@ pub fn sign_target(
         }
     }
     let exp = exp.to_string();
-    let sig = signature(
-        key,
-        &method.to_ascii_uppercase(),
-        &exp,
-        kid.unwrap_or(""),
-        prefix.unwrap_or(&path.decoded),
-        &canonical,
-    );
+    let method = method.to_ascii_uppercase();
+    let sig = ToSign {
+        scheme: scheme(prefix.is_some()),
+        method: &method,
+        exp: &exp,
+        kid: kid.unwrap_or(""),
+        resource: prefix.unwrap_or(&path.decoded),
+        canonical_query: &canonical,
+    }
+    .signature(key);
     let mut out = String::with_capacity(target.len() + 96);
     out.push_str(target);
     out.push(if query.is_empty() { '?' } else { '&' });
@@ -258,9 +315,16 @@ mod tests {
             let prefix = found.prefix.and_then(decode_prefix);
             let canonical = query::canonical(query).unwrap_or_default();
             let (exp, kid) = (found.exp.unwrap_or(""), found.kid.unwrap_or(""));
-            let resource = prefix.as_deref().unwrap_or(&path.decoded);
-            assert_eq!(string_to_sign(&v.method, exp, kid, resource, &canonical), v.string_to_sign, "{}", v.name);
-            assert_eq!(signature(&key, &v.method, exp, kid, resource, &canonical), v.sig, "{}", v.name);
+            let to_sign = ToSign {
+                scheme: scheme(prefix.is_some()),
+                method: &v.method,
+                exp,
+                kid,
+                resource: prefix.as_deref().unwrap_or(&path.decoded),
+                canonical_query: &canonical,
+            };
+            assert_eq!(to_sign.text(), v.string_to_sign, "{}", v.name);
+            assert_eq!(to_sign.signature(&key), v.sig, "{}", v.name);
             let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None };
             assert_eq!(verify(&policy, &v.method, &path.decoded, query, &found, EXP - 60), Ok(()), "{}", v.name);
             let forwarded = match query::strip(query, names, &found) {

@@ -59,6 +59,32 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Headers that frameworks behind a proxy read as the real URL
+/// (`X-Original-URL`, `X-Rewrite-URL`, ...) or the real method
+/// (`X-HTTP-Method-Override`, ...). tollgate verified one method on one
+/// path: a client must not re-point or re-verb the request behind it, so
+/// these never leave tollgate, on any route, whatever `Connection` says.
+static REPOINTING: [HeaderName; 8] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// Removes the [`REPOINTING`] headers.
+pub fn remove_repointing(headers: &mut HeaderMap) {
+    // Almost no request has one: a pass over the names, removals only then.
+    if headers.keys().any(|k| REPOINTING.contains(k)) {
+        for name in &REPOINTING {
+            headers.remove(name);
+        }
+    }
+}
+
 /// Everything the upstream request is built from.
 pub struct Forward<'a> {
     /// `http` or `https` and the upstream's authority.
@@ -87,6 +113,7 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
         .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
+    remove_repointing(headers);
 
     if f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
         headers.remove(AUTHORIZATION);
@@ -176,6 +203,17 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn url_and_method_overrides_go() {
+        let mut h = HeaderMap::new();
+        for name in &REPOINTING {
+            h.insert(name.clone(), HeaderValue::from_static("/admin/delete"));
+        }
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        remove_repointing(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
     }
 
     #[test]

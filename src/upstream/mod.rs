@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -153,6 +154,26 @@ impl Upstream {
             Ok(Err(e)) => Err(classify(&e)),
         }
     }
+}
+
+/// Refuses an answer whose length is ambiguous, as nginx does: both
+/// `Content-Length` and `Transfer-Encoding`, `Content-Length`s that differ,
+/// or a `Transfer-Encoding` other than a single `chunked`. A proxy and its
+/// client could read such a body differently (response smuggling), so it
+/// is never relayed: 502, counted as a protocol error.
+pub fn check_framing(resp: Response<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    let headers = resp.headers();
+    let mut te = headers.get_all(TRANSFER_ENCODING).iter();
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let ok = match (te.next(), te.next()) {
+        (None, _) => {
+            let first = lengths.next();
+            lengths.all(|v| Some(v) == first)
+        }
+        (Some(v), None) => v.as_bytes().eq_ignore_ascii_case(b"chunked") && lengths.next().is_none(),
+        (Some(_), Some(_)) => false,
+    };
+    if ok { Ok(resp) } else { Err(UpstreamError::Failed(UpstreamErrorKind::Protocol)) }
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamError {
