@@ -35,7 +35,8 @@ fn signed_target() -> String {
 }
 
 fn bench_signed_url(c: &mut Criterion) {
-    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None };
+    let policy =
+        SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None, path_token_marker: None };
     let target = signed_target();
     c.bench_function("signed_url/verify_uncached", |b| {
         b.iter(|| {
@@ -120,7 +121,16 @@ fn bench_cache_hit(c: &mut Criterion) {
     headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
     let found = Found::default();
     let now = tollgate::auth::unix_now();
-    let req = AuthRequest { method: "GET", path: "/media/a.jpg", query: "", found: &found, headers: &headers };
+    let req = AuthRequest {
+        method: "GET",
+        path: "/media/a.jpg",
+        query: "",
+        found: &found,
+        headers: &headers,
+        raw_path: "/media/a.jpg",
+        path_token: None,
+        route_prefix: "/media/",
+    };
     let verifier = VerifyContext { cache: &cache, counters: &metrics.cache, now };
     authorize(&auth, 1, &req, &verifier).unwrap();
     c.bench_function("cache/hit_authorize", |b| b.iter(|| authorize(&auth, 1, black_box(&req), &verifier).unwrap()));

@@ -562,8 +562,16 @@ async fn a_million_invalid_tokens_keep_memory_bounded() {
         for i in from..to {
             let token = format!("eyJhbGciOiJIUzI1NiJ9.eyJpIjo{i}fQ.c2lnbmF0dXJlLW5vdC12YWxpZA");
             h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-            let req =
-                tollgate::auth::AuthRequest { method: "GET", path: "/hs/x", query: "", found: &found, headers: &h };
+            let req = tollgate::auth::AuthRequest {
+                method: "GET",
+                path: "/hs/x",
+                query: "",
+                found: &found,
+                headers: &h,
+                raw_path: "/hs/x",
+                path_token: None,
+                route_prefix: "/hs/",
+            };
             let v = tollgate::auth::VerifyContext { cache: &runtime.cache, counters, now: now() };
             assert!(tollgate::auth::authorize(policy, route.id, &req, &v).is_err());
         }

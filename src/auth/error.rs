@@ -14,13 +14,15 @@ pub enum Carrier {
     Query,
     /// The route's credential cookie.
     Cookie,
+    /// A path token segment (SPEC §2b).
+    PathToken,
 }
 
 impl Carrier {
     /// Credentials carried in the URL leak through Referer; answers to them get
     /// `Referrer-Policy: no-referrer`.
     pub fn in_url(self) -> bool {
-        matches!(self, Carrier::SignedUrl | Carrier::Query)
+        matches!(self, Carrier::SignedUrl | Carrier::Query | Carrier::PathToken)
     }
 
     /// Small integer used in cache keys.

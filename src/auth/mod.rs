@@ -13,6 +13,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keyfile;
 pub mod keys;
+pub mod path_token;
 pub mod query;
 pub mod signed_url;
 
@@ -24,6 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub use cache::{CacheKey, CacheSettings, Verdict, VerifyCache, unix_now};
 pub use error::{AuthError, Carrier};
 use jwt::JwtPolicy;
+use path_token::PathToken;
 use query::{CredentialNames, Found};
 use signed_url::SignedUrlPolicy;
 
@@ -50,6 +52,11 @@ impl RouteAuth {
         self.jwt.as_ref().filter(|j| j.from.cookie).map(|j| j.cookie.as_str())
     }
 
+    /// The path-token marker, on routes that accept path tokens.
+    pub fn path_token_marker(&self) -> Option<&str> {
+        self.signed_url.as_ref().and_then(|s| s.path_token_marker.as_deref())
+    }
+
     /// Whether 401 answers should invite a bearer token.
     pub fn accepts_bearer(&self) -> bool {
         self.jwt.is_some()
@@ -67,6 +74,11 @@ pub struct AuthRequest<'a> {
     /// Credential parameters found in the query.
     pub found: &'a Found<'a>,
     pub headers: &'a HeaderMap,
+    /// The path as received, and the path token found in it.
+    pub raw_path: &'a str,
+    pub path_token: Option<&'a PathToken<'a>>,
+    /// The decoded prefix of the matched route.
+    pub route_prefix: &'a str,
 }
 
 /// A verified request.
@@ -111,8 +123,18 @@ pub fn authorize(
         None => None,
     };
     let query_token = req.found.token;
-    if usize::from(signed) + usize::from(header.is_some()) + usize::from(query_token.is_some()) > 1 {
+    let presented = usize::from(signed)
+        + usize::from(header.is_some())
+        + usize::from(query_token.is_some())
+        + usize::from(req.path_token.is_some());
+    if presented > 1 {
         return Err(AuthError::Malformed.into());
+    }
+
+    if let (Some(token), Some(policy)) = (req.path_token, &auth.signed_url) {
+        let deny = |error| Denial { error, carrier: Some(Carrier::PathToken) };
+        path_token::verify(policy, req.method, req.raw_path, token, req.route_prefix, v.now).map_err(deny)?;
+        return Ok(Grant { carrier: Carrier::PathToken, headers: Arc::from(Vec::new()) });
     }
 
     if let (true, Some(policy)) = (signed, &auth.signed_url) {

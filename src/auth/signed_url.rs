@@ -40,6 +40,8 @@ pub struct SignedUrlPolicy {
     pub keys: Vec<Arc<HmacKey>>,
     /// Longest lifetime a link may have, counted from now, in seconds.
     pub max_ttl: Option<u64>,
+    /// The marker of path tokens (SPEC §2b) when the route accepts them.
+    pub path_token_marker: Option<Box<str>>,
 }
 
 /// The method as signed: HEAD shares GET's signature.
@@ -277,6 +279,7 @@ mod tests {
         SignedUrlPolicy {
             keys: vec![Arc::new(HmacKey::new("k2026", SECRET)), Arc::new(HmacKey::new("old", &[7u8; 32]))],
             max_ttl: None,
+            path_token_marker: None,
         }
     }
 
@@ -325,7 +328,7 @@ mod tests {
             };
             assert_eq!(to_sign.text(), v.string_to_sign, "{}", v.name);
             assert_eq!(to_sign.signature(&key), v.sig, "{}", v.name);
-            let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None };
+            let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None, path_token_marker: None };
             assert_eq!(verify(&policy, &v.method, &path.decoded, query, &found, EXP - 60), Ok(()), "{}", v.name);
             let forwarded = match query::strip(query, names, &found) {
                 Some(q) => format!("{raw_path}?{q}"),

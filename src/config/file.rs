@@ -246,6 +246,11 @@ pub struct AuthRulesFile {
 pub struct SignedUrlFile {
     pub keys: Vec<String>,
     pub max_ttl: Option<HumanDuration>,
+    /// Also accept path tokens (SPEC §2b), for HLS/DASH.
+    #[serde(default)]
+    pub path_tokens: bool,
+    /// The path-token segment's marker (default `tg`).
+    pub path_token_marker: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -9,6 +9,7 @@ use super::keys::CompiledKey;
 use crate::auth::RouteAuth;
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use crate::auth::keys::JwtKeySource;
+use crate::auth::path_token;
 use crate::auth::signed_url::{self, SignedUrlPolicy};
 use crate::proxy::normalize;
 use crate::routes::Route;
@@ -134,7 +135,15 @@ impl Compiler {
                 None => {}
             }
         }
-        Some(SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) })
+        let marker = raw.path_token_marker.unwrap_or_else(|| path_token::DEFAULT_MARKER.to_owned());
+        if !path_token::valid_marker(&marker) {
+            self.error(format!("{path}.path_token_marker"), "must match [A-Za-z0-9_-]{1,16}");
+        }
+        Some(SignedUrlPolicy {
+            keys,
+            max_ttl: raw.max_ttl.map(|d| d.0.as_secs()),
+            path_token_marker: raw.path_tokens.then(|| marker.into_boxed_str()),
+        })
     }
 
     pub(super) fn jwt(&mut self, path: &str, raw: JwtFile, known: &Known<'_>) -> Option<JwtPolicy> {

@@ -22,6 +22,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
+use crate::auth::path_token;
 use crate::auth::query::{self, CredentialNames, Found};
 use crate::auth::{self, AuthError, AuthRequest, Denial, Grant, VerifyCache, VerifyContext};
 use crate::config::Config;
@@ -163,6 +164,7 @@ fn carrier_label(c: auth::Carrier) -> &'static str {
         auth::Carrier::Header => "header",
         auth::Carrier::Query => "query",
         auth::Carrier::Cookie => "cookie",
+        auth::Carrier::PathToken => "path_token",
     }
 }
 
@@ -190,7 +192,7 @@ async fn pipeline(
     if parts.version != Version::HTTP_2 && parts.uri.scheme().is_some() {
         return Err(Rejection::NotNormal);
     }
-    let (route, forward_pq, grant) = {
+    let (route, forward_pq, grant, reinsert) = {
         let raw_path = parts.uri.path();
         let raw_query = parts.uri.query().unwrap_or("");
         let path = normalize::check_path(raw_path).map_err(|_| Rejection::NotNormal)?;
@@ -221,6 +223,10 @@ async fn pipeline(
         // verify
         let names = route.auth.as_ref().map(auth::RouteAuth::credential_names).unwrap_or_default();
         let found = query::scan(raw_query, names).map_err(|_| deny(&route, AuthError::Malformed))?;
+        let path_token = match route.auth.as_ref().and_then(auth::RouteAuth::path_token_marker) {
+            Some(marker) => path_token::find(raw_path, marker).map_err(|e| deny(&route, e))?,
+            None => None,
+        };
         let grant = match &route.auth {
             None => None,
             Some(policy) => {
@@ -230,6 +236,9 @@ async fn pipeline(
                     query: raw_query,
                     found: &found,
                     headers: &parts.headers,
+                    raw_path,
+                    path_token: path_token.as_ref(),
+                    route_prefix: &route.prefix,
                 };
                 let verifier =
                     VerifyContext { cache: &rt.cache, counters: &shared.metrics.cache, now: auth::unix_now() };
@@ -248,11 +257,31 @@ async fn pipeline(
                 Some(grant)
             }
         };
-        let pq = match &route.upstream.s3 {
-            None => forwarded_target(raw_path, raw_query, names, &found)?,
-            Some(s3) => object::target(s3, &route.prefix, &path.decoded, raw_query, grant.as_ref())?,
-        };
-        (route, pq, grant)
+        // A verified path token leaves the path here: the upstream sees the
+        // path without it, and answers get it put back into `Location`.
+        let (pq, reinsert) =
+            match path_token.filter(|_| grant.as_ref().is_some_and(|g| g.carrier == auth::Carrier::PathToken)) {
+                Some(token) => {
+                    let stripped = token.strip(raw_path);
+                    let pq = match &route.upstream.s3 {
+                        None => forwarded_target(&stripped, raw_query, names, &found)?,
+                        Some(s3) => {
+                            let decoded = normalize::check_path(&stripped).map_err(|_| Rejection::NotNormal)?;
+                            object::target(s3, &route.prefix, &decoded.decoded, "", grant.as_ref())?
+                        }
+                    };
+                    let segment = raw_path[token.span.start + 1..token.span.end].to_owned();
+                    (pq, Some(strip::Reinsert { raw_prefix: token.raw_prefix(raw_path).to_owned(), segment }))
+                }
+                None => {
+                    let pq = match &route.upstream.s3 {
+                        None => forwarded_target(raw_path, raw_query, names, &found)?,
+                        Some(s3) => object::target(s3, &route.prefix, &path.decoded, raw_query, grant.as_ref())?,
+                    };
+                    (pq, None)
+                }
+            };
+        (route, pq, grant, reinsert)
     };
     check_body(&route, &parts)?;
     if route.upstream.s3.is_some() && parts.method == Method::PUT && !parts.headers.contains_key(CONTENT_LENGTH) {
@@ -291,7 +320,7 @@ async fn pipeline(
     }
 
     // respond
-    Ok(strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier)))
+    Ok(strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier), reinsert.as_ref()))
 }
 
 fn deny(route: &Route, error: AuthError) -> Rejection {

@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 
 use http::header::{
-    AUTHORIZATION, CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, REFERRER_POLICY, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CACHE_CONTROL, CONNECTION, FORWARDED, HOST, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    REFERRER_POLICY, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -175,12 +175,51 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     Ok(())
 }
 
+/// A path token to put back into redirects under the prefix it grants.
+#[derive(Debug, Clone)]
+pub struct Reinsert {
+    /// The granted prefix as it arrived (ends with `/`).
+    pub raw_prefix: String,
+    /// The token segment, without slashes.
+    pub segment: String,
+}
+
+impl Reinsert {
+    /// `location` with the token segment after the granted prefix, when its
+    /// path lies under it (nginx's `/dir` → `/dir/` redirect); else `None`.
+    fn location(&self, location: &str) -> Option<String> {
+        let path_at = match location.find("://") {
+            Some(i) => i + 3 + location[i + 3..].find('/')?,
+            None if location.starts_with('/') && !location.starts_with("//") => 0,
+            None => return None,
+        };
+        let rest = location[path_at..].strip_prefix(self.raw_prefix.as_str())?;
+        Some(format!("{}{}{}/{rest}", &location[..path_at], self.raw_prefix, self.segment))
+    }
+}
+
 /// The upstream's answer, cleaned for the client.
-pub fn client_response(resp: Response<hyper::body::Incoming>, carrier: Option<Carrier>) -> Response<ResponseBody> {
+pub fn client_response(
+    resp: Response<hyper::body::Incoming>,
+    carrier: Option<Carrier>,
+    reinsert: Option<&Reinsert>,
+) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
-    if carrier.is_some_and(Carrier::in_url) && !parts.headers.contains_key(REFERRER_POLICY) {
-        parts.headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    let headers = &mut parts.headers;
+    remove_hop_by_hop(headers);
+    if carrier.is_some_and(Carrier::in_url) && !headers.contains_key(REFERRER_POLICY) {
+        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    }
+    if let Some(reinsert) = reinsert {
+        // A token in the path makes every URL under it a credential: keep
+        // shared caches from storing answers keyed by it.
+        if !headers.contains_key(CACHE_CONTROL) {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+        }
+        let moved = headers.get(LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| reinsert.location(l));
+        if let Some(value) = moved.and_then(|l| HeaderValue::try_from(l).ok()) {
+            headers.insert(LOCATION, value);
+        }
     }
     Response::from_parts(parts, ResponseBody::Upstream(body))
 }
@@ -203,6 +242,16 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn redirects_under_the_prefix_keep_the_token() {
+        let r = Reinsert { raw_prefix: "/media/u1/".into(), segment: "tg~1~s".into() };
+        assert_eq!(r.location("/media/u1/video/").as_deref(), Some("/media/u1/tg~1~s/video/"));
+        assert_eq!(r.location("http://h:80/media/u1/video/").as_deref(), Some("http://h:80/media/u1/tg~1~s/video/"));
+        assert_eq!(r.location("/media/u2/video/"), None);
+        assert_eq!(r.location("//evil/media/u1/x"), None);
+        assert_eq!(r.location("video/"), None);
     }
 
     #[test]
