@@ -141,7 +141,14 @@ fn instructions(handle: &crate::Handle, secret: &[u8], key_file: &Path) -> Resul
     let sign = |target: &str| {
         tools::sign(
             secret,
-            &SignRequest { target: &format!("{base}{target}"), method: "GET", exp, kid: None, prefix: None },
+            &SignRequest {
+                target: &format!("{base}{target}"),
+                method: "GET",
+                exp,
+                kid: None,
+                prefix: None,
+                path_token: None,
+            },
         )
     };
     let signed = sign("/files/cat.svg")?;

@@ -56,6 +56,14 @@ enum Command {
         /// Method the link is for (HEAD is covered by GET).
         #[arg(long, default_value = "GET")]
         method: String,
+        /// Write a path token (SPEC §2b) after the prefix instead of query
+        /// parameters: for HLS/DASH, whose players drop the query. Grants
+        /// --prefix, or the target's directory.
+        #[arg(long)]
+        path_token: bool,
+        /// The route's path-token marker.
+        #[arg(long, default_value = "tg", requires = "path_token")]
+        marker: String,
     },
     /// Mint a JWT for testing.
     Token {
@@ -173,7 +181,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Sign { target, key, ttl, exp, kid, prefix, method } => {
+        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker } => {
             let secret = key.secret()?;
             let exp = match exp {
                 Some(e) => e,
@@ -187,6 +195,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     exp,
                     kid: kid.as_deref(),
                     prefix: prefix.as_deref(),
+                    path_token: path_token.then_some(marker.as_str()),
                 },
             )?;
             println!("{url}");

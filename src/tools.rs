@@ -7,8 +7,8 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
 use serde_json::{Map, Value};
 
 use crate::auth::keys::{HmacKey, MIN_SECRET_LEN, SecretEncoding, decode_secret};
-use crate::auth::signed_url;
 use crate::auth::unix_now;
+use crate::auth::{path_token, signed_url};
 
 /// Reads a secret from an environment variable or a file (one trailing
 /// newline dropped, as in the config), decoded as `encoding`.
@@ -37,6 +37,8 @@ pub struct SignRequest<'a> {
     pub exp: u64,
     pub kid: Option<&'a str>,
     pub prefix: Option<&'a str>,
+    /// Write a path token with this marker instead of query parameters.
+    pub path_token: Option<&'a str>,
 }
 
 /// Signs a path or URL; returns it with the signed-URL parameters appended.
@@ -46,8 +48,17 @@ pub fn sign(secret: &[u8], req: &SignRequest<'_>) -> Result<String, String> {
     }
     let key = HmacKey::new(req.kid.unwrap_or(""), secret);
     let (origin, target) = split_origin(req.target);
-    let signed =
-        signed_url::sign_target(&key, req.method, &target, req.exp, req.kid, req.prefix).map_err(|e| e.to_string())?;
+    let signed = match req.path_token {
+        Some(marker) => {
+            if req.method != "GET" && req.method != "HEAD" {
+                return Err("a path token grants GET and HEAD only".to_owned());
+            }
+            path_token::sign_path(&key, &target, req.exp, req.kid, req.prefix, marker)
+        }
+        .map_err(|e| e.to_string())?,
+        None => signed_url::sign_target(&key, req.method, &target, req.exp, req.kid, req.prefix)
+            .map_err(|e| e.to_string())?,
+    };
     Ok(format!("{origin}{signed}"))
 }
 

@@ -220,3 +220,51 @@ async fn demo_prints_urls_that_work() {
 fn interrupt(child: &std::process::Child) {
     let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
 }
+
+/// `tollgate sign` writes the shared vectors' prefix grant and path tokens
+/// byte for byte.
+#[test]
+fn sign_matches_the_shared_vectors() {
+    let text = std::fs::read_to_string(common::repo().join("tests/vectors/path-token.json")).unwrap();
+    let vectors: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    for v in &vectors {
+        let env = [("SIGN_KEY", v["secret"].as_str().unwrap())];
+        let target = v["forwarded_target"].as_str().unwrap();
+        let kid = v["request_target"].as_str().unwrap().contains("~k2026~");
+        let mut args = vec!["sign", "--key-env", "SIGN_KEY", "--exp", "1893456000", "--path-token"];
+        args.extend(["--prefix", v["granted_prefix"].as_str().unwrap()]);
+        if kid {
+            args.extend(["--kid", "k2026"]);
+        }
+        args.push(target);
+        let (code, out, err) = tollgate(&args, &env);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.trim(), v["request_target"], "{}", v["name"]);
+    }
+    let text = std::fs::read_to_string(common::repo().join("tests/vectors/signed-url.json")).unwrap();
+    let vectors: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let prefix = vectors.iter().find(|v| v["request_target"].as_str().unwrap().contains("prefix=")).unwrap();
+    let env = [("SIGN_KEY", prefix["secret"].as_str().unwrap())];
+    let (code, out, err) = tollgate(
+        &[
+            "sign",
+            "--key-env",
+            "SIGN_KEY",
+            "--exp",
+            "1893456000",
+            "--prefix",
+            "/media/video/",
+            "/media/video/seg-001.ts",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let sig = prefix["sig"].as_str().unwrap();
+    assert_eq!(out.trim(), format!("/media/video/seg-001.ts?exp=1893456000&prefix=%2Fmedia%2Fvideo%2F&sig={sig}"));
+    let (code, _, err) = tollgate(
+        &["sign", "--key-env", "SIGN_KEY", "--path-token", "--method", "PUT", "/media/video/seg-001.ts"],
+        &env,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("GET and HEAD"), "{err}");
+}

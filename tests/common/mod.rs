@@ -286,7 +286,15 @@ pub fn raw_status(answer: &str) -> u16 {
 /// Signs a target with a raw secret, `ttl` seconds from now.
 pub fn sign(secret: &[u8], method: &str, target: &str, ttl: i64, kid: Option<&str>, prefix: Option<&str>) -> String {
     let exp = (tollgate::auth::unix_now() as i64 + ttl) as u64;
-    tollgate::tools::sign(secret, &tollgate::tools::SignRequest { target, method, exp, kid, prefix }).unwrap()
+    tollgate::tools::sign(secret, &tollgate::tools::SignRequest { target, method, exp, kid, prefix, path_token: None })
+        .unwrap()
+}
+
+/// A path-token URL for `target` granting `prefix` (default: its directory).
+pub fn sign_path(secret: &[u8], target: &str, ttl: i64, prefix: Option<&str>) -> String {
+    let exp = (tollgate::auth::unix_now() as i64 + ttl) as u64;
+    let req = tollgate::tools::SignRequest { target, method: "GET", exp, kid: None, prefix, path_token: Some("tg") };
+    tollgate::tools::sign(secret, &req).unwrap()
 }
 
 /// Mints an HS256 JWT with `claims` (exp defaults to now + 300).
