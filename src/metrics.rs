@@ -34,10 +34,13 @@ pub enum Outcome {
     UpstreamError,
     /// The client closed the connection before the answer (logged as 499).
     Aborted,
+    /// Answered by tollgate itself, as designed: a CORS preflight, a
+    /// cookie-exchange redirect.
+    Answered,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Forwarded,
         Outcome::Denied,
         Outcome::Malformed,
@@ -46,6 +49,7 @@ impl Outcome {
         Outcome::TooLarge,
         Outcome::UpstreamError,
         Outcome::Aborted,
+        Outcome::Answered,
     ];
 
     pub fn label(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::UpstreamError => "upstream_error",
             Outcome::Aborted => "client_aborted",
+            Outcome::Answered => "answered",
         }
     }
 }

@@ -11,6 +11,7 @@ use http::Method;
 
 use crate::auth::RouteAuth;
 use crate::metrics::RouteMetrics;
+use crate::proxy::cors::Cors;
 use crate::upstream::Upstream;
 
 /// A compiled route.
@@ -30,6 +31,8 @@ pub struct Route {
     /// Largest request body, bytes (0: no limit).
     pub max_body: u64,
     pub require_content_type: Option<String>,
+    /// CORS rules, when the route is read cross-origin.
+    pub cors: Option<Cors>,
     pub metrics: RouteMetrics,
 }
 

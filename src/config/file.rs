@@ -225,6 +225,26 @@ pub struct RouteFile {
     pub max_body: Option<ByteSize>,
     /// Upload requests must send a `Content-Type` starting with this.
     pub require_content_type: Option<String>,
+    /// Cross-origin access from the listed origins (SPEC §10).
+    pub cors: Option<CorsFile>,
+}
+
+/// `routes[].cors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsFile {
+    /// Exact origins, e.g. `https://app.example`.
+    pub origins: Vec<String>,
+    /// Request headers a page may send (default: authorization, range).
+    pub headers: Option<Vec<String>>,
+    /// Response headers a page may read (default: content-length,
+    /// content-range, accept-ranges, etag).
+    pub expose_headers: Option<Vec<String>>,
+    /// How long a browser may cache a preflight (default 10m).
+    pub max_age: Option<HumanDuration>,
+    /// Allow credentialed requests (cookies) from these origins.
+    #[serde(default)]
+    pub credentials: bool,
 }
 
 /// `auth: none`, or the credentials a route accepts.

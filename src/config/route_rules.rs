@@ -1,17 +1,18 @@
 //! Compiling `routes:`: prefixes, methods, and the credentials each route
 //! accepts (references to keys and upstreams are checked here).
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 
 use super::compile::{Compiler, Known, valid_name};
-use super::file::{AuthFile, CarrierFile, JwtFile, RouteFile, SignedUrlFile};
+use super::file::{AuthFile, CarrierFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
 use super::keys::CompiledKey;
 use crate::auth::RouteAuth;
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use crate::auth::keys::JwtKeySource;
 use crate::auth::path_token;
 use crate::auth::signed_url::{self, SignedUrlPolicy};
-use crate::proxy::normalize;
+use crate::proxy::cors::Cors;
+use crate::proxy::{cors, normalize};
 use crate::routes::Route;
 
 impl Compiler {
@@ -85,6 +86,7 @@ impl Compiler {
             }
         }
         let max_body = raw.max_body.map_or(known.limits.max_body, |b| b.0);
+        let cors = raw.cors.and_then(|c| self.cors(&format!("{path}.cors"), c, &methods));
         if self.errors.len() != errors_before {
             return None;
         }
@@ -101,6 +103,49 @@ impl Compiler {
             allow_encoded_slashes: raw.allow_encoded_slashes,
             max_body,
             require_content_type: raw.require_content_type,
+            cors,
+        })
+    }
+
+    fn cors(&mut self, path: &str, raw: CorsFile, methods: &[Method]) -> Option<Cors> {
+        if raw.origins.is_empty() {
+            self.error(format!("{path}.origins"), "list at least one origin");
+        }
+        let mut origins = Vec::new();
+        for (i, origin) in raw.origins.iter().enumerate() {
+            match HeaderValue::from_str(origin) {
+                Ok(v) if cors::valid_origin(origin) => origins.push(v),
+                _ => self.error(
+                    format!("{path}.origins[{i}]"),
+                    format!("{origin:?} is not an origin: write scheme://host[:port] in lower case, no path, no *"),
+                ),
+            }
+        }
+        let mut list = |field: &str, names: Option<Vec<String>>, default: &'static str| match names {
+            None => Some(HeaderValue::from_static(default)),
+            Some(names) => {
+                let mut ok = true;
+                for (i, n) in names.iter().enumerate() {
+                    if HeaderName::from_bytes(n.as_bytes()).is_err() {
+                        self.error(format!("{path}.{field}[{i}]"), format!("{n:?} is not a header name"));
+                        ok = false;
+                    }
+                }
+                let joined = names.iter().map(|n| n.to_ascii_lowercase()).collect::<Vec<_>>().join(", ");
+                if !ok || joined.is_empty() { None } else { HeaderValue::from_str(&joined).ok() }
+            }
+        };
+        let allow_headers = list("headers", raw.headers, cors::DEFAULT_ALLOW_HEADERS);
+        let expose_headers = list("expose_headers", raw.expose_headers, cors::DEFAULT_EXPOSE_HEADERS);
+        let methods = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let max_age = raw.max_age.map_or(600, |d| d.0.as_secs());
+        Some(Cors {
+            origins,
+            allow_methods: HeaderValue::from_str(&methods).ok()?,
+            allow_headers: allow_headers.unwrap_or(HeaderValue::from_static(cors::DEFAULT_ALLOW_HEADERS)),
+            expose_headers,
+            max_age: HeaderValue::from(max_age),
+            credentials: raw.credentials,
         })
     }
 

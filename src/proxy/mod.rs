@@ -7,6 +7,7 @@
 //! swaps in another one meanwhile.
 
 pub mod body;
+pub mod cors;
 pub mod normalize;
 mod object;
 pub mod respond;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
@@ -72,6 +73,8 @@ struct InFlight<'a> {
     peer: SocketAddr,
     route: Option<Arc<Route>>,
     carrier: Option<auth::Carrier>,
+    /// The request's `Origin`, for routes with CORS rules.
+    origin: Option<HeaderValue>,
     answered: bool,
 }
 
@@ -86,6 +89,7 @@ impl<'a> InFlight<'a> {
             peer,
             route: None,
             carrier: None,
+            origin: req.headers().get(ORIGIN).cloned(),
             answered: false,
         }
     }
@@ -134,8 +138,8 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, conn: ConnInfo) -> 
     let runtime = shared.runtime.load_full();
     let mut flight = InFlight::new(shared, &req, runtime.config.log.access_log, conn.peer);
     let result = pipeline(&runtime, shared, req, conn, &mut flight).await;
-    let (response, outcome, reason) = match result {
-        Ok(resp) => (resp, Outcome::Forwarded, ""),
+    let (mut response, outcome, reason) = match result {
+        Ok((resp, outcome)) => (resp, outcome, ""),
         Err(rejection) => {
             let metrics = flight.route_metrics();
             let outcome = rejection.outcome();
@@ -154,6 +158,10 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, conn: ConnInfo) -> 
             (rejection.into_response(), outcome, reason)
         }
     };
+    // Answers tollgate gives by design (preflights) carry their own headers.
+    if let Some(cors) = flight.route.as_ref().and_then(|r| r.cors.as_ref()).filter(|_| outcome != Outcome::Answered) {
+        cors.decorate(response.headers_mut(), flight.origin.as_ref());
+    }
     flight.record(response.status().as_u16(), outcome, reason);
     response
 }
@@ -174,7 +182,7 @@ async fn pipeline(
     req: Request<Incoming>,
     conn: ConnInfo,
     record: &mut InFlight<'_>,
-) -> Result<Response<ResponseBody>, Rejection> {
+) -> Result<(Response<ResponseBody>, Outcome), Rejection> {
     let (mut parts, body) = req.into_parts();
 
     // limits: exact 414/431 answers (hyper's own buffer limit is looser).
@@ -214,6 +222,11 @@ async fn pipeline(
             && (!route.allow_encoded_slashes || at < route.prefix.len())
         {
             return Err(Rejection::NotNormal);
+        }
+        // A preflight carries no credential by design: answered here, never
+        // forwarded, before anything asks for one.
+        if let Some(preflight) = route.cors.as_ref().and_then(|c| c.preflight(&parts.method, &parts.headers)) {
+            return Ok((preflight, Outcome::Answered));
         }
         if !route.allows(&parts.method) {
             let allow = HeaderValue::from_str(&route.allow_header()).unwrap_or(HeaderValue::from_static("GET"));
@@ -320,7 +333,8 @@ async fn pipeline(
     }
 
     // respond
-    Ok(strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier), reinsert.as_ref()))
+    let resp = strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier), reinsert.as_ref());
+    Ok((resp, Outcome::Forwarded))
 }
 
 fn deny(route: &Route, error: AuthError) -> Rejection {
