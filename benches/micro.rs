@@ -26,7 +26,6 @@ use tollgate::proxy::normalize::check_path;
 use tollgate::proxy::strip::{self, Forward};
 
 const SECRET: &[u8] = b"benchmark-secret-benchmark-secret-0123456789";
-const SIGNED: CredentialNames<'static> = CredentialNames { signed_url: true, token: None };
 
 fn signed_target() -> String {
     let key = HmacKey::new("k", SECRET);
@@ -35,14 +34,14 @@ fn signed_target() -> String {
 }
 
 fn bench_signed_url(c: &mut Criterion) {
-    let policy =
-        SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None, path_token_marker: None };
+    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None };
     let target = signed_target();
+    let signed = CredentialNames::signed_url();
     c.bench_function("signed_url/verify_uncached", |b| {
         b.iter(|| {
             let (path, q) = black_box(&target).split_once('?').unwrap();
             let normal = check_path(path).unwrap();
-            let found = query::scan(q, SIGNED).unwrap();
+            let found = query::scan(q, &signed).unwrap();
             signed_url::verify(&policy, "GET", &normal.decoded, q, &found, 1_900_000_000).unwrap();
         })
     });
@@ -114,7 +113,7 @@ fn bench_cache_hit(c: &mut Criterion) {
     let token =
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
     let hs = JwtKey::hmac(None, SECRET, vec![Algorithm::HS256]).unwrap();
-    let auth = tollgate::auth::RouteAuth { signed_url: None, jwt: Some(policy_for(hs)) };
+    let auth = tollgate::auth::RouteAuth::new(vec![Box::new(policy_for(hs))]).unwrap();
     let cache = VerifyCache::new(CacheSettings::default());
     let metrics = tollgate::metrics::Metrics::new(prometheus::Registry::new()).unwrap();
     let mut headers = HeaderMap::new();
@@ -128,12 +127,12 @@ fn bench_cache_hit(c: &mut Criterion) {
         found: &found,
         headers: &headers,
         raw_path: "/media/a.jpg",
-        path_token: None,
         route_prefix: "/media/",
+        route_id: 1,
     };
     let verifier = VerifyContext { cache: &cache, counters: &metrics.cache, now };
-    authorize(&auth, 1, &req, &verifier).unwrap();
-    c.bench_function("cache/hit_authorize", |b| b.iter(|| authorize(&auth, 1, black_box(&req), &verifier).unwrap()));
+    authorize(&auth, &req, &verifier).unwrap();
+    c.bench_function("cache/hit_authorize", |b| b.iter(|| authorize(&auth, black_box(&req), &verifier).unwrap()));
 }
 
 fn bench_parsing(c: &mut Criterion) {
@@ -144,7 +143,8 @@ fn bench_parsing(c: &mut Criterion) {
         b.iter(|| check_path(black_box("/media/photos/caf%C3%A9%20noir/cat%201.jpg")).unwrap())
     });
 
-    let found = query::scan(q, SIGNED).unwrap();
+    let signed = CredentialNames::signed_url();
+    let found = query::scan(q, &signed).unwrap();
     let host = HeaderValue::from_static("127.0.0.1:8081");
     let scheme = http::uri::Scheme::HTTP;
     let authority: http::uri::Authority = "127.0.0.1:8081".parse().unwrap();
@@ -163,7 +163,7 @@ fn bench_parsing(c: &mut Criterion) {
         b.iter_batched(
             || template.clone().into_parts().0,
             |mut parts| {
-                let stripped = query::strip(q, SIGNED, &found).unwrap();
+                let stripped = query::strip(q, &found).unwrap();
                 let pq = format!("/media/cat.jpg?{stripped}").try_into().unwrap();
                 let forward = Forward {
                     scheme: &scheme,
@@ -171,7 +171,7 @@ fn bench_parsing(c: &mut Criterion) {
                     host: Some(&host),
                     path_and_query: pq,
                     grant: None,
-                    cookie: None,
+                    cookies: &[],
                     claim_headers: &[],
                     peer,
                     tls: false,

@@ -10,8 +10,6 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::auth::AuthError;
-
 /// Route label used for requests that matched no route.
 pub const UNMATCHED: &str = "(none)";
 
@@ -119,8 +117,10 @@ impl RouteMetrics {
         &self.outcomes[outcome as usize]
     }
 
-    pub fn denied(&self, reason: AuthError) -> &IntCounter {
-        &self.denied[reason.index()]
+    /// The denial counter for the reason at `index` of the list the
+    /// route was made with.
+    pub fn denied(&self, index: usize) -> Option<&IntCounter> {
+        self.denied.get(index)
     }
 
     pub fn upstream_error(&self, kind: UpstreamErrorKind) -> &IntCounter {
@@ -207,7 +207,7 @@ impl Metrics {
             reloads.with_label_values(&[result]);
         }
         let cache = CacheCounters { hit: cache.with_label_values(&["hit"]), miss: cache.with_label_values(&["miss"]) };
-        let unmatched = route_handles(&requests, &denied, &upstream_errors, &duration, UNMATCHED);
+        let unmatched = route_handles(&requests, &denied, &upstream_errors, &duration, UNMATCHED, &[]);
         Ok(Metrics {
             registry,
             requests,
@@ -223,9 +223,10 @@ impl Metrics {
         })
     }
 
-    /// Handles for a route (created with zero values so dashboards see them).
-    pub fn route(&self, name: &str) -> RouteMetrics {
-        route_handles(&self.requests, &self.denied, &self.upstream_errors, &self.duration, name)
+    /// Handles for a route (created with zero values so dashboards see
+    /// them); `reasons` are the denial codes it can count.
+    pub fn route(&self, name: &str, reasons: &[&str]) -> RouteMetrics {
+        route_handles(&self.requests, &self.denied, &self.upstream_errors, &self.duration, name, reasons)
     }
 
     /// Handles for requests that matched no route.
@@ -251,10 +252,11 @@ fn route_handles(
     upstream_errors: &IntCounterVec,
     duration: &HistogramVec,
     name: &str,
+    reasons: &[&str],
 ) -> RouteMetrics {
     RouteMetrics {
         outcomes: Outcome::ALL.iter().map(|o| requests.with_label_values(&[name, o.label()])).collect(),
-        denied: AuthError::ALL.iter().map(|e| denied.with_label_values(&[name, e.code()])).collect(),
+        denied: reasons.iter().map(|r| denied.with_label_values(&[name, r])).collect(),
         upstream_errors: UpstreamErrorKind::ALL
             .iter()
             .map(|k| upstream_errors.with_label_values(&[name, k.label()]))
@@ -270,9 +272,9 @@ mod tests {
     #[test]
     fn names_and_labels_are_exported() {
         let m = Metrics::new(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
-        let r = m.route("media");
+        let r = m.route("media", &["malformed", "expired"]);
         r.outcome(Outcome::Forwarded).inc();
-        r.denied(AuthError::Expired).inc();
+        r.denied(1).map(IntCounter::inc);
         let text = m.render();
         for needle in [
             r#"tollgate_requests_total{outcome="forwarded",route="media"} 1"#,

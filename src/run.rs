@@ -97,8 +97,8 @@ pub async fn reload_now(handle: &Handle, path: &Path, metrics: &Arc<Metrics>, wa
     }
     // Keys of a JWKS URL the old config already fetched carry over, so the
     // swap never leaves a route without keys.
-    jwks::carry_over(&old.config, &config);
-    if let Err(e) = jwks::prime(&config).await {
+    jwks::carry_over(&old.config.jwks, &config.jwks);
+    if let Err(e) = jwks::prime(&config.jwks).await {
         let text = format!("a JWKS URL could not be fetched: {e}");
         if watched.failed(
             path,
@@ -114,7 +114,7 @@ pub async fn reload_now(handle: &Handle, path: &Path, metrics: &Arc<Metrics>, wa
         tracing::warn!(path = %w.path, warning = %w.message, "Configuration");
     }
     handle.swap(config);
-    jwks::start_all(handle, Some(&old.config));
+    crate::server::start_key_refreshers(handle, Some(&old.config));
     *watched = Watched::new(fingerprint);
     metrics.reload(true);
     tracing::info!("Configuration reloaded");

@@ -569,11 +569,11 @@ async fn a_million_invalid_tokens_keep_memory_bounded() {
                 found: &found,
                 headers: &h,
                 raw_path: "/hs/x",
-                path_token: None,
                 route_prefix: "/hs/",
+                route_id: route.id,
             };
             let v = tollgate::auth::VerifyContext { cache: &runtime.cache, counters, now: now() };
-            assert!(tollgate::auth::authorize(policy, route.id, &req, &v).is_err());
+            assert!(tollgate::auth::authorize(policy, &req, &v).is_err());
         }
     };
     flood(0, 200_000);

@@ -11,8 +11,13 @@ use tollgate::auth::query::{self, CredentialNames};
 use tollgate::auth::signed_url::{self, SignedUrlPolicy};
 use tollgate::proxy::normalize::check_path;
 
-const SIGNED: CredentialNames<'static> = CredentialNames { signed_url: true, token: None };
-const BOTH: CredentialNames<'static> = CredentialNames { signed_url: true, token: Some("token") };
+fn signed() -> CredentialNames {
+    CredentialNames::signed_url()
+}
+
+fn both() -> CredentialNames {
+    CredentialNames::new(["exp", "sig", "kid", "prefix", "token"]).unwrap()
+}
 
 /// Path segments built from the characters that matter: dots, encoded
 /// dots and slashes, backslashes, controls, non-ASCII, plus, percent.
@@ -102,8 +107,9 @@ proptest! {
     #[test]
     fn forwarded_bytes_are_verified_bytes_minus_credentials(path in path(), q in query()) {
         let Ok(normal) = check_path(&path) else { return Ok(()) };
-        let Ok(found) = query::scan(&q, BOTH) else { return Ok(()) };
-        let forwarded = query::strip(&q, BOTH, &found).map(|c| c.into_owned()).unwrap_or_default();
+        let names = both();
+        let Ok(found) = query::scan(&q, &names) else { return Ok(()) };
+        let forwarded = query::strip(&q, &found).map(|c| c.into_owned()).unwrap_or_default();
         let kept: Vec<&str> = q.split('&').filter(|piece| {
             let name = piece.split_once('=').map_or(*piece, |(n, _)| n);
             let decoded = query::decode_component(name).map(|c| c.into_owned()).unwrap_or_default();
@@ -121,8 +127,9 @@ proptest! {
     /// credential params does not change the canonical query.
     #[test]
     fn the_signature_binds_what_is_forwarded(q in query()) {
-        let Ok(found) = query::scan(&q, SIGNED) else { return Ok(()) };
-        let forwarded = query::strip(&q, SIGNED, &found).map(|c| c.into_owned()).unwrap_or_default();
+        let names = signed();
+        let Ok(found) = query::scan(&q, &names) else { return Ok(()) };
+        let forwarded = query::strip(&q, &found).map(|c| c.into_owned()).unwrap_or_default();
         prop_assert_eq!(query::canonical(&q).ok(), query::canonical(&forwarded).ok());
     }
 
@@ -134,11 +141,12 @@ proptest! {
         let key = HmacKey::new("k", b"property-test-secret-0123456789abcdef");
         let exp = 4_000_000_000u64;
         let Ok(signed) = signed_url::sign_target(&key, "GET", &path, exp, None, None) else { return Ok(()) };
-        let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None, path_token_marker: None };
+        let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None };
         let check = |target: &str, method: &str| {
             let (p, q) = target.split_once('?').unwrap_or((target, ""));
             let Ok(n) = check_path(p) else { return false };
-            let Ok(found) = query::scan(q, SIGNED) else { return false };
+            let names = CredentialNames::signed_url();
+            let Ok(found) = query::scan(q, &names) else { return false };
             signed_url::verify(&policy, method, &n.decoded, q, &found, exp - 10).is_ok()
         };
         prop_assert!(check(&signed, "GET"));
@@ -165,7 +173,7 @@ proptest! {
     #[test]
     fn parsers_never_panic(input in ".{0,200}", bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = check_path(&input);
-        let _ = query::scan(&input, BOTH);
+        let _ = query::scan(&input, &both());
         let _ = query::canonical(&input);
         let _ = jsonwebtoken::decode_header(&input);
         let lossy = String::from_utf8_lossy(&bytes);

@@ -70,19 +70,22 @@ impl AuthError {
         AuthError::ClaimMismatch,
     ];
 
+    /// Every code, in `index()` order (labels of the denial counters).
+    pub const CODES: [&'static str; 9] = [
+        "missing_credential",
+        "malformed",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "unknown_key",
+        "wrong_resource",
+        "wrong_method",
+        "claim_mismatch",
+    ];
+
     /// The stable error code of SPEC §4.
     pub fn code(self) -> &'static str {
-        match self {
-            AuthError::MissingCredential => "missing_credential",
-            AuthError::Malformed => "malformed",
-            AuthError::BadSignature => "bad_signature",
-            AuthError::Expired => "expired",
-            AuthError::NotYetValid => "not_yet_valid",
-            AuthError::UnknownKey => "unknown_key",
-            AuthError::WrongResource => "wrong_resource",
-            AuthError::WrongMethod => "wrong_method",
-            AuthError::ClaimMismatch => "claim_mismatch",
-        }
+        Self::CODES[self.index()]
     }
 
     /// Position in [`AuthError::ALL`].
@@ -108,5 +111,8 @@ mod tests {
         for (i, e) in AuthError::ALL.iter().enumerate() {
             assert_eq!(e.index(), i);
         }
+        assert_eq!(AuthError::ALL.len(), AuthError::CODES.len());
+        assert_eq!(AuthError::BadSignature.code(), "bad_signature");
+        assert_eq!(AuthError::ClaimMismatch.code(), "claim_mismatch");
     }
 }

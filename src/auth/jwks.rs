@@ -17,12 +17,34 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::jwt::JwtPolicy;
+use prometheus::{IntCounterVec, IntGaugeVec};
+
 use super::keyfile;
-use super::keys::{JwtKey, JwtKeySource};
-use crate::config::{Config, JwksFetch};
-use crate::proxy::Shared;
-use crate::server::{Handle, Lifecycle};
+use super::keys::{JwtKey, JwtKeySource, KeySet};
+
+/// A JWKS URL to fetch and refresh.
+#[derive(Debug, Clone)]
+pub struct JwksFetch {
+    pub set: Arc<KeySet>,
+    pub url: http::Uri,
+    pub refresh: Duration,
+    pub required_for_ready: bool,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// What a refresher reports to. It owns these instead of knowing the
+/// server: the server decides what a key change or an attempt means.
+#[derive(Clone)]
+pub struct Hooks {
+    /// A set's keys changed: verdicts made with the old keys must go.
+    pub keys_changed: Arc<dyn Fn() + Send + Sync>,
+    /// A fetch was attempted: readiness may have changed.
+    pub attempted: Arc<dyn Fn() + Send + Sync>,
+    /// `tollgate_jwks_fetches_total{keyset,result}`.
+    pub fetches: IntCounterVec,
+    /// `tollgate_jwks_last_success_timestamp_seconds{keyset}`.
+    pub last_success: IntGaugeVec,
+}
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -65,43 +87,31 @@ pub async fn fetch(spec: &JwksFetch) -> Result<Vec<Arc<JwtKey>>, String> {
 }
 
 /// Gives the sets of `new` the keys of `old` sets fetched from the same URL.
-pub fn carry_over(old: &Config, new: &Config) {
-    for spec in &new.jwks {
-        if let Some(prev) = old.jwks.iter().find(|o| o.url == spec.url && o.set.is_loaded()) {
+pub fn carry_over(old: &[JwksFetch], new: &[JwksFetch]) {
+    for spec in new {
+        if let Some(prev) = old.iter().find(|o| o.url == spec.url && o.set.is_loaded()) {
             spec.set.replace(prev.set.current().to_vec());
         }
     }
 }
 
-/// Fetches every set of `config` that has no keys yet and must have them.
-pub async fn prime(config: &Config) -> Result<(), String> {
-    for spec in config.jwks.iter().filter(|s| !s.set.is_loaded() && s.required_for_ready) {
+/// Fetches every set that has no keys yet and must have them.
+pub async fn prime(sets: &[JwksFetch]) -> Result<(), String> {
+    for spec in sets.iter().filter(|s| !s.set.is_loaded() && s.required_for_ready) {
         let keys = fetch(spec).await.map_err(|e| format!("{}: {e}", spec.set.name))?;
         spec.set.replace(keys);
     }
     Ok(())
 }
 
-/// Starts a fetch task for each JWKS URL of the running configuration and
-/// stops those of `old`.
-pub fn start_all(handle: &Handle, old: Option<&Config>) {
-    if let Some(old) = old {
-        old.jwks.iter().for_each(|s| s.set.stop());
-    }
-    let runtime = handle.shared.runtime.load_full();
-    for spec in &runtime.config.jwks {
-        tokio::spawn(run(spec.clone(), handle.shared.clone(), handle.lifecycle.clone()));
-    }
-    update_readiness(&handle.shared, &handle.lifecycle);
+/// Whether every set needed for readiness has keys.
+pub fn all_ready(sets: &[JwksFetch]) -> bool {
+    sets.iter().all(|s| !s.required_for_ready || s.set.is_loaded())
 }
 
-fn update_readiness(shared: &Shared, lifecycle: &Lifecycle) {
-    let runtime = shared.runtime.load();
-    let ready = runtime.config.jwks.iter().all(|s| !s.required_for_ready || s.set.is_loaded());
-    lifecycle.set_ready(ready);
-}
-
-async fn run(spec: JwksFetch, shared: Arc<Shared>, lifecycle: Arc<Lifecycle>) {
+/// Fetches `spec` now and then every `refresh` (sooner on request) until
+/// its set is stopped.
+pub async fn run(spec: JwksFetch, hooks: Hooks) {
     let set = spec.set.clone();
     let name = set.name.clone();
     let mut backoff = Duration::from_secs(1);
@@ -110,17 +120,17 @@ async fn run(spec: JwksFetch, shared: Arc<Shared>, lifecycle: Arc<Lifecycle>) {
             Ok(keys) => {
                 let count = keys.len();
                 if set.replace(keys) {
-                    shared.runtime.load().cache.invalidate_all();
+                    (hooks.keys_changed)();
                     tracing::info!(keyset = %name, keys = count, "JWKS keys updated");
                 }
-                shared.metrics.jwks_fetches.with_label_values(&[&name, "ok"]).inc();
+                hooks.fetches.with_label_values(&[&name, "ok"]).inc();
                 let now = i64::try_from(super::unix_now()).unwrap_or(i64::MAX);
-                shared.metrics.jwks_age.with_label_values(&[&name]).set(now);
-                update_readiness(&shared, &lifecycle);
+                hooks.last_success.with_label_values(&[&name]).set(now);
+                (hooks.attempted)();
                 true
             }
             Err(e) => {
-                shared.metrics.jwks_fetches.with_label_values(&[&name, "error"]).inc();
+                hooks.fetches.with_label_values(&[&name, "error"]).inc();
                 tracing::warn!(keyset = %name, error = %e, "JWKS fetch failed; keeping the last good keys");
                 false
             }
@@ -145,9 +155,9 @@ async fn run(spec: JwksFetch, shared: Arc<Shared>, lifecycle: Arc<Lifecycle>) {
 /// A token named a `kid` no key has: ask each remote set of the route for an
 /// early refetch and wait briefly for it. `true` when a fetch happened, so
 /// verification is worth one more try.
-pub async fn refetch_for_unknown_kid(policy: &JwtPolicy) -> bool {
+pub async fn refetch_for_unknown_kid<'a>(sources: impl IntoIterator<Item = &'a JwtKeySource>) -> bool {
     let mut waited = false;
-    for source in &policy.keys {
+    for source in sources {
         let JwtKeySource::Set(set) = source else {
             continue;
         };

@@ -1,65 +1,151 @@
 //! Stage 3: find the one credential a request carries and verify it.
 //!
-//! A request must carry at most one credential: a signed URL, a bearer
-//! header or a token query parameter (SPEC §3). Two of them, or one of their
-//! parameters twice, is refused as malformed rather than resolved by a
-//! precedence rule the client could play against the upstream. The
-//! credential cookie is consulted only when none of those is present.
+//! # Credential kinds
+//! Each kind of credential is one module in `kinds/` behind one small
+//! interface, [`Kind`], which answers three questions:
+//! - **where** is my credential in this request ([`Kind::find`] reports each
+//!   one it sees as a [`Presented`], with the [`Carrier`] it came in), and
+//!   what would be stripped: the query parameters it owns
+//!   ([`Kind::query_params`]), its cookies ([`Kind::cookies`]), and per
+//!   credential its carrier (the `Authorization` header, a path segment);
+//! - **is it valid** for this method, path and time ([`Kind::verify`]);
+//! - **what does it grant**: the [`Grant`] (claim headers to forward, the
+//!   path segment a path token occupies).
+//!
+//! [`authorize`] is the one place that applies the rule "at most one
+//! credential per request" (SPEC §3): two credentials, of one kind or of
+//! two, are refused as malformed rather than resolved by a precedence rule
+//! a client could play against the upstream; a credential cookie counts
+//! only when the request carries no header or URL credential.
+//!
+//! Adding a kind means a file in `kinds/`, its config struct, and one line
+//! where the config compiler builds a route's kinds. Stateful checks (use
+//! limits, revocation) are a stage after verification, not part of a kind.
 
 pub mod cache;
 pub mod cookie;
 pub mod error;
 pub mod jwks;
-pub mod jwt;
 pub mod keyfile;
 pub mod keys;
-pub mod path_token;
+pub mod kinds;
 pub mod query;
-pub mod signed_url;
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use cache::{CacheKey, CacheSettings, Verdict, VerifyCache, unix_now};
 pub use error::{AuthError, Carrier};
-use jwt::JwtPolicy;
-use path_token::PathToken;
+use keys::JwtKeySource;
+pub use kinds::{jwt, path_token, signed_url};
 use query::{CredentialNames, Found};
-use signed_url::SignedUrlPolicy;
 
 use crate::metrics::CacheCounters;
 
-/// What a protected route accepts. At least one of the two is set.
-#[derive(Debug)]
-pub struct RouteAuth {
-    pub signed_url: Option<SignedUrlPolicy>,
-    pub jwt: Option<JwtPolicy>,
+/// One kind of credential (see the module header).
+pub trait Kind: Send + Sync + fmt::Debug {
+    /// Short stable name, for logs and `tollgate explain`.
+    fn name(&self) -> &'static str;
+
+    /// Query parameters that carry this kind's credential. They are found
+    /// once for all kinds (one of them twice is malformed) and always
+    /// stripped before forwarding.
+    fn query_params(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// Cookies that carry this kind's credential: always stripped.
+    fn cookies(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// Headers this kind sets upstream from what it verified: removed
+    /// from every request on every route, so no client can pre-set one.
+    fn claim_headers(&self) -> Vec<HeaderName> {
+        Vec::new()
+    }
+
+    /// Whether a 401 should invite a bearer token (`WWW-Authenticate`).
+    fn challenges_bearer(&self) -> bool {
+        false
+    }
+
+    /// Key sets that may be refetched when a credential names an unknown key.
+    fn key_sources(&self) -> &[JwtKeySource] {
+        &[]
+    }
+
+    /// Reports every credential of this kind the request presents. A
+    /// presentation this kind cannot even parse apart (its cookie twice,
+    /// two `Authorization` headers) is an error.
+    fn find<'r>(&self, req: &AuthRequest<'r>, found: &mut dyn FnMut(Presented<'r>)) -> Result<(), AuthError>;
+
+    /// Verifies one credential reported by [`Kind::find`].
+    fn verify(&self, cred: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError>;
 }
 
+/// A credential a request presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented<'r> {
+    pub carrier: Carrier,
+    /// The credential's own bytes (a token, a signature, a path segment):
+    /// what a verdict cache keys on, never logged.
+    pub credential: Cow<'r, str>,
+}
+
+/// What a protected route accepts.
+#[derive(Debug)]
+pub struct RouteAuth {
+    kinds: Vec<Box<dyn Kind>>,
+    names: CredentialNames,
+    cookies: Vec<Box<str>>,
+}
+
+/// A route names more credential parameters than tollgate tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyParams;
+
 impl RouteAuth {
+    /// A route accepting `kinds`.
+    pub fn new(kinds: Vec<Box<dyn Kind>>) -> Result<Self, TooManyParams> {
+        let names = CredentialNames::new(kinds.iter().flat_map(|k| k.query_params())).ok_or(TooManyParams)?;
+        let mut cookies: Vec<Box<str>> = kinds.iter().flat_map(|k| k.cookies()).map(Box::from).collect();
+        cookies.dedup();
+        Ok(RouteAuth { kinds, names, cookies })
+    }
+
+    /// The kinds, in the order they are asked.
+    pub fn kinds(&self) -> &[Box<dyn Kind>] {
+        &self.kinds
+    }
+
     /// The query parameters that are credentials on this route.
-    pub fn credential_names(&self) -> CredentialNames<'_> {
-        CredentialNames {
-            signed_url: self.signed_url.is_some(),
-            token: self.jwt.as_ref().filter(|j| j.from.query).map(|j| j.query_param.as_str()),
-        }
+    pub fn credential_names(&self) -> &CredentialNames {
+        &self.names
     }
 
-    /// The cookie holding a credential on this route, if any.
-    pub fn cookie_name(&self) -> Option<&str> {
-        self.jwt.as_ref().filter(|j| j.from.cookie).map(|j| j.cookie.as_str())
-    }
-
-    /// The path-token marker, on routes that accept path tokens.
-    pub fn path_token_marker(&self) -> Option<&str> {
-        self.signed_url.as_ref().and_then(|s| s.path_token_marker.as_deref())
+    /// The cookies holding credentials on this route.
+    pub fn cookies(&self) -> &[Box<str>] {
+        &self.cookies
     }
 
     /// Whether 401 answers should invite a bearer token.
     pub fn accepts_bearer(&self) -> bool {
-        self.jwt.is_some()
+        self.kinds.iter().any(|k| k.challenges_bearer())
+    }
+
+    /// Every key source of the route's kinds (for a refetch on an unknown key).
+    pub fn key_sources(&self) -> Vec<&JwtKeySource> {
+        self.kinds.iter().flat_map(|k| k.key_sources()).collect()
+    }
+
+    /// Headers the route's kinds set upstream.
+    pub fn claim_headers(&self) -> impl Iterator<Item = HeaderName> + '_ {
+        self.kinds.iter().flat_map(|k| k.claim_headers())
     }
 }
 
@@ -69,16 +155,17 @@ pub struct AuthRequest<'a> {
     pub method: &'a str,
     /// Decoded, normal-form path.
     pub path: &'a str,
+    /// The path as received.
+    pub raw_path: &'a str,
     /// Raw query string (empty when absent).
     pub query: &'a str,
     /// Credential parameters found in the query.
     pub found: &'a Found<'a>,
     pub headers: &'a HeaderMap,
-    /// The path as received, and the path token found in it.
-    pub raw_path: &'a str,
-    pub path_token: Option<&'a PathToken<'a>>,
     /// The decoded prefix of the matched route.
     pub route_prefix: &'a str,
+    /// Position of the route in the configuration (cache keys).
+    pub route_id: u32,
 }
 
 /// A verified request.
@@ -87,6 +174,16 @@ pub struct Grant {
     pub carrier: Carrier,
     /// Headers to add upstream (forwarded claims).
     pub headers: Arc<[(HeaderName, HeaderValue)]>,
+    /// Bytes of the raw path the credential occupies (`/<segment>`),
+    /// removed before forwarding.
+    pub path_span: Option<Range<usize>>,
+}
+
+impl Grant {
+    /// A grant that forwards nothing of its own.
+    pub fn plain(carrier: Carrier) -> Self {
+        Grant { carrier, headers: Arc::from(Vec::new()), path_span: None }
+    }
 }
 
 /// A refused request; `carrier` is known when a credential was found.
@@ -109,129 +206,41 @@ pub struct VerifyContext<'a> {
     pub now: u64,
 }
 
-/// Finds the request's credential and verifies it for this route.
-pub fn authorize(
-    auth: &RouteAuth,
-    route_id: u32,
-    req: &AuthRequest<'_>,
-    v: &VerifyContext<'_>,
-) -> Result<Grant, Denial> {
-    let jwt = auth.jwt.as_ref();
-    let signed = auth.signed_url.is_some() && req.found.has_signed_url();
-    let header = match jwt.filter(|j| j.from.header) {
-        Some(_) => bearer(req.headers)?,
-        None => None,
-    };
-    let query_token = req.found.token;
-    let presented = usize::from(signed)
-        + usize::from(header.is_some())
-        + usize::from(query_token.is_some())
-        + usize::from(req.path_token.is_some());
-    if presented > 1 {
-        return Err(AuthError::Malformed.into());
-    }
-
-    if let (Some(token), Some(policy)) = (req.path_token, &auth.signed_url) {
-        let deny = |error| Denial { error, carrier: Some(Carrier::PathToken) };
-        path_token::verify(policy, req.method, req.raw_path, token, req.route_prefix, v.now).map_err(deny)?;
-        return Ok(Grant { carrier: Carrier::PathToken, headers: Arc::from(Vec::new()) });
-    }
-
-    if let (true, Some(policy)) = (signed, &auth.signed_url) {
-        let deny = |error| Denial { error, carrier: Some(Carrier::SignedUrl) };
-        signed_url::verify(policy, req.method, req.path, req.query, req.found, v.now).map_err(deny)?;
-        return Ok(Grant { carrier: Carrier::SignedUrl, headers: Arc::from(Vec::new()) });
-    }
-    let Some(jwt) = jwt else {
-        return Err(AuthError::MissingCredential.into());
-    };
-    if let Some(token) = header {
-        return verify_token(jwt, route_id, req, v, token, Carrier::Header);
-    }
-    if let Some(raw) = query_token {
-        let decoded = query::decode_component(raw).map_err(|_| AuthError::Malformed)?;
-        let token = std::str::from_utf8(&decoded).map_err(|_| AuthError::Malformed)?;
-        return verify_token(jwt, route_id, req, v, token, Carrier::Query);
-    }
-    if let Some(name) = auth.cookie_name()
-        && let Some(value) = cookie::find(req.headers, name)?
-    {
-        let token = std::str::from_utf8(value).map_err(|_| AuthError::Malformed)?;
-        return verify_token(jwt, route_id, req, v, token, Carrier::Cookie);
-    }
-    Err(AuthError::MissingCredential.into())
+/// The credential a request presents on a route, and the kind that reads it.
+pub struct Choice<'k, 'r> {
+    pub kind: &'k dyn Kind,
+    pub presented: Presented<'r>,
 }
 
-fn verify_token(
-    jwt: &JwtPolicy,
-    route_id: u32,
-    req: &AuthRequest<'_>,
-    v: &VerifyContext<'_>,
-    token: &str,
-    carrier: Carrier,
-) -> Result<Grant, Denial> {
-    let key = CacheKey::new(route_id, req.method, carrier, req.path, token);
-    let verdict = match v.cache.get(&key, v.now) {
-        Some(verdict) => {
-            v.counters.hit.inc();
-            verdict
-        }
-        None => {
-            v.counters.miss.inc();
-            let verdict = match jwt.verify(token, req.path, v.now) {
-                Ok(verified) => Verdict::Allow(verified),
-                Err(e) => Verdict::Deny(e),
+/// Finds the one credential the request presents (SPEC §3).
+pub fn choose<'k, 'r>(auth: &'k RouteAuth, req: &AuthRequest<'r>) -> Result<Choice<'k, 'r>, AuthError> {
+    let mut direct: Option<Choice<'k, 'r>> = None;
+    let mut cookie: Option<Choice<'k, 'r>> = None;
+    let (mut directs, mut cookies) = (0, 0);
+    for kind in &auth.kinds {
+        kind.find(req, &mut |presented| {
+            let (slot, count) = if presented.carrier == Carrier::Cookie {
+                (&mut cookie, &mut cookies)
+            } else {
+                (&mut direct, &mut directs)
             };
-            v.cache.insert(key, verdict.clone(), v.now);
-            verdict
-        }
-    };
-    match verdict {
-        Verdict::Allow(verified) => Ok(Grant { carrier, headers: verified.headers }),
-        Verdict::Deny(error) => Err(Denial { error, carrier: Some(carrier) }),
+            *count += 1;
+            *slot = Some(Choice { kind: kind.as_ref(), presented });
+        })?;
+    }
+    // A cookie counts only when nothing else is presented; two of either
+    // are two credentials.
+    match (directs, cookies) {
+        (1, _) => direct.ok_or(AuthError::MissingCredential),
+        (0, 1) => cookie.ok_or(AuthError::MissingCredential),
+        (0, 0) => Err(AuthError::MissingCredential),
+        _ => Err(AuthError::Malformed),
     }
 }
 
-/// The bearer token of the `Authorization` header. Two `Authorization`
-/// headers are malformed; another scheme is not a credential of ours.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(AuthError::Malformed);
-    }
-    let bytes = value.as_bytes();
-    if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
-        return Ok(None);
-    }
-    // Token68 is ASCII; anything else cannot verify and is refused there.
-    let token = std::str::from_utf8(&bytes[7..]).map_err(|_| AuthError::Malformed)?;
-    Ok(Some(token.trim_matches(' ')))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(bearer(&headers(&[("authorization", "Bearer abc")])), Ok(Some("abc")));
-        assert_eq!(bearer(&headers(&[("authorization", "bearer  abc ")])), Ok(Some("abc")));
-        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), Ok(None));
-        assert_eq!(bearer(&headers(&[])), Ok(None));
-        assert_eq!(
-            bearer(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])),
-            Err(AuthError::Malformed)
-        );
-    }
+/// Finds the request's credential and verifies it for this route.
+pub fn authorize(auth: &RouteAuth, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, Denial> {
+    let choice = choose(auth, req)?;
+    let carrier = choice.presented.carrier;
+    choice.kind.verify(&choice.presented, req, ctx).map_err(|error| Denial { error, carrier: Some(carrier) })
 }

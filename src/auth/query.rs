@@ -10,34 +10,85 @@ use std::borrow::Cow;
 
 use crate::proxy::normalize::hex;
 
-/// Which parameter names carry credentials on a route.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CredentialNames<'a> {
-    /// `exp`, `sig`, `kid` and `prefix` are the signed-URL parameters.
-    pub signed_url: bool,
-    /// The name of the JWT query parameter, when the route accepts one.
-    pub token: Option<&'a str>,
+/// The parameters of a native signed URL (SPEC §2).
+pub const SIGNED_URL_PARAMS: [&str; 4] = ["exp", "sig", "kid", "prefix"];
+
+/// Most credential parameter names one route can have.
+pub const MAX_NAMES: usize = 16;
+
+/// The parameter names that carry credentials on a route: every kind's,
+/// each once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialNames {
+    names: Vec<Box<str>>,
+}
+
+static NO_NAMES: CredentialNames = CredentialNames { names: Vec::new() };
+
+impl CredentialNames {
+    /// The names, duplicates dropped; `None` past [`MAX_NAMES`].
+    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Option<Self> {
+        let mut out: Vec<Box<str>> = Vec::new();
+        for name in names {
+            if !out.iter().any(|n| **n == *name.as_ref()) {
+                out.push(name.as_ref().into());
+            }
+        }
+        (out.len() <= MAX_NAMES).then_some(CredentialNames { names: out })
+    }
+
+    /// The native signed URL's parameters only.
+    pub fn signed_url() -> Self {
+        CredentialNames { names: SIGNED_URL_PARAMS.iter().map(|&n| n.into()).collect() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Position of a decoded name. A name that cannot be decoded cannot
+    /// spell a credential for any decoder.
+    fn position(&self, raw_name: &str) -> Option<usize> {
+        if self.names.is_empty() {
+            return None;
+        }
+        let name = decode_component(raw_name).ok()?;
+        self.names.iter().position(|n| n.as_bytes() == &*name)
+    }
 }
 
 /// The raw values of the credential parameters found in a query.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found<'a> {
-    pub exp: Option<&'a str>,
-    pub sig: Option<&'a str>,
-    pub kid: Option<&'a str>,
-    pub prefix: Option<&'a str>,
-    pub token: Option<&'a str>,
+    names: &'a CredentialNames,
+    values: [Option<&'a str>; MAX_NAMES],
 }
 
-impl Found<'_> {
-    /// Whether any signed-URL parameter is present.
-    pub fn has_signed_url(&self) -> bool {
-        self.exp.is_some() || self.sig.is_some() || self.kid.is_some() || self.prefix.is_some()
+impl Default for Found<'_> {
+    fn default() -> Self {
+        Found { names: &NO_NAMES, values: [None; MAX_NAMES] }
+    }
+}
+
+impl<'a> Found<'a> {
+    /// The raw value of credential parameter `name`.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        let i = self.names.names.iter().position(|n| **n == *name)?;
+        self.values[i]
+    }
+
+    /// Whether any of `names` is present.
+    pub fn any_of(&self, names: &[&str]) -> bool {
+        names.iter().any(|n| self.get(n).is_some())
     }
 
     /// Whether any credential parameter is present.
     pub fn any(&self) -> bool {
-        self.has_signed_url() || self.token.is_some()
+        self.values.iter().any(Option::is_some)
     }
 }
 
@@ -49,50 +100,23 @@ pub struct Duplicate;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadEncoding;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Exp,
-    Sig,
-    Kid,
-    Prefix,
-    Token,
-}
-
 /// A query piece's raw name and value (`name` alone has an empty value).
 pub fn split_piece(piece: &str) -> (&str, &str) {
     piece.split_once('=').unwrap_or((piece, ""))
 }
 
-fn classify(raw_name: &str, names: CredentialNames<'_>) -> Option<Kind> {
-    // A name that cannot be decoded cannot spell a credential for any decoder.
-    let name = decode_component(raw_name).ok()?;
-    let kind = match &*name {
-        b"exp" if names.signed_url => Kind::Exp,
-        b"sig" if names.signed_url => Kind::Sig,
-        b"kid" if names.signed_url => Kind::Kid,
-        b"prefix" if names.signed_url => Kind::Prefix,
-        n if names.token.is_some_and(|t| t.as_bytes() == n) => Kind::Token,
-        _ => return None,
-    };
-    Some(kind)
-}
-
 /// Finds the credential parameters of a query; any of them twice is an error.
-pub fn scan<'a>(query: &'a str, names: CredentialNames<'_>) -> Result<Found<'a>, Duplicate> {
-    let mut found = Found::default();
+pub fn scan<'a>(query: &'a str, names: &'a CredentialNames) -> Result<Found<'a>, Duplicate> {
+    let mut found = Found { names, values: [None; MAX_NAMES] };
+    if names.is_empty() {
+        return Ok(found);
+    }
     for piece in query.split('&') {
         let (name, value) = split_piece(piece);
-        let Some(kind) = classify(name, names) else {
+        let Some(i) = names.position(name) else {
             continue;
         };
-        let slot = match kind {
-            Kind::Exp => &mut found.exp,
-            Kind::Sig => &mut found.sig,
-            Kind::Kid => &mut found.kid,
-            Kind::Prefix => &mut found.prefix,
-            Kind::Token => &mut found.token,
-        };
-        if slot.replace(value).is_some() {
+        if found.values[i].replace(value).is_some() {
             return Err(Duplicate);
         }
     }
@@ -101,14 +125,14 @@ pub fn scan<'a>(query: &'a str, names: CredentialNames<'_>) -> Result<Found<'a>,
 
 /// The query to forward: every non-credential piece, byte for byte, in order.
 /// `None` when nothing is left.
-pub fn strip<'a>(query: &'a str, names: CredentialNames<'_>, found: &Found<'_>) -> Option<Cow<'a, str>> {
+pub fn strip<'a>(query: &'a str, found: &Found<'_>) -> Option<Cow<'a, str>> {
     if !found.any() {
         return (!query.is_empty()).then_some(Cow::Borrowed(query));
     }
     let mut out = String::with_capacity(query.len());
     let mut first = true;
     for piece in query.split('&') {
-        if classify(split_piece(piece).0, names).is_some() {
+        if found.names.position(split_piece(piece).0).is_some() {
             continue;
         }
         if !first {
@@ -126,14 +150,14 @@ type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 /// The signed URL's `canonical_query` (SPEC §2): every parameter except the
 /// four signed-URL ones, decoded, re-encoded strictly, sorted by (name, value).
 pub fn canonical(query: &str) -> Result<String, BadEncoding> {
-    let names = CredentialNames { signed_url: true, token: None };
     let mut pairs: Vec<Pair<'_>> = Vec::new();
     for piece in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = split_piece(piece);
-        if classify(name, names).is_some() {
+        let name = decode_component(name)?;
+        if SIGNED_URL_PARAMS.iter().any(|p| p.as_bytes() == &*name) {
             continue;
         }
-        pairs.push((decode_component(name)?, decode_component(value)?));
+        pairs.push((name, decode_component(value)?));
     }
     if pairs.is_empty() {
         return Ok(String::new());
@@ -198,8 +222,13 @@ pub fn encode_strict(bytes: &[u8], out: &mut String) {
 mod tests {
     use super::*;
 
-    const SIGNED: CredentialNames<'static> = CredentialNames { signed_url: true, token: None };
-    const TOKEN: CredentialNames<'static> = CredentialNames { signed_url: false, token: Some("token") };
+    fn signed() -> CredentialNames {
+        CredentialNames::signed_url()
+    }
+
+    fn token() -> CredentialNames {
+        CredentialNames::new(["token"]).unwrap_or_default()
+    }
 
     #[test]
     fn canonical_matches_the_spec_example() {
@@ -220,37 +249,40 @@ mod tests {
 
     #[test]
     fn scan_finds_credentials_by_decoded_name() {
-        let found = scan("a=1&%73ig=S&exp=9&kid=k&prefix=%2F", SIGNED);
-        assert_eq!(
-            found,
-            Ok(Found { exp: Some("9"), sig: Some("S"), kid: Some("k"), prefix: Some("%2F"), token: None })
-        );
-        assert_eq!(scan("sig=a&sig=b", SIGNED), Err(Duplicate));
-        assert_eq!(scan("exp=1&%65xp=2", SIGNED), Err(Duplicate));
-        assert_eq!(scan("token=a&token=b", TOKEN), Err(Duplicate));
-        assert_eq!(scan("sig=a&sig=b", TOKEN), Ok(Found::default()), "not credentials on this route");
+        let names = signed();
+        let found = scan("a=1&%73ig=S&exp=9&kid=k&prefix=%2F", &names).unwrap_or_default();
+        let got: Vec<_> = SIGNED_URL_PARAMS.iter().map(|n| found.get(n)).collect();
+        assert_eq!(got, [Some("9"), Some("S"), Some("k"), Some("%2F")]);
+        assert_eq!(scan("sig=a&sig=b", &names), Err(Duplicate));
+        assert_eq!(scan("exp=1&%65xp=2", &names), Err(Duplicate));
+        let token = token();
+        assert_eq!(scan("token=a&token=b", &token), Err(Duplicate));
+        assert!(!scan("sig=a&sig=b", &token).unwrap_or_default().any(), "not credentials on this route");
+        assert_eq!(CredentialNames::new(["a", "b", "a"]).map(|n| n.len()), Some(2));
+        assert_eq!(CredentialNames::new((0..=MAX_NAMES).map(|i| i.to_string())), None);
     }
 
     #[test]
     fn strip_keeps_other_pieces_byte_for_byte_in_order() {
+        let (signed, token) = (signed(), token());
         let q = "w=200&exp=1&format=web+p&sig=S&a=%7e";
-        let found = scan(q, SIGNED).unwrap_or_default();
-        assert_eq!(strip(q, SIGNED, &found).as_deref(), Some("w=200&format=web+p&a=%7e"));
+        let found = scan(q, &signed).unwrap_or_default();
+        assert_eq!(strip(q, &found).as_deref(), Some("w=200&format=web+p&a=%7e"));
 
         let q = "exp=1&sig=S";
-        let found = scan(q, SIGNED).unwrap_or_default();
-        assert_eq!(strip(q, SIGNED, &found), None);
+        let found = scan(q, &signed).unwrap_or_default();
+        assert_eq!(strip(q, &found), None);
 
         let q = "x=1&&y=2&token=abc";
-        let found = scan(q, TOKEN).unwrap_or_default();
-        assert_eq!(strip(q, TOKEN, &found).as_deref(), Some("x=1&&y=2"));
+        let found = scan(q, &token).unwrap_or_default();
+        assert_eq!(strip(q, &found).as_deref(), Some("x=1&&y=2"));
 
         let q = "token=abc&x=%2B";
-        let found = scan(q, TOKEN).unwrap_or_default();
-        assert_eq!(strip(q, TOKEN, &found).as_deref(), Some("x=%2B"));
+        let found = scan(q, &token).unwrap_or_default();
+        assert_eq!(strip(q, &found).as_deref(), Some("x=%2B"));
 
         let q = "plain=1";
-        assert!(matches!(strip(q, TOKEN, &Found::default()), Some(Cow::Borrowed("plain=1"))));
+        assert!(matches!(strip(q, &Found::default()), Some(Cow::Borrowed("plain=1"))));
     }
 
     #[test]

@@ -197,11 +197,8 @@ impl Compiler {
 
         // Every header any route sets from claims is removed from every
         // request, so no client can present one where tollgate sets none.
-        let mut claim_headers: Vec<HeaderName> = routes
-            .iter()
-            .filter_map(|r| r.auth.as_ref()?.jwt.as_ref())
-            .flat_map(|j| j.forward_claims.iter().map(|(_, h)| h.clone()))
-            .collect();
+        let mut claim_headers: Vec<HeaderName> =
+            routes.iter().filter_map(|r| r.auth.as_ref()).flat_map(|a| a.claim_headers()).collect();
         claim_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         claim_headers.dedup();
         // Unused entries are not errors (a key may be staged for rotation),

@@ -11,14 +11,12 @@ mod upstreams;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use compile::{compile_str, load};
 pub use file::LogFormat;
 
 use crate::auth::CacheSettings;
-use crate::auth::keys::KeySet;
 use crate::routes::RouteTable;
 
 /// Default proxy listener.
@@ -124,15 +122,7 @@ pub struct ReloadSettings {
     pub interval: Duration,
 }
 
-/// A JWKS URL to fetch and refresh.
-#[derive(Debug, Clone)]
-pub struct JwksFetch {
-    pub set: Arc<KeySet>,
-    pub url: http::Uri,
-    pub refresh: Duration,
-    pub required_for_ready: bool,
-    pub ca_file: Option<PathBuf>,
-}
+pub use crate::auth::jwks::JwksFetch;
 
 /// A compiled configuration: what the request path reads. Immutable; a
 /// reload compiles a new one and swaps it in.

@@ -6,11 +6,12 @@ use http::{HeaderName, HeaderValue, Method};
 use super::compile::{Compiler, Known, valid_name};
 use super::file::{AuthFile, CarrierFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
 use super::keys::CompiledKey;
-use crate::auth::RouteAuth;
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use crate::auth::keys::JwtKeySource;
 use crate::auth::path_token;
+use crate::auth::path_token::PathTokens;
 use crate::auth::signed_url::{self, SignedUrlPolicy};
+use crate::auth::{Kind, RouteAuth, TooManyParams};
 use crate::proxy::cors::Cors;
 use crate::proxy::{cors, normalize};
 use crate::routes::Route;
@@ -61,10 +62,25 @@ impl Compiler {
                 if rules.signed_url.is_none() && rules.jwt.is_none() {
                     self.error(format!("{path}.auth"), "set signed_url and/or jwt, or write `auth: none`");
                 }
-                let signed_url =
-                    rules.signed_url.and_then(|s| self.signed_url(&format!("{path}.auth.signed_url"), s, known));
-                let jwt = rules.jwt.and_then(|j| self.jwt(&format!("{path}.auth.jwt"), j, known));
-                Some(RouteAuth { signed_url, jwt })
+                // The route's credential kinds: one line per kind.
+                let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
+                if let Some(raw) = rules.signed_url {
+                    let (signed, paths) = self.signed_url(&format!("{path}.auth.signed_url"), raw, known);
+                    kinds.extend(paths.map(|k| Box::new(k) as Box<dyn Kind>));
+                    kinds.push(Box::new(signed));
+                }
+                if let Some(raw) = rules.jwt {
+                    kinds.extend(
+                        self.jwt(&format!("{path}.auth.jwt"), raw, known).map(|k| Box::new(k) as Box<dyn Kind>),
+                    );
+                }
+                match RouteAuth::new(kinds) {
+                    Ok(auth) => Some(auth),
+                    Err(TooManyParams) => {
+                        self.error(format!("{path}.auth"), "too many credential query parameters on one route");
+                        None
+                    }
+                }
             }
         };
         let object_store = upstream.as_ref().is_some_and(|u| u.s3.is_some());
@@ -92,7 +108,7 @@ impl Compiler {
         }
         Some(Route {
             id: u32::try_from(index).unwrap_or(u32::MAX),
-            metrics: known.metrics.route(&raw.name),
+            metrics: known.metrics.route(&raw.name, &crate::auth::AuthError::CODES),
             name: raw.name,
             prefix: raw.prefix,
             host: raw.host.map(|h| h.to_ascii_lowercase()),
@@ -162,7 +178,13 @@ impl Compiler {
         }
     }
 
-    pub(super) fn signed_url(&mut self, path: &str, raw: SignedUrlFile, known: &Known<'_>) -> Option<SignedUrlPolicy> {
+    /// The signed-URL kind, and the path-token kind when the route takes them.
+    pub(super) fn signed_url(
+        &mut self,
+        path: &str,
+        raw: SignedUrlFile,
+        known: &Known<'_>,
+    ) -> (SignedUrlPolicy, Option<PathTokens>) {
         if raw.keys.is_empty() {
             self.error(format!("{path}.keys"), "list at least one hmac key");
         }
@@ -184,11 +206,9 @@ impl Compiler {
         if !path_token::valid_marker(&marker) {
             self.error(format!("{path}.path_token_marker"), "must match [A-Za-z0-9_-]{1,16}");
         }
-        Some(SignedUrlPolicy {
-            keys,
-            max_ttl: raw.max_ttl.map(|d| d.0.as_secs()),
-            path_token_marker: raw.path_tokens.then(|| marker.into_boxed_str()),
-        })
+        let policy = SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) };
+        let paths = raw.path_tokens.then(|| PathTokens { policy: policy.clone(), marker: marker.into_boxed_str() });
+        (policy, paths)
     }
 
     pub(super) fn jwt(&mut self, path: &str, raw: JwtFile, known: &Known<'_>) -> Option<JwtPolicy> {

@@ -23,7 +23,6 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
-use crate::auth::path_token;
 use crate::auth::query::{self, CredentialNames, Found};
 use crate::auth::{self, AuthError, AuthRequest, Denial, Grant, VerifyCache, VerifyContext};
 use crate::config::Config;
@@ -145,7 +144,9 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, conn: ConnInfo) -> 
             let outcome = rejection.outcome();
             let reason = match &rejection {
                 Rejection::Auth { denial, .. } => {
-                    metrics.denied(denial.error).inc();
+                    if let Some(counter) = metrics.denied(denial.error.index()) {
+                        counter.inc();
+                    }
                     denial.error.code()
                 }
                 other => {
@@ -234,66 +235,63 @@ async fn pipeline(
         }
 
         // verify
-        let names = route.auth.as_ref().map(auth::RouteAuth::credential_names).unwrap_or_default();
+        let no_names = CredentialNames::default();
+        let names = route.auth.as_ref().map_or(&no_names, auth::RouteAuth::credential_names);
         let found = query::scan(raw_query, names).map_err(|_| deny(&route, AuthError::Malformed))?;
-        let path_token = match route.auth.as_ref().and_then(auth::RouteAuth::path_token_marker) {
-            Some(marker) => path_token::find(raw_path, marker).map_err(|e| deny(&route, e))?,
-            None => None,
-        };
         let grant = match &route.auth {
             None => None,
             Some(policy) => {
                 let request = AuthRequest {
                     method: parts.method.as_str(),
                     path: &path.decoded,
+                    raw_path,
                     query: raw_query,
                     found: &found,
                     headers: &parts.headers,
-                    raw_path,
-                    path_token: path_token.as_ref(),
                     route_prefix: &route.prefix,
+                    route_id: route.id,
                 };
                 let verifier =
                     VerifyContext { cache: &rt.cache, counters: &shared.metrics.cache, now: auth::unix_now() };
-                let mut verdict = auth::authorize(policy, route.id, &request, &verifier);
-                if let Err(Denial { error: AuthError::UnknownKey, carrier: Some(c) }) = verdict
-                    && c != auth::Carrier::SignedUrl
-                    && let Some(jwt) = policy.jwt.as_ref().filter(|j| j.has_key_sets())
-                    && auth::jwks::refetch_for_unknown_kid(jwt).await
+                let mut verdict = auth::authorize(policy, &request, &verifier);
+                if let Err(Denial { error: AuthError::UnknownKey, carrier: Some(_) }) = verdict
+                    && auth::jwks::refetch_for_unknown_kid(policy.key_sources()).await
                 {
                     // The identity provider may have rotated: one more try
                     // against the keys just fetched.
-                    verdict = auth::authorize(policy, route.id, &request, &verifier);
+                    verdict = auth::authorize(policy, &request, &verifier);
                 }
                 let grant = verdict.map_err(|denial| Rejection::Auth { denial, bearer: policy.accepts_bearer() })?;
                 record.carrier = Some(grant.carrier);
                 Some(grant)
             }
         };
-        // A verified path token leaves the path here: the upstream sees the
+        // A credential in the path leaves it here: the upstream sees the
         // path without it, and answers get it put back into `Location`.
-        let (pq, reinsert) =
-            match path_token.filter(|_| grant.as_ref().is_some_and(|g| g.carrier == auth::Carrier::PathToken)) {
-                Some(token) => {
-                    let stripped = token.strip(raw_path);
-                    let pq = match &route.upstream.s3 {
-                        None => forwarded_target(&stripped, raw_query, names, &found)?,
-                        Some(s3) => {
-                            let decoded = normalize::check_path(&stripped).map_err(|_| Rejection::NotNormal)?;
-                            object::target(s3, &route.prefix, &decoded.decoded, "", grant.as_ref())?
-                        }
-                    };
-                    let segment = raw_path[token.span.start + 1..token.span.end].to_owned();
-                    (pq, Some(strip::Reinsert { raw_prefix: token.raw_prefix(raw_path).to_owned(), segment }))
-                }
-                None => {
-                    let pq = match &route.upstream.s3 {
-                        None => forwarded_target(raw_path, raw_query, names, &found)?,
-                        Some(s3) => object::target(s3, &route.prefix, &path.decoded, raw_query, grant.as_ref())?,
-                    };
-                    (pq, None)
-                }
-            };
+        let (pq, reinsert) = match grant.as_ref().and_then(|g| g.path_span.clone()) {
+            Some(span) => {
+                let stripped = format!("{}{}", &raw_path[..span.start], &raw_path[span.end..]);
+                let pq = match &route.upstream.s3 {
+                    None => forwarded_target(&stripped, raw_query, &found)?,
+                    Some(s3) => {
+                        let decoded = normalize::check_path(&stripped).map_err(|_| Rejection::NotNormal)?;
+                        object::target(s3, &route.prefix, &decoded.decoded, "", grant.as_ref())?
+                    }
+                };
+                let reinsert = strip::Reinsert {
+                    raw_prefix: raw_path[..=span.start].to_owned(),
+                    segment: raw_path[span.start + 1..span.end].to_owned(),
+                };
+                (pq, Some(reinsert))
+            }
+            None => {
+                let pq = match &route.upstream.s3 {
+                    None => forwarded_target(raw_path, raw_query, &found)?,
+                    Some(s3) => object::target(s3, &route.prefix, &path.decoded, raw_query, grant.as_ref())?,
+                };
+                (pq, None)
+            }
+        };
         (route, pq, grant, reinsert)
     };
     check_body(&route, &parts)?;
@@ -309,7 +307,7 @@ async fn pipeline(
         host: (!upstream.settings.preserve_host).then_some(&upstream.host),
         path_and_query: forward_pq,
         grant: grant.as_ref(),
-        cookie: route.auth.as_ref().and_then(auth::RouteAuth::cookie_name),
+        cookies: route.auth.as_ref().map_or(&[], auth::RouteAuth::cookies),
         claim_headers: &rt.config.claim_headers,
         peer: conn.peer,
         tls: conn.tls,
@@ -345,13 +343,8 @@ fn deny(route: &Route, error: AuthError) -> Rejection {
 }
 
 /// The raw path and the query without credentials.
-fn forwarded_target(
-    raw_path: &str,
-    raw_query: &str,
-    names: CredentialNames<'_>,
-    found: &Found<'_>,
-) -> Result<PathAndQuery, Rejection> {
-    let pq = match query::strip(raw_query, names, found) {
+fn forwarded_target(raw_path: &str, raw_query: &str, found: &Found<'_>) -> Result<PathAndQuery, Rejection> {
+    let pq = match query::strip(raw_query, found) {
         Some(q) => PathAndQuery::try_from(format!("{raw_path}?{q}")),
         None => PathAndQuery::try_from(raw_path),
     };

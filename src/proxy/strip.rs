@@ -95,8 +95,8 @@ pub struct Forward<'a> {
     /// Raw path plus the stripped query.
     pub path_and_query: PathAndQuery,
     pub grant: Option<&'a Grant>,
-    /// The route's credential cookie, removed whatever carried the credential.
-    pub cookie: Option<&'a str>,
+    /// The route's credential cookies, removed whatever carried the credential.
+    pub cookies: &'a [Box<str>],
     /// Headers tollgate sets from claims on this route.
     pub claim_headers: &'a [HeaderName],
     pub peer: SocketAddr,
@@ -118,7 +118,7 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     if f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
         headers.remove(AUTHORIZATION);
     }
-    if let Some(name) = f.cookie {
+    for name in f.cookies {
         crate::auth::cookie::remove(headers, name);
     }
     for name in f.claim_headers {
@@ -278,8 +278,8 @@ mod tests {
             .unwrap_or_default();
         let (mut parts, ()) = req.into_parts();
         let grant = Grant {
-            carrier: Carrier::Header,
             headers: Arc::from(vec![(HeaderName::from_static("x-auth-subject"), HeaderValue::from_static("alice"))]),
+            ..Grant::plain(Carrier::Header)
         };
         let host = HeaderValue::from_static("127.0.0.1:8081");
         let f = Forward {
@@ -288,7 +288,7 @@ mod tests {
             host: Some(&host),
             path_and_query: PathAndQuery::from_static("/media/x?w=3"),
             grant: Some(&grant),
-            cookie: None,
+            cookies: &[],
             claim_headers: &[HeaderName::from_static("x-auth-subject")],
             peer: "10.1.2.3:5555".parse().unwrap_or_else(|_| panic!()),
             tls: false,

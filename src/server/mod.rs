@@ -169,8 +169,31 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     tokio::spawn(accept(listener, slots, permits, limits.max_connections, rx, shutdown_settings.grace));
     let handle = Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, workers, admin_task, tls };
-    crate::auth::jwks::start_all(&handle, None);
+    start_key_refreshers(&handle, None);
     Ok(handle)
+}
+
+/// Starts a refresher for each JWKS URL of the running configuration and
+/// stops those of `old`.
+pub fn start_key_refreshers(handle: &Handle, old: Option<&crate::config::Config>) {
+    use crate::auth::jwks;
+    if let Some(old) = old {
+        old.jwks.iter().for_each(|s| s.set.stop());
+    }
+    let shared = handle.shared.clone();
+    let lifecycle = handle.lifecycle.clone();
+    let update_readiness = move || lifecycle.set_ready(jwks::all_ready(&shared.runtime.load().config.jwks));
+    update_readiness();
+    let shared = handle.shared.clone();
+    let hooks = jwks::Hooks {
+        keys_changed: Arc::new(move || shared.runtime.load().cache.invalidate_all()),
+        attempted: Arc::new(update_readiness),
+        fetches: handle.shared.metrics.jwks_fetches.clone(),
+        last_success: handle.shared.metrics.jwks_age.clone(),
+    };
+    for spec in &handle.shared.runtime.load().config.jwks {
+        tokio::spawn(jwks::run(spec.clone(), hooks.clone()));
+    }
 }
 
 /// A connection on its way to a worker, with its share of the limit.

@@ -18,9 +18,12 @@ use aws_lc_rs::{constant_time, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::error::AuthError;
-use super::keys::HmacKey;
-use super::query::{self, CredentialNames, Found};
+use std::borrow::Cow;
+
+use crate::auth::error::{AuthError, Carrier};
+use crate::auth::keys::HmacKey;
+use crate::auth::query::{self, CredentialNames, Found, SIGNED_URL_PARAMS};
+use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a one-path grant's string to sign.
@@ -33,15 +36,37 @@ pub fn scheme(prefix: bool) -> &'static str {
     if prefix { SCHEME_PREFIX } else { SCHEME }
 }
 
-/// A route's signed-URL rules.
-#[derive(Debug)]
+/// A route's signed-URL rules; the kind that checks query-signed URLs.
+#[derive(Debug, Clone)]
 pub struct SignedUrlPolicy {
     /// Keys selected by `kid`; the first one also serves URLs without a `kid`.
     pub keys: Vec<Arc<HmacKey>>,
     /// Longest lifetime a link may have, counted from now, in seconds.
     pub max_ttl: Option<u64>,
-    /// The marker of path tokens (SPEC §2b) when the route accepts them.
-    pub path_token_marker: Option<Box<str>>,
+}
+
+impl Kind for SignedUrlPolicy {
+    fn name(&self) -> &'static str {
+        "signed_url"
+    }
+
+    fn query_params(&self) -> Vec<&str> {
+        SIGNED_URL_PARAMS.to_vec()
+    }
+
+    fn find<'r>(&self, req: &AuthRequest<'r>, found: &mut dyn FnMut(Presented<'r>)) -> Result<(), AuthError> {
+        if req.found.any_of(&SIGNED_URL_PARAMS) {
+            let sig = req.found.get("sig").unwrap_or_default();
+            found(Presented { carrier: Carrier::SignedUrl, credential: Cow::Borrowed(sig) });
+        }
+        Ok(())
+    }
+
+    /// One HMAC: cheaper than a cache lookup, so never cached.
+    fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
+        verify(self, req.method, req.path, req.query, req.found, ctx.now)?;
+        Ok(Grant::plain(Carrier::SignedUrl))
+    }
 }
 
 /// The method as signed: HEAD shares GET's signature.
@@ -150,19 +175,19 @@ pub fn verify(
     found: &Found<'_>,
     now: u64,
 ) -> Result<(), AuthError> {
-    let (Some(exp_raw), Some(sig_raw)) = (found.exp, found.sig) else {
+    let (Some(exp_raw), Some(sig_raw)) = (found.get("exp"), found.get("sig")) else {
         return Err(AuthError::Malformed);
     };
     let exp = parse_exp(exp_raw).ok_or(AuthError::Malformed)?;
-    let kid = found.kid.unwrap_or("");
-    if found.kid.is_some() && !valid_kid(kid) {
+    let kid = found.get("kid").unwrap_or("");
+    if found.get("kid").is_some() && !valid_kid(kid) {
         return Err(AuthError::Malformed);
     }
-    let prefix = match found.prefix {
+    let prefix = match found.get("prefix") {
         Some(raw) => Some(decode_prefix(raw).ok_or(AuthError::Malformed)?),
         None => None,
     };
-    let key = match found.kid {
+    let key = match found.get("kid") {
         Some(kid) => policy.keys.iter().find(|k| k.id == kid).ok_or(AuthError::UnknownKey)?,
         None => policy.keys.first().ok_or(AuthError::UnknownKey)?,
     };
@@ -221,8 +246,8 @@ pub fn sign_target(
 ) -> Result<String, SignError> {
     let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = normalize::check_path(raw_path).map_err(SignError::NotNormal)?;
-    let names = CredentialNames { signed_url: true, token: None };
-    if query::scan(query, names).map_or(true, |f| f.has_signed_url()) {
+    let names = CredentialNames::signed_url();
+    if query::scan(query, &names).map_or(true, |f| f.any()) {
         return Err(SignError::HasCredential);
     }
     if kid.is_some_and(|k| !valid_kid(k)) {
@@ -279,15 +304,14 @@ mod tests {
         SignedUrlPolicy {
             keys: vec![Arc::new(HmacKey::new("k2026", SECRET)), Arc::new(HmacKey::new("old", &[7u8; 32]))],
             max_ttl: None,
-            path_token_marker: None,
         }
     }
 
     fn check(policy: &SignedUrlPolicy, method: &str, target: &str, now: u64) -> Result<(), AuthError> {
         let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
         let path = normalize::check_path(raw_path).map_err(|_| AuthError::Malformed)?;
-        let found =
-            query::scan(query, CredentialNames { signed_url: true, token: None }).map_err(|_| AuthError::Malformed)?;
+        let names = CredentialNames::signed_url();
+        let found = query::scan(query, &names).map_err(|_| AuthError::Malformed)?;
         verify(policy, method, &path.decoded, query, &found, now)
     }
 
@@ -306,18 +330,18 @@ mod tests {
     /// signature, verification and the forwarded target.
     #[test]
     fn shared_vectors() {
-        let text = include_str!("../../tests/vectors/signed-url.json");
+        let text = include_str!("../../../tests/vectors/signed-url.json");
         let vectors: Vec<Vector> = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(vectors.len() >= 7);
         for v in vectors {
             let key = HmacKey::new("k2026", v.secret.as_bytes());
             let (raw_path, query) = v.request_target.split_once('?').unwrap_or((&v.request_target, ""));
-            let names = CredentialNames { signed_url: true, token: None };
-            let found = query::scan(query, names).unwrap_or_default();
+            let names = CredentialNames::signed_url();
+            let found = query::scan(query, &names).unwrap_or_default();
             let path = normalize::check_path(raw_path).unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
-            let prefix = found.prefix.and_then(decode_prefix);
+            let prefix = found.get("prefix").and_then(decode_prefix);
             let canonical = query::canonical(query).unwrap_or_default();
-            let (exp, kid) = (found.exp.unwrap_or(""), found.kid.unwrap_or(""));
+            let (exp, kid) = (found.get("exp").unwrap_or(""), found.get("kid").unwrap_or(""));
             let to_sign = ToSign {
                 scheme: scheme(prefix.is_some()),
                 method: &v.method,
@@ -328,9 +352,9 @@ mod tests {
             };
             assert_eq!(to_sign.text(), v.string_to_sign, "{}", v.name);
             assert_eq!(to_sign.signature(&key), v.sig, "{}", v.name);
-            let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None, path_token_marker: None };
+            let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None };
             assert_eq!(verify(&policy, &v.method, &path.decoded, query, &found, EXP - 60), Ok(()), "{}", v.name);
-            let forwarded = match query::strip(query, names, &found) {
+            let forwarded = match query::strip(query, &found) {
                 Some(q) => format!("{raw_path}?{q}"),
                 None => raw_path.to_owned(),
             };

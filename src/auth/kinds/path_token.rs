@@ -12,10 +12,12 @@
 //! and the granted prefix is the path *before* the segment, so moving the
 //! segment up or down a level breaks the signature.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
-use super::error::AuthError;
 use super::signed_url::{self, SignedUrlPolicy, ToSign};
+use crate::auth::error::{AuthError, Carrier};
+use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a path token's string to sign.
@@ -23,6 +25,36 @@ pub const SCHEME_PATH: &str = "TOLLGATE-HMAC-SHA256-PATH";
 
 /// The default marker: `/media/u1/tg~.../`.
 pub const DEFAULT_MARKER: &str = "tg";
+
+/// The kind: path tokens under a route's signed-URL keys.
+#[derive(Debug, Clone)]
+pub struct PathTokens {
+    /// Keys and the longest lifetime, shared with the route's signed URLs.
+    pub policy: SignedUrlPolicy,
+    /// The segment's marker (`tg`).
+    pub marker: Box<str>,
+}
+
+impl Kind for PathTokens {
+    fn name(&self) -> &'static str {
+        "path_token"
+    }
+
+    fn find<'r>(&self, req: &AuthRequest<'r>, found: &mut dyn FnMut(Presented<'r>)) -> Result<(), AuthError> {
+        if let Some(token) = find(req.raw_path, &self.marker)? {
+            let segment = &req.raw_path[token.span.start + 1..token.span.end];
+            found(Presented { carrier: Carrier::PathToken, credential: Cow::Borrowed(segment) });
+        }
+        Ok(())
+    }
+
+    /// One HMAC, like a query-signed URL: never cached.
+    fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
+        let token = find(req.raw_path, &self.marker)?.ok_or(AuthError::MissingCredential)?;
+        verify(&self.policy, req.method, req.raw_path, &token, req.route_prefix, ctx.now)?;
+        Ok(Grant { path_span: Some(token.span), ..Grant::plain(Carrier::PathToken) })
+    }
+}
 
 /// A token segment found in a raw request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +197,7 @@ pub fn valid_marker(marker: &str) -> bool {
 /// decoded path ending in `/`; default: the target's directory), and
 /// returns the target with the token segment inserted after the prefix.
 pub fn sign_path(
-    key: &super::keys::HmacKey,
+    key: &crate::auth::keys::HmacKey,
     target: &str,
     exp: u64,
     kid: Option<&str>,
@@ -237,7 +269,7 @@ mod tests {
     const EXP: u64 = 1_893_456_000;
 
     fn policy(secret: &[u8]) -> SignedUrlPolicy {
-        SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k2026", secret))], max_ttl: None, path_token_marker: None }
+        SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k2026", secret))], max_ttl: None }
     }
 
     #[derive(serde::Deserialize)]
@@ -257,7 +289,7 @@ mod tests {
     /// the signature, verification, the granted prefix and what is forwarded.
     #[test]
     fn shared_vectors() {
-        let text = include_str!("../../tests/vectors/path-token.json");
+        let text = include_str!("../../../tests/vectors/path-token.json");
         let vectors: Vec<Vector> = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(vectors.len() >= 5);
         for v in vectors {
@@ -304,19 +336,17 @@ mod tests {
     /// its code, on a route that takes both query-signed URLs and path tokens.
     #[test]
     fn shared_refused_vectors() {
-        let text = include_str!("../../tests/vectors/signed-url-refused.json");
+        let text = include_str!("../../../tests/vectors/signed-url-refused.json");
         let vectors: Vec<Refused> = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(vectors.len() >= 4);
         for v in vectors {
             let p = policy(v.secret.as_bytes());
             let (raw_path, query) = v.request_target.split_once('?').unwrap_or((&v.request_target, ""));
             let path = normalize::check_path(raw_path).unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
-            let names = crate::auth::query::CredentialNames { signed_url: true, token: None };
-            let found = crate::auth::query::scan(query, names).unwrap_or_default();
+            let names = crate::auth::query::CredentialNames::signed_url();
+            let found = crate::auth::query::scan(query, &names).unwrap_or_default();
             let verdict = match find(raw_path, "tg") {
-                Ok(Some(token)) if !found.has_signed_url() => {
-                    verify(&p, &v.method, raw_path, &token, "/media/", EXP - 60)
-                }
+                Ok(Some(token)) if !found.any() => verify(&p, &v.method, raw_path, &token, "/media/", EXP - 60),
                 Ok(None) => signed_url::verify(&p, &v.method, &path.decoded, query, &found, EXP - 60),
                 other => panic!("{}: {other:?}", v.name),
             };

@@ -16,12 +16,17 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderName, HeaderValue};
+use std::borrow::Cow;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::error::AuthError;
-use super::keys::{JwtKey, JwtKeySource};
+use crate::auth::cache::{CacheKey, Verdict};
+use crate::auth::error::{AuthError, Carrier};
+use crate::auth::keys::{JwtKey, JwtKeySource};
+use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext, cookie, query};
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -68,6 +73,102 @@ pub struct Verified {
     pub exp: u64,
     /// Headers to add upstream, from `forward_claims`.
     pub headers: Arc<[(HeaderName, HeaderValue)]>,
+}
+
+/// The kind: a JWT from the `Authorization` header, the route's query
+/// parameter or its cookie. Verdicts are cached (an RSA or ECDSA check
+/// costs tens of microseconds), keyed on the whole token.
+impl Kind for JwtPolicy {
+    fn name(&self) -> &'static str {
+        "jwt"
+    }
+
+    fn query_params(&self) -> Vec<&str> {
+        if self.from.query { vec![self.query_param.as_str()] } else { Vec::new() }
+    }
+
+    fn cookies(&self) -> Vec<&str> {
+        if self.from.cookie { vec![self.cookie.as_str()] } else { Vec::new() }
+    }
+
+    fn claim_headers(&self) -> Vec<HeaderName> {
+        self.forward_claims.iter().map(|(_, h)| h.clone()).collect()
+    }
+
+    fn challenges_bearer(&self) -> bool {
+        true
+    }
+
+    fn key_sources(&self) -> &[JwtKeySource] {
+        &self.keys
+    }
+
+    fn find<'r>(&self, req: &AuthRequest<'r>, found: &mut dyn FnMut(Presented<'r>)) -> Result<(), AuthError> {
+        if self.from.header
+            && let Some(token) = bearer(req.headers)?
+        {
+            found(Presented { carrier: Carrier::Header, credential: Cow::Borrowed(token) });
+        }
+        if self.from.query
+            && let Some(raw) = req.found.get(&self.query_param)
+        {
+            let token = match query::decode_component(raw).map_err(|_| AuthError::Malformed)? {
+                Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).map_err(|_| AuthError::Malformed)?),
+                Cow::Owned(v) => Cow::Owned(String::from_utf8(v).map_err(|_| AuthError::Malformed)?),
+            };
+            found(Presented { carrier: Carrier::Query, credential: token });
+        }
+        if self.from.cookie
+            && let Some(value) = cookie::find(req.headers, &self.cookie)?
+        {
+            let token = std::str::from_utf8(value).map_err(|_| AuthError::Malformed)?;
+            found(Presented { carrier: Carrier::Cookie, credential: Cow::Borrowed(token) });
+        }
+        Ok(())
+    }
+
+    fn verify(&self, cred: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
+        let token = &*cred.credential;
+        let key = CacheKey::new(req.route_id, req.method, cred.carrier, req.path, token);
+        let verdict = match ctx.cache.get(&key, ctx.now) {
+            Some(verdict) => {
+                ctx.counters.hit.inc();
+                verdict
+            }
+            None => {
+                ctx.counters.miss.inc();
+                let verdict = match JwtPolicy::verify(self, token, req.path, ctx.now) {
+                    Ok(verified) => Verdict::Allow(verified),
+                    Err(e) => Verdict::Deny(e),
+                };
+                ctx.cache.insert(key, verdict.clone(), ctx.now);
+                verdict
+            }
+        };
+        match verdict {
+            Verdict::Allow(verified) => Ok(Grant { headers: verified.headers, ..Grant::plain(cred.carrier) }),
+            Verdict::Deny(error) => Err(error),
+        }
+    }
+}
+
+/// The bearer token of the `Authorization` header. Two `Authorization`
+/// headers are malformed; another scheme is not a credential of ours.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::Malformed);
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
+        return Ok(None);
+    }
+    // Token68 is ASCII; anything else cannot verify and is refused there.
+    let token = std::str::from_utf8(&bytes[7..]).map_err(|_| AuthError::Malformed)?;
+    Ok(Some(token.trim_matches(' ')))
 }
 
 impl JwtPolicy {
@@ -433,6 +534,26 @@ mod tests {
         let unbounded = policy(ClaimRules::default());
         assert!(unbounded.verify(&far, "/x", now()).is_ok());
         assert!(p.verify(&raw_token(&format!(r#"{{"exp":{later}}}"#)), "/x", now()).is_ok());
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(&headers(&[("authorization", "Bearer abc")])), Ok(Some("abc")));
+        assert_eq!(bearer(&headers(&[("authorization", "bearer  abc ")])), Ok(Some("abc")));
+        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), Ok(None));
+        assert_eq!(bearer(&headers(&[])), Ok(None));
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])),
+            Err(AuthError::Malformed)
+        );
     }
 
     #[test]
