@@ -35,6 +35,8 @@ enum Command {
         #[arg(long, env = "TOLLGATE_CONFIG", default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Print the JSON Schema of the config file (for editors and validators).
+    Schema,
     /// Print a signed URL for a path or URL.
     Sign {
         /// `/path?query` or `https://host/path?query`.
@@ -172,6 +174,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Schema => {
+            print!("{}", config::schema::config_schema_json());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sign { target, key, ttl, exp, kid, prefix, method } => {
             let secret = key.secret()?;
