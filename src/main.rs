@@ -155,6 +155,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let clean = runtime()?.block_on(tollgate::run::serve(config))?;
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Schema => {
+            print!("{}", config::schema::config_schema_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);
             let _guard = runtime()?.enter();
@@ -174,10 +178,6 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     Ok(ExitCode::FAILURE)
                 }
             }
-        }
-        Command::Schema => {
-            print!("{}", config::schema::config_schema_json());
-            Ok(ExitCode::SUCCESS)
         }
         Command::Sign { target, key, ttl, exp, kid, prefix, method } => {
             let secret = key.secret()?;
