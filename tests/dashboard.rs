@@ -265,10 +265,10 @@ fn problems(exprs: &[(String, String, Option<String>)], exposed: &Exposition, al
                     found.push(format!("{context}: {name}{{{label}}} is never {value:?} (seen {:?})", labels[label]));
                 }
             }
-            if let Some(label) = listed {
-                if !has_label(name, label) {
-                    found.push(format!("{context}: lists label {label}, which {name} does not have"));
-                }
+            if let Some(label) = listed
+                && !has_label(name, label)
+            {
+                found.push(format!("{context}: lists label {label}, which {name} does not have"));
             }
         }
         for grouping in analysis["groupings"].as_array().unwrap() {
