@@ -35,6 +35,8 @@ enum Command {
         #[arg(long, env = "TOLLGATE_CONFIG", default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Print the JSON Schema of the config file (for editors and validators).
+    Schema,
     /// Print a signed URL for a path or URL.
     Sign {
         /// `/path?query` or `https://host/path?query`.
@@ -160,6 +162,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Serve { config } => {
             let clean = runtime()?.block_on(tollgate::run::serve(config))?;
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Schema => {
+            print!("{}", config::schema::config_schema_json());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
             let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);

@@ -1,9 +1,9 @@
 //! Kubernetes packaging, validated rather than just written: the Dockerfile
 //! (hadolint; the build it runs is the one CI runs; the binary fits the
 //! distroless runtime), the Helm chart (Helm's own lint, Kubernetes schema
-//! validation of what it renders, `tollgate check` on the rendered config,
-//! secure defaults, checksum annotations, the sidecar include from a parent
-//! chart), the kustomize overlays, the deploy examples, and a "pod on a
+//! validation of what it renders, `tollgate check` and the config schema on
+//! the rendered config, secure defaults, checksum annotations, the sidecar
+//! include from a parent chart, the PrometheusRule against promtool), the kustomize overlays, the deploy examples, and a "pod on a
 //! laptop": nginx and tollgate run on loopback exactly as the default chart
 //! wires them.
 //!
@@ -568,7 +568,7 @@ fn chart_renders_valid_secure_manifests_for_every_values_example() {
     for (values, expected) in CHART_CASES {
         let what = if values.is_empty() { "default values" } else { values };
         let rendered = render_chart(values, &[]);
-        kube_validate(&rendered, &["ServiceMonitor"], what);
+        kube_validate(&rendered, &["ServiceMonitor", "PrometheusRule"], what);
         let docs = docs(&rendered);
 
         // The rendered config is the example in config/, and check accepts it.
@@ -947,6 +947,82 @@ fn prometheus_scrape_config_is_valid_and_targets_the_admin_port() {
         0,
         "promtool accepts anything"
     );
+}
+
+/// The tollgate config every values example renders (and the README's
+/// values example) passes the config's JSON Schema, as the files in
+/// config/ do (tests/schema.rs).
+#[test]
+fn rendered_chart_configs_pass_the_config_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = read("README.md");
+    let mut lines = doc.lines().skip_while(|l| *l != "```yaml my-values");
+    assert!(lines.next().is_some(), "README.md has no block tagged my-values");
+    let block = lines.take_while(|l| !l.starts_with("```")).collect::<Vec<_>>().join("\n") + "\n";
+    let readme_values = common::write_file(dir.path(), "my-values.yaml", block.as_bytes());
+    let mut renders: Vec<Vec<String>> = CHART_CASES.iter().map(|(values, _)| values_args(values)).collect();
+    renders.push(vec!["-f".into(), readme_values.display().to_string()]);
+    let mut files = Vec::new();
+    for (i, args) in renders.iter().enumerate() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, config) = configmap_entry(&docs(&helm_template(&chart(), &args)), "tollgate.yaml");
+        files.push(common::write_file(dir.path(), &format!("config{i}.yaml"), config.as_bytes()));
+    }
+    let out = run(Command::new(venv_tool(".venv/bin/check-jsonschema"))
+        .arg("--schemafile")
+        .arg(repo_path("config/tollgate.schema.json"))
+        .args(&files));
+    assert_eq!(out.code, 0, "rendered configs fail the schema:\n{}", out.all());
+}
+
+/// The chart's PrometheusRule (`metrics.prometheusRule.enabled`): off by
+/// default; when on, it parses, carries the chart's and the user's labels,
+/// its groups are exactly those of `deploy/prometheus/alerts.yaml` (the
+/// chart's `files/alerts.yaml` is a byte-identical copy), and promtool
+/// accepts them. There is no CRD schema here to validate the object itself.
+#[test]
+fn prometheus_rule_renders_the_plain_alert_rules_and_passes_promtool() {
+    assert!(of_kind(&docs(&render_chart("", &[])), "PrometheusRule").is_empty(), "off by default");
+    assert_eq!(
+        read("helm/tollgate/files/alerts.yaml"),
+        read("deploy/prometheus/alerts.yaml"),
+        "helm/tollgate/files/alerts.yaml must be a copy of deploy/prometheus/alerts.yaml"
+    );
+    let plain = yaml(&read("deploy/prometheus/alerts.yaml"));
+    let promtool = common::require("promtool", &["/usr/bin/promtool"]);
+    let dir = tempfile::tempdir().unwrap();
+    // (values file, --set arguments, a label the user asked for)
+    let cases: [(&str, &[&str], (&str, &str)); 2] = [
+        (
+            "",
+            &["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.prometheusRule.labels.team=media"],
+            ("team", "media"),
+        ),
+        ("examples/values-production.yaml", &[], ("release", "prometheus")),
+    ];
+    for (i, (values, sets, label)) in cases.iter().enumerate() {
+        let rendered = render_chart(values, sets);
+        let docs = docs(&rendered);
+        let rule = one(&docs, "PrometheusRule");
+        assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+        assert_eq!(rule["metadata"]["labels"]["app.kubernetes.io/name"], "tollgate", "{values}");
+        assert_eq!(rule["metadata"]["labels"][label.0], label.1, "{values}: user labels");
+        assert_eq!(rule["spec"]["groups"], plain["groups"], "{values}: the rules differ from alerts.yaml");
+        // The annotations' Prometheus templates reach the object untouched.
+        let text = serde_json::to_string(&rule["spec"]).unwrap();
+        assert!(text.contains("{{ $labels.route }}"), "{values}: annotations were templated by Helm");
+
+        let file = common::write_file(
+            dir.path(),
+            &format!("rules{i}.yaml"),
+            serde_yaml_ng::to_string(&serde_json::json!({ "groups": rule["spec"]["groups"] })).unwrap().as_bytes(),
+        );
+        let out = run(Command::new(&promtool).args(["check", "rules"]).arg(&file));
+        assert_eq!(out.code, 0, "promtool check rules on the chart's PrometheusRule:\n{}", out.all());
+        let count = plain["groups"][0]["rules"].as_array().unwrap().len();
+        assert!(out.all().contains(&format!("SUCCESS: {count} rules found")), "{}", out.all());
+        kube_validate(&rendered, &["ServiceMonitor", "PrometheusRule"], values);
+    }
 }
 
 // ---------------------------------------------------------------- pod on a laptop

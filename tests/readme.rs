@@ -1,12 +1,21 @@
-//! The README's signing snippets (shell with openssl, Python, Node), run as
-//! written: the URLs they print must pass tollgate in front of nginx.
+//! The README's signing snippets (shell with openssl, Python, Node, PHP and
+//! Go), run as written: with the shared test vectors' secret and expiry
+//! they must print the vectors' URLs exactly, and the links they print
+//! with a fresh key must pass tollgate in front of nginx. Each language
+//! signs a one-file link, a prefix link and a path token.
+//!
+//! A driver appended to (or, for Go, placed beside) each snippet reads the
+//! cases as JSON from `CASES` and prints one URL per case; the shell
+//! snippet is called once per case.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Http, Nginx, Tollgate};
+use serde_json::{Value, json};
 
 /// The body of the README code block whose info string ends with `tag`.
 fn snippet(tag: &str) -> String {
@@ -18,15 +27,251 @@ fn snippet(tag: &str) -> String {
 
 fn output(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "snippet failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    assert!(
+        out.status.success(),
+        "snippet failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readme_signing_snippets_produce_accepted_urls() {
-    let nginx = Nginx::start(&[("media/report.txt", b"report"), ("media/caf\u{e9} noir.jpg", b"coffee")]);
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Lang {
+    Shell,
+    Python,
+    Node,
+    Php,
+    Go,
+}
+
+const LANGS: [Lang; 5] = [Lang::Shell, Lang::Python, Lang::Node, Lang::Php, Lang::Go];
+
+/// What to sign: a one-file link (`path`), a prefix link (`prefix`, opening
+/// `path`) or a path token (`prefix`, then `rest`). Secrets are text, used
+/// as raw bytes.
+#[derive(Clone, Debug)]
+struct Case {
+    kind: &'static str,
+    secret: String,
+    exp: u64,
+    path: String,
+    prefix: String,
+    rest: String,
+}
+
+impl Case {
+    fn url(secret: &str, exp: u64, path: &str) -> Case {
+        Case { kind: "url", secret: secret.into(), exp, path: path.into(), prefix: String::new(), rest: String::new() }
+    }
+    fn prefix(secret: &str, exp: u64, prefix: &str, path: &str) -> Case {
+        Case { kind: "prefix", prefix: prefix.into(), ..Case::url(secret, exp, path) }
+    }
+    fn token(secret: &str, exp: u64, prefix: &str, rest: &str) -> Case {
+        Case { kind: "token", prefix: prefix.into(), rest: rest.into(), ..Case::url(secret, exp, "") }
+    }
+    fn json(&self) -> Value {
+        json!({"kind": self.kind, "secret": self.secret, "exp": self.exp,
+               "path": self.path, "prefix": self.prefix, "rest": self.rest})
+    }
+}
+
+const PYTHON_DRIVER: &str = r#"
+import json, os
+for c in json.loads(os.environ["CASES"]):
+    s = c["secret"].encode()
+    if c["kind"] == "url":
+        print(sign_url(s, c["path"], c["exp"]))
+    elif c["kind"] == "prefix":
+        print(sign_prefix(s, c["prefix"], c["path"], c["exp"]))
+    else:
+        print(path_token(s, c["prefix"], c["rest"], c["exp"]))
+"#;
+
+const NODE_DRIVER: &str = r#"
+for (const c of JSON.parse(process.env.CASES)) {
+  const s = Buffer.from(c.secret);
+  if (c.kind === 'url') console.log(signUrl(s, c.path, c.exp));
+  else if (c.kind === 'prefix') console.log(signPrefix(s, c.prefix, c.path, c.exp));
+  else console.log(pathToken(s, c.prefix, c.rest, c.exp));
+}
+"#;
+
+const PHP_DRIVER: &str = r#"
+foreach (json_decode(getenv('CASES'), true, 8, JSON_THROW_ON_ERROR) as $c) {
+    echo match ($c['kind']) {
+        'url' => tollgate_sign_url($c['secret'], $c['path'], $c['exp']),
+        'prefix' => tollgate_sign_prefix($c['secret'], $c['prefix'], $c['path'], $c['exp']),
+        'token' => tollgate_path_token($c['secret'], $c['prefix'], $c['rest'], $c['exp']),
+    }, "\n";
+}
+"#;
+
+const GO_DRIVER: &str = r#"package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"readme/tollgate"
+)
+
+func main() {
+	var cases []struct {
+		Kind, Secret, Path, Prefix, Rest string
+		Exp                              int64
+	}
+	if err := json.Unmarshal([]byte(os.Getenv("CASES")), &cases); err != nil {
+		panic(err)
+	}
+	for _, c := range cases {
+		s := []byte(c.Secret)
+		switch c.Kind {
+		case "url":
+			fmt.Println(tollgate.SignURL(s, "GET", c.Path, c.Exp))
+		case "prefix":
+			fmt.Println(tollgate.SignPrefix(s, c.Prefix, c.Path, c.Exp))
+		default:
+			fmt.Println(tollgate.PathToken(s, c.Prefix, c.Rest, c.Exp))
+		}
+	}
+}
+"#;
+
+/// Runs `lang`'s README snippet on `cases`; one URL per case.
+fn sign_with(lang: Lang, cases: &[Case]) -> Vec<String> {
+    let all = serde_json::to_string(&cases.iter().map(Case::json).collect::<Vec<_>>()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let secret = String::from_utf8(common::random_secret()).unwrap();
+    let printed = match lang {
+        Lang::Shell => {
+            let code = snippet("sign-openssl");
+            let mut out = String::new();
+            for c in cases {
+                let call = match c.kind {
+                    "url" => r#"sign_url "$P""#,
+                    "prefix" => r#"sign_prefix "$PFX" "$P""#,
+                    _ => r#"path_token "$PFX" "$REST""#,
+                };
+                out += &output(
+                    Command::new("bash")
+                        .arg("-c")
+                        .arg(format!("set -euo pipefail\n{code}{call}\n"))
+                        .env("SECRET", &c.secret)
+                        .env("EXP", c.exp.to_string())
+                        .env("P", &c.path)
+                        .env("PFX", &c.prefix)
+                        .env("REST", &c.rest),
+                );
+            }
+            out
+        }
+        Lang::Python => output(
+            Command::new(common::repo().join(".venv/bin/python"))
+                .arg("-c")
+                .arg(snippet("sign-python") + PYTHON_DRIVER)
+                .env("CASES", &all),
+        ),
+        Lang::Node => output(
+            Command::new(common::require("node", &["/usr/bin/node"]))
+                .arg("-e")
+                .arg(snippet("sign-node") + NODE_DRIVER)
+                .env("CASES", &all),
+        ),
+        Lang::Php => {
+            let file = common::write_file(dir.path(), "sign.php", (snippet("sign-php") + PHP_DRIVER).as_bytes());
+            output(Command::new(common::require("php", &["/usr/bin/php"])).arg(&file).env("CASES", &all))
+        }
+        Lang::Go => {
+            // The snippet is package `tollgate` of a small module; the
+            // driver is its main package.
+            std::fs::create_dir(dir.path().join("tollgate")).unwrap();
+            common::write_file(dir.path(), "go.mod", b"module readme\n\ngo 1.19\n");
+            common::write_file(&dir.path().join("tollgate"), "sign.go", snippet("sign-go").as_bytes());
+            common::write_file(dir.path(), "main.go", GO_DRIVER.as_bytes());
+            output(
+                Command::new(common::require("go", &["/usr/bin/go"]))
+                    .args(["run", "."])
+                    .current_dir(dir.path())
+                    .env("CASES", &all)
+                    .env("GOCACHE", go_cache())
+                    .env("GOPATH", dir.path().join("gopath"))
+                    .env("GOPROXY", "off")
+                    .env("GOFLAGS", "-mod=mod")
+                    .env("GO111MODULE", "on"),
+            )
+        }
+    };
+    let urls: Vec<String> = printed.lines().map(str::to_owned).collect();
+    assert_eq!(urls.len(), cases.len(), "{lang:?} printed:\n{printed}");
+    urls
+}
+
+/// Go's build cache, kept between runs (it holds compiled standard-library
+/// packages, nothing of the test's).
+fn go_cache() -> PathBuf {
+    std::env::temp_dir().join("tollgate-readme-go-cache")
+}
+
+fn vectors(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(common::repo().join("tests/vectors").join(file)).unwrap();
+    serde_json::from_str::<Vec<Value>>(&text).unwrap()
+}
+
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text).decode_utf8().unwrap().into_owned()
+}
+
+/// The vectors a snippet can reproduce (GET, no kid, no other query
+/// parameter), each with the URL it must print: the vector's request.
+fn vector_cases() -> Vec<(String, Case, String)> {
+    let mut out = Vec::new();
+    for v in vectors("signed-url.json").into_iter().chain(vectors("path-token.json")) {
+        let lines: Vec<&str> = v["string_to_sign"].as_str().unwrap().split('\n').collect();
+        let [scheme, method, exp, kid, resource, query] = lines[..] else { panic!("{v}") };
+        let target = v["request_target"].as_str().unwrap();
+        if v["method"] != "GET" || method != "GET" || !kid.is_empty() || !query.is_empty() {
+            continue;
+        }
+        let (secret, exp) = (v["secret"].as_str().unwrap(), exp.parse().unwrap());
+        let path = decode(target.split('?').next().unwrap());
+        let case = match scheme {
+            "TOLLGATE-HMAC-SHA256" => Case::url(secret, exp, resource),
+            "TOLLGATE-HMAC-SHA256-PREFIX" => Case::prefix(secret, exp, resource, &path),
+            "TOLLGATE-HMAC-SHA256-PATH" if !target.contains('?') => {
+                let forwarded = decode(v["forwarded_target"].as_str().unwrap());
+                Case::token(secret, exp, resource, forwarded.strip_prefix(resource).unwrap())
+            }
+            _ => continue,
+        };
+        out.push((v["name"].as_str().unwrap().to_owned(), case, target.to_owned()));
+    }
+    out
+}
+
+/// Every language prints the shared vectors' URLs byte for byte: the same
+/// string to sign (scheme line, decoded path or prefix), the same HMAC and
+/// base64url, the same percent-encoding. This needs no tollgate.
+#[test]
+fn readme_snippets_reproduce_the_shared_vectors() {
+    let cases = vector_cases();
+    for kind in ["url", "prefix", "token"] {
+        assert!(cases.iter().any(|c| c.1.kind == kind), "no {kind} vector");
+    }
+    assert!(cases.iter().any(|c| !c.2.is_ascii() || c.2.contains('%')), "no vector with an encoded path");
+    for lang in LANGS {
+        // The shell snippet does no percent-encoding: ASCII paths only.
+        let usable: Vec<_> =
+            cases.iter().filter(|c| lang != Lang::Shell || !c.2.split('?').next().unwrap().contains('%')).collect();
+        let urls = sign_with(lang, &usable.iter().map(|c| c.1.clone()).collect::<Vec<_>>());
+        for ((name, _, want), got) in usable.iter().zip(urls) {
+            assert_eq!(&got, want, "{lang:?}: vector {name:?}");
+        }
+    }
+}
+
+async fn start(nginx: &Nginx, secret: &str, signed_url: &str) -> (Tollgate, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
     common::write_file(dir.path(), "media.key", secret.as_bytes());
     let yaml = format!(
         r#"
@@ -37,35 +282,94 @@ keys:
 upstreams:
   nginx: {{ url: "http://{}" }}
 routes:
-  - {{ name: media, prefix: /media/, upstream: nginx, auth: {{ signed_url: {{ keys: [media] }} }} }}
+  - {{ name: media, prefix: /media/, upstream: nginx, auth: {{ signed_url: {signed_url} }} }}
 log: {{ access_log: false }}
 "#,
         nginx.addr
     );
-    let tg = Tollgate::start(&yaml, dir.path()).await;
+    (Tollgate::start(&yaml, dir.path()).await, dir)
+}
+
+fn fresh_exp() -> u64 {
+    tollgate::auth::unix_now() + 900
+}
+
+/// One-file links from every language open the file through tollgate; the
+/// same link with its path changed does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_snippets_sign_one_file_links_tollgate_accepts() {
+    let nginx = Nginx::start(&[("media/report.txt", b"report"), ("media/caf\u{e9} noir.jpg", b"coffee")]);
+    let secret = String::from_utf8(common::random_secret()).unwrap();
+    let (tg, _dir) = start(&nginx, &secret, "{ keys: [media] }").await;
     let http = Http::h1();
+    for lang in LANGS {
+        let exp = fresh_exp();
+        let mut cases = vec![(Case::url(&secret, exp, "/media/report.txt"), "report")];
+        if lang != Lang::Shell {
+            cases.push((Case::url(&secret, exp, "/media/café noir.jpg"), "coffee"));
+        }
+        let urls = sign_with(lang, &cases.iter().map(|c| c.0.clone()).collect::<Vec<_>>());
+        for ((_, body), url) in cases.iter().zip(&urls) {
+            let r = http.get(&tg.url(url)).await;
+            assert_eq!((r.status, r.text().as_str()), (200, *body), "{lang:?}: {url}");
+        }
+        let moved = urls[0].replace("/media/report.txt", "/media/other.txt");
+        assert_eq!(http.get(&tg.url(&moved)).await.status, 403, "{lang:?}: {moved}");
+    }
+}
 
-    let shell = output(
-        Command::new("bash")
-            .arg("-c")
-            .arg(snippet("sign-openssl"))
-            .env("SECRET", &secret)
-            .env("FILE_PATH", "/media/report.txt"),
-    );
-    let r = http.get(&tg.url(&shell)).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "report"), "shell snippet: {shell}");
+/// Prefix links and path tokens from every language open every file under
+/// their prefix through tollgate (SPEC §2 prefix scheme line, §2b path
+/// tokens), and nothing outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_snippets_sign_prefix_links_and_path_tokens_tollgate_accepts() {
+    let nginx = Nginx::start(&[
+        ("media/u1/index.m3u8", b"manifest"),
+        ("media/u1/720p/seg-1.ts", b"segment"),
+        ("media/u10/index.m3u8", b"other user"),
+        ("media/caf\u{e9}/a b.ts", b"coffee segment"),
+    ]);
+    let secret = String::from_utf8(common::random_secret()).unwrap();
+    let (tg, _dir) = start(&nginx, &secret, "{ keys: [media], path_tokens: true }").await;
+    let http = Http::h1();
+    for lang in LANGS {
+        let exp = fresh_exp();
+        let mut cases = vec![
+            Case::prefix(&secret, exp, "/media/u1/", "/media/u1/index.m3u8"),
+            Case::token(&secret, exp, "/media/u1/", "index.m3u8"),
+        ];
+        if lang != Lang::Shell {
+            cases.push(Case::token(&secret, exp, "/media/café/", "a b.ts"));
+        }
+        let urls = sign_with(lang, &cases);
+        let get = |url: String| {
+            let http = &http;
+            let url = tg.url(&url);
+            async move {
+                let r = http.get(&url).await;
+                (r.status, r.text())
+            }
+        };
 
-    let python = common::repo().join(".venv/bin/python");
-    let py = snippet("sign-python") + "import os\nprint(sign_url(os.environb[b'SECRET'], os.environ['FILE_PATH']))\n";
-    let url =
-        output(Command::new(python).arg("-c").arg(py).env("SECRET", &secret).env("FILE_PATH", "/media/café noir.jpg"));
-    let r = http.get(&tg.url(&url)).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "coffee"), "python snippet: {url}");
+        // The prefix link opens its file and, with the same grant, the
+        // segment below it; not the neighbour that shares a string prefix.
+        let link = &urls[0];
+        assert_eq!(get(link.clone()).await, (200, "manifest".into()), "{lang:?}: {link}");
+        let segment = link.replace("/media/u1/index.m3u8", "/media/u1/720p/seg-1.ts");
+        assert_eq!(get(segment.clone()).await, (200, "segment".into()), "{lang:?}: {segment}");
+        let neighbour = link.replace("/media/u1/index.m3u8", "/media/u10/index.m3u8");
+        assert_eq!(get(neighbour.clone()).await.0, 403, "{lang:?}: {neighbour}");
 
-    let node = common::require("node", &["/usr/bin/node"]);
-    let js = snippet("sign-node") + "console.log(signUrl(process.env.SECRET, process.env.FILE_PATH));\n";
-    let url =
-        output(Command::new(node).arg("-e").arg(js).env("SECRET", &secret).env("FILE_PATH", "/media/café noir.jpg"));
-    let r = http.get(&tg.url(&url)).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "coffee"), "node snippet: {url}");
+        // The path token: the manifest, and what a player resolves next to it.
+        let token = &urls[1];
+        assert!(token.starts_with("/media/u1/tg~"), "{lang:?}: {token}");
+        assert_eq!(get(token.clone()).await, (200, "manifest".into()), "{lang:?}: {token}");
+        let resolved = token.replace("/index.m3u8", "/720p/seg-1.ts");
+        assert_eq!(get(resolved.clone()).await, (200, "segment".into()), "{lang:?}: {resolved}");
+        let outside = token.replace("/media/u1/", "/media/u10/");
+        assert_eq!(get(outside.clone()).await.0, 403, "{lang:?}: {outside}");
+        if let Some(encoded) = urls.get(2) {
+            assert_eq!(get(encoded.clone()).await, (200, "coffee segment".into()), "{lang:?}: {encoded}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs against, on a fresh Debian machine:
-# nginx (Debian nginx-light), promtool (Debian prometheus), openssl, a Python
-# venv (.venv: PyJWT, moto) and npm's jsonwebtoken (tests/js). Idempotent.
+# nginx (Debian nginx-light), promtool (Debian prometheus), openssl, php-cli and
+# golang-go (README snippets), a Python venv (.venv: PyJWT, moto,
+# check-jsonschema, promql-parser) and npm's jsonwebtoken (tests/js). Idempotent.
 # Any failure is fatal: the suite never skips a missing dependency.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +16,9 @@ apt_packages=()
 command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v openssl >/dev/null || apt_packages+=(openssl)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
+# The README's signing snippets in PHP and Go (tests/readme.rs).
+command -v php >/dev/null || apt_packages+=(php-cli)
+command -v go >/dev/null || apt_packages+=(golang-go)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "setup: installing ${apt_packages[*]}"
   # Keep the packages' own services from starting (they would bind :80/:9090).

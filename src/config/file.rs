@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_yaml_ng::{Mapping, Value};
@@ -14,7 +15,7 @@ use serde_yaml_ng::{Mapping, Value};
 use super::duration::{ByteSize, HumanDuration};
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Proxy listener, `host:port`.
@@ -24,10 +25,13 @@ pub struct ConfigFile {
     /// Worker threads, each with its own listener and pools (default: one per CPU).
     pub workers: Option<usize>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, KeyFile>")]
     pub keys: Mapping,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, UpstreamFile>")]
     pub upstreams: Mapping,
     #[serde(default)]
+    #[schemars(with = "Vec<RouteFile>")]
     pub routes: Vec<Value>,
     #[serde(default)]
     pub cache: CacheFile,
@@ -47,7 +51,7 @@ pub struct ConfigFile {
     pub reload: ReloadFile,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheFile {
     pub max_entries: Option<u64>,
@@ -55,14 +59,14 @@ pub struct CacheFile {
     pub negative_ttl: Option<HumanDuration>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogFile {
     pub format: Option<LogFormat>,
@@ -72,7 +76,7 @@ pub struct LogFile {
     pub access_log: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
     pub header_read_timeout: Option<HumanDuration>,
@@ -85,7 +89,7 @@ pub struct LimitsFile {
     pub http2_max_concurrent_streams: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFile {
     pub cert_file: PathBuf,
@@ -94,7 +98,7 @@ pub struct TlsFile {
     pub reload_interval: Option<HumanDuration>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownFile {
     /// Keep accepting after SIGTERM for this long, so endpoints can update.
@@ -103,7 +107,7 @@ pub struct ShutdownFile {
     pub drain_timeout: Option<HumanDuration>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadFile {
     /// Watch the file (default true when served from a file).
@@ -112,7 +116,7 @@ pub struct ReloadFile {
 }
 
 /// Where a secret comes from: exactly one of `secret_env` and `secret_file`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretFile {
     pub secret_env: Option<String>,
@@ -124,7 +128,7 @@ pub struct SecretFile {
 pub use crate::auth::keys::SecretEncoding;
 
 /// One entry of `keys:`: exactly one of the four sources.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     pub hmac: Option<SecretFile>,
@@ -148,7 +152,7 @@ pub struct KeyFile {
 }
 
 /// One entry of `upstreams:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
     pub url: String,
@@ -162,14 +166,14 @@ pub struct UpstreamFile {
     pub s3: Option<S3File>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HostHeader {
     Upstream,
     Preserve,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsFile {
     /// PEM bundle of CAs to trust instead of the system roots.
@@ -179,7 +183,7 @@ pub struct UpstreamTlsFile {
 }
 
 /// S3 settings of an object-store upstream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3File {
     pub bucket: String,
@@ -198,7 +202,7 @@ pub struct S3File {
     pub expose_errors: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum S3Addressing {
     Path,
@@ -206,7 +210,7 @@ pub enum S3Addressing {
 }
 
 /// One entry of `routes:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
     pub name: String,
@@ -254,14 +258,14 @@ pub enum AuthFile {
     Rules(Box<AuthRulesFile>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthRulesFile {
     pub signed_url: Option<SignedUrlFile>,
     pub jwt: Option<JwtFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedUrlFile {
     pub keys: Vec<String>,
@@ -273,7 +277,7 @@ pub struct SignedUrlFile {
     pub path_token_marker: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CarrierFile {
     Header,
@@ -281,7 +285,7 @@ pub enum CarrierFile {
     Cookie,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -297,7 +301,7 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtFile {
     pub keys: Vec<String>,

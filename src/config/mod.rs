@@ -6,6 +6,7 @@ pub mod duration;
 pub mod file;
 mod keys;
 mod route_rules;
+pub mod schema;
 mod upstreams;
 
 use std::fmt;

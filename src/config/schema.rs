@@ -1,0 +1,158 @@
+//! The JSON Schema of the config file (`tollgate schema`), generated from the
+//! raw serde structs of `file.rs` so it cannot drift from what the parser
+//! accepts. Editors use it for completion and checking (the
+//! `yaml-language-server` modeline in `config/*.yaml`); a test keeps the
+//! committed `config/tollgate.schema.json` equal to this output.
+//!
+//! The structs derive `JsonSchema`. The few types with a hand-written
+//! `Deserialize` (durations, sizes, `auth: none`) or that live outside the
+//! config module get their schemas here, written to accept exactly what
+//! their parsers accept.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use super::duration::{ByteSize, HumanDuration};
+use super::file::{AuthFile, AuthRulesFile, ConfigFile, SecretEncoding};
+
+/// What `parse_duration` accepts: one or more `<digits><unit>` pairs, no
+/// spaces between them; a bare number is refused (ambiguous unit).
+pub const DURATION_PATTERN: &str = r"^\s*([0-9]{1,12}(ms|s|m|h|d))+\s*$";
+
+/// What `parse_size` accepts as text (a YAML integer is also a size).
+pub const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\s*$";
+
+/// The schema as `tollgate schema` prints it (pretty JSON, final newline).
+pub fn config_schema_json() -> String {
+    let mut text = serde_json::to_string_pretty(&config_schema()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// The JSON Schema (draft-07, the newest that every YAML editor plugin
+/// reads) of a tollgate config file.
+pub fn config_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let mut schema = generator.into_root_schema_for::<ConfigFile>().to_value();
+    if let Some(root) = schema.as_object_mut() {
+        root.insert("title".into(), "tollgate configuration".into());
+        root.insert(
+            "description".into(),
+            "A tollgate config file (config/tollgate.yaml documents every option). Unknown fields are errors; \
+             secrets come from *_env variables or *_file files, never inline."
+                .into(),
+        );
+    }
+    // The three top-level collections are kept as raw YAML by `file.rs`
+    // (so one bad entry does not hide the next one's errors); say here what
+    // their entries are.
+    for (field, text) in [
+        ("keys", "Keys by name; a key's name is its `kid` unless `kid` says otherwise. Exactly one source each."),
+        ("upstreams", "Upstreams by name: a file server (`url`) or an object store (`url` and `s3`)."),
+        ("routes", "Routes; a request takes the one with the longest matching `prefix` (and `host`, if set)."),
+    ] {
+        if let Some(property) = schema.pointer_mut(&format!("/properties/{field}")).and_then(|p| p.as_object_mut()) {
+            property.insert("description".into(), text.into());
+        }
+    }
+    schema
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration with a unit: ms, s, m, h or d, e.g. 500ms, 30s, 15m, 1h30m, 1d. \
+                            A bare number is refused (seconds or milliseconds would be a guess).",
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+        })
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: bytes as an integer, or text with a unit (B, KiB, MiB, GiB, KB, MB, GB), \
+                            e.g. 1048576, 64KiB, 10MiB.",
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "pattern": SIZE_PATTERN,
+        })
+    }
+}
+
+/// Every encoding with its YAML spelling. The match is exhaustive, so a new
+/// encoding does not compile until it is named here (and in the schema).
+fn encoding_name(encoding: SecretEncoding) -> &'static str {
+    match encoding {
+        SecretEncoding::Raw => "raw",
+        SecretEncoding::Base64 => "base64",
+        SecretEncoding::Hex => "hex",
+    }
+}
+
+const ENCODINGS: [SecretEncoding; 3] = [SecretEncoding::Raw, SecretEncoding::Base64, SecretEncoding::Hex];
+
+impl JsonSchema for SecretEncoding {
+    fn schema_name() -> Cow<'static, str> {
+        "SecretEncoding".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = ENCODINGS.into_iter().map(encoding_name).collect();
+        json_schema!({
+            "description": "How the stored text encodes the secret bytes (default raw).",
+            "type": "string",
+            "enum": names,
+        })
+    }
+}
+
+impl JsonSchema for AuthFile {
+    fn schema_name() -> Cow<'static, str> {
+        "Auth".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let rules = generator.subschema_for::<AuthRulesFile>();
+        json_schema!({
+            "description": "`none` (the route is public, said explicitly), or the credentials it accepts.",
+            "anyOf": [{ "type": "string", "enum": ["none"] }, rules],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_in_the_schema_are_the_ones_the_parser_reads() {
+        for encoding in ENCODINGS {
+            let parsed: SecretEncoding =
+                serde_yaml_ng::from_str(encoding_name(encoding)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(parsed, encoding);
+        }
+        let schema = config_schema();
+        let listed = &schema["definitions"]["SecretEncoding"]["enum"];
+        assert_eq!(listed, &serde_json::json!(["raw", "base64", "hex"]));
+    }
+
+    #[test]
+    fn top_level_collections_describe_their_entries() {
+        let schema = config_schema();
+        assert_eq!(schema["properties"]["keys"]["additionalProperties"]["$ref"], "#/definitions/KeyFile");
+        assert_eq!(schema["properties"]["upstreams"]["additionalProperties"]["$ref"], "#/definitions/UpstreamFile");
+        assert_eq!(schema["properties"]["routes"]["items"]["$ref"], "#/definitions/RouteFile");
+        assert_eq!(schema["additionalProperties"], false, "unknown fields are errors");
+    }
+}
