@@ -234,7 +234,7 @@ pub struct RouteFile {
 }
 
 /// `routes[].cors`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CorsFile {
     /// Exact origins, e.g. `https://app.example`.
