@@ -231,7 +231,11 @@ async fn invalid_reload_sighup_and_key_rotation() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(http.get(&signed).await.status, 200, "the old routes must keep serving");
-    assert!(serve.logs().contains("routes[0].colour"), "{}", serve.logs());
+    // The log line is read from the child's stderr by another thread.
+    while !serve.logs().contains("routes[0].colour") {
+        assert!(Instant::now() < deadline, "{}", serve.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // SIGHUP applies a valid change (file watching is off here).
     let b_route = "  - { name: b, prefix: /b/, upstream: n, auth: none }";

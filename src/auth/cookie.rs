@@ -42,7 +42,12 @@ pub fn find<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, 
 /// Removes cookie `name` from every `Cookie` header, keeping the other pairs
 /// byte for byte; a header left empty is dropped.
 pub fn remove(headers: &mut HeaderMap, name: &str) {
-    if !headers.get_all(COOKIE).iter().any(|h| pairs(h.as_bytes()).any(|(n, _)| n == name.as_bytes())) {
+    remove_matching(headers, |n| n == name.as_bytes());
+}
+
+/// Removes every cookie whose name `matches`, like [`remove`].
+pub fn remove_matching(headers: &mut HeaderMap, matches: impl Fn(&[u8]) -> bool) {
+    if !headers.get_all(COOKIE).iter().any(|h| pairs(h.as_bytes()).any(|(n, _)| matches(n))) {
         return;
     }
     let kept: Vec<HeaderValue> = headers
@@ -52,7 +57,7 @@ pub fn remove(headers: &mut HeaderMap, name: &str) {
             let mut out = Vec::with_capacity(header.len());
             for pair in header.as_bytes().split(|b| *b == b';').map(<[u8]>::trim_ascii) {
                 let name_of = pair.split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
-                if pair.is_empty() || name_of == name.as_bytes() {
+                if pair.is_empty() || matches(name_of) {
                     continue;
                 }
                 if !out.is_empty() {

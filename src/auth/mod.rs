@@ -59,7 +59,7 @@ pub trait Kind: Send + Sync + fmt::Debug {
     }
 
     /// Cookies that carry this kind's credential: always stripped.
-    fn cookies(&self) -> Vec<&str> {
+    fn cookies(&self) -> Vec<CookieName> {
         Vec::new()
     }
 
@@ -97,12 +97,48 @@ pub struct Presented<'r> {
     pub credential: Cow<'r, str>,
 }
 
+/// A cookie a kind reads: one name, or every name with a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieName {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+}
+
+impl CookieName {
+    pub fn matches(&self, name: &[u8]) -> bool {
+        match self {
+            CookieName::Exact(n) => n.as_bytes() == name,
+            CookieName::Prefix(p) => name.starts_with(p.as_bytes()),
+        }
+    }
+}
+
+/// What a credential grants, decoded: one path, or everything under a
+/// prefix (ending in `/`). An exchanged cookie grants exactly this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Path(Box<str>),
+    Prefix(Box<str>),
+}
+
+impl Scope {
+    /// Whether the decoded `path` lies in the scope.
+    pub fn covers(&self, path: &str) -> bool {
+        match self {
+            Scope::Path(p) => **p == *path,
+            Scope::Prefix(p) => path.starts_with(&**p),
+        }
+    }
+}
+
 /// What a protected route accepts.
 #[derive(Debug)]
 pub struct RouteAuth {
     kinds: Vec<Box<dyn Kind>>,
     names: CredentialNames,
-    cookies: Vec<Box<str>>,
+    cookies: Vec<CookieName>,
+    /// Exchange URL credentials for a cookie on top-level navigations.
+    exchange: Option<kinds::exchanged_cookie::ExchangedCookies>,
 }
 
 /// A route names more credential parameters than tollgate tracks.
@@ -113,9 +149,23 @@ impl RouteAuth {
     /// A route accepting `kinds`.
     pub fn new(kinds: Vec<Box<dyn Kind>>) -> Result<Self, TooManyParams> {
         let names = CredentialNames::new(kinds.iter().flat_map(|k| k.query_params())).ok_or(TooManyParams)?;
-        let mut cookies: Vec<Box<str>> = kinds.iter().flat_map(|k| k.cookies()).map(Box::from).collect();
+        let mut cookies: Vec<CookieName> = kinds.iter().flat_map(|k| k.cookies()).collect();
         cookies.dedup();
-        Ok(RouteAuth { kinds, names, cookies })
+        Ok(RouteAuth { kinds, names, cookies, exchange: None })
+    }
+
+    /// Adds cookie exchange (SPEC §10): the cookies become a kind of the
+    /// route, and URL credentials on navigations are exchanged for them.
+    pub fn with_exchange(mut self, exchange: kinds::exchanged_cookie::ExchangedCookies) -> Self {
+        self.cookies.extend(exchange.cookies());
+        self.kinds.push(Box::new(exchange.clone()));
+        self.exchange = Some(exchange);
+        self
+    }
+
+    /// The route's cookie exchange, if any.
+    pub fn exchange(&self) -> Option<&kinds::exchanged_cookie::ExchangedCookies> {
+        self.exchange.as_ref()
     }
 
     /// The kinds, in the order they are asked.
@@ -129,7 +179,7 @@ impl RouteAuth {
     }
 
     /// The cookies holding credentials on this route.
-    pub fn cookies(&self) -> &[Box<str>] {
+    pub fn cookies(&self) -> &[CookieName] {
         &self.cookies
     }
 
@@ -177,12 +227,16 @@ pub struct Grant {
     /// Bytes of the raw path the credential occupies (`/<segment>`),
     /// removed before forwarding.
     pub path_span: Option<Range<usize>>,
+    /// What the credential grants (for cookie exchange), when known.
+    pub scope: Option<Scope>,
+    /// The credential's expiry, unix seconds, when it has one.
+    pub expires: Option<u64>,
 }
 
 impl Grant {
     /// A grant that forwards nothing of its own.
     pub fn plain(carrier: Carrier) -> Self {
-        Grant { carrier, headers: Arc::from(Vec::new()), path_span: None }
+        Grant { carrier, headers: Arc::from(Vec::new()), path_span: None, scope: None, expires: None }
     }
 }
 

@@ -263,6 +263,18 @@ pub enum AuthFile {
 pub struct AuthRulesFile {
     pub signed_url: Option<SignedUrlFile>,
     pub jwt: Option<JwtFile>,
+    /// Exchange a URL credential for a cookie on top-level navigations.
+    pub cookie_exchange: Option<CookieExchangeFile>,
+}
+
+/// `routes[].auth.cookie_exchange` (SPEC §10).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CookieExchangeFile {
+    /// An hmac key of its own that signs the cookies.
+    pub key: String,
+    /// Cookie-name prefix (default `tg_grant`).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

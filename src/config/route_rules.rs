@@ -4,10 +4,11 @@
 use http::{HeaderName, HeaderValue, Method};
 
 use super::compile::{Compiler, Known, valid_name};
-use super::file::{AuthFile, CarrierFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
+use super::file::{AuthFile, CarrierFile, CookieExchangeFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
 use super::keys::CompiledKey;
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use crate::auth::keys::JwtKeySource;
+use crate::auth::kinds::exchanged_cookie::{self, ExchangedCookies};
 use crate::auth::path_token;
 use crate::auth::path_token::PathTokens;
 use crate::auth::signed_url::{self, SignedUrlPolicy};
@@ -74,8 +75,14 @@ impl Compiler {
                         self.jwt(&format!("{path}.auth.jwt"), raw, known).map(|k| Box::new(k) as Box<dyn Kind>),
                     );
                 }
+                let exchange = rules
+                    .cookie_exchange
+                    .and_then(|raw| self.cookie_exchange(&format!("{path}.auth.cookie_exchange"), raw, known));
                 match RouteAuth::new(kinds) {
-                    Ok(auth) => Some(auth),
+                    Ok(auth) => Some(match exchange {
+                        Some(exchange) => auth.with_exchange(exchange),
+                        None => auth,
+                    }),
                     Err(TooManyParams) => {
                         self.error(format!("{path}.auth"), "too many credential query parameters on one route");
                         None
@@ -175,6 +182,24 @@ impl Compiler {
                 }
                 None
             }
+        }
+    }
+
+    fn cookie_exchange(&mut self, path: &str, raw: CookieExchangeFile, known: &Known<'_>) -> Option<ExchangedCookies> {
+        let name = raw.name.unwrap_or_else(|| exchanged_cookie::DEFAULT_NAME.to_owned());
+        if !(1..=32).contains(&name.len()) || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            self.error(format!("{path}.name"), "must match [A-Za-z0-9_-]{1,32}");
+        }
+        match self.key_ref(&format!("{path}.key"), &raw.key, known) {
+            Some(CompiledKey::Hmac { signer, .. }) => {
+                Some(ExchangedCookies { key: signer.clone(), name: name.into_boxed_str() })
+            }
+            Some(_) => {
+                self.error(format!("{path}.key"), format!("key {:?} is not an hmac key", raw.key));
+                None
+            }
+            None => None,
         }
     }
 

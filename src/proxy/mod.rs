@@ -13,6 +13,7 @@ mod object;
 pub mod respond;
 pub mod strip;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -266,6 +267,24 @@ async fn pipeline(
                 Some(grant)
             }
         };
+        // exchange: a navigation that carries a URL credential is sent to the
+        // clean URL with a cookie granting the same (SPEC §10).
+        if let Some(grant) = &grant
+            && let Some(exchange) = route.auth.as_ref().and_then(auth::RouteAuth::exchange)
+            && grant.carrier.in_url()
+            && parts.method == Method::GET
+            && is_navigation(&parts.headers)
+            && let (Some(scope), Some(exp)) = (&grant.scope, grant.expires)
+        {
+            let path = match &grant.path_span {
+                Some(span) => Cow::Owned(format!("{}{}", &raw_path[..span.start], &raw_path[span.end..])),
+                None => Cow::Borrowed(raw_path),
+            };
+            let location = forwarded_target(&path, raw_query, &found)?;
+            let max_age = exp.saturating_sub(auth::unix_now());
+            let cookie = exchange.set_cookie(scope, exp, max_age);
+            return Ok((respond::see_other(location.as_str(), &cookie), Outcome::Answered));
+        }
         // A credential in the path leaves it here: the upstream sees the
         // path without it, and answers get it put back into `Location`.
         let (pq, reinsert) = match grant.as_ref().and_then(|g| g.path_span.clone()) {
@@ -349,6 +368,14 @@ fn forwarded_target(raw_path: &str, raw_query: &str, found: &Found<'_>) -> Resul
         None => PathAndQuery::try_from(raw_path),
     };
     pq.map_err(|_| Rejection::NotNormal)
+}
+
+/// A top-level navigation (a link followed, a URL typed), as opposed to a
+/// sub-resource (`<img>`, `<video>`, `fetch`), by the Fetch metadata
+/// headers every current browser sends.
+fn is_navigation(headers: &http::HeaderMap) -> bool {
+    let is = |name: &str, want: &[u8]| headers.get(name).is_some_and(|v| v.as_bytes() == want);
+    is("sec-fetch-mode", b"navigate") && is("sec-fetch-dest", b"document")
 }
 
 /// The host a request names, lower-case, without port.

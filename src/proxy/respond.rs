@@ -115,6 +115,23 @@ impl Rejection {
     }
 }
 
+/// `303 See Other` to `location`, setting `cookie`: the answer of a cookie
+/// exchange. Never stored, and the credential-bearing URL is not sent on.
+pub fn see_other(location: &str, cookie: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(http::header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        h.insert(http::header::SET_COOKIE, v);
+    }
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(http::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
 /// 401 for a missing credential or a bad bearer header token; 403 for a bad
 /// URL or cookie credential and for a valid credential that does not grant
 /// this request; 400 for a malformed one.

@@ -96,7 +96,7 @@ pub struct Forward<'a> {
     pub path_and_query: PathAndQuery,
     pub grant: Option<&'a Grant>,
     /// The route's credential cookies, removed whatever carried the credential.
-    pub cookies: &'a [Box<str>],
+    pub cookies: &'a [crate::auth::CookieName],
     /// Headers tollgate sets from claims on this route.
     pub claim_headers: &'a [HeaderName],
     pub peer: SocketAddr,
@@ -118,8 +118,8 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     if f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
         headers.remove(AUTHORIZATION);
     }
-    for name in f.cookies {
-        crate::auth::cookie::remove(headers, name);
+    if !f.cookies.is_empty() {
+        crate::auth::cookie::remove_matching(headers, |name| f.cookies.iter().any(|c| c.matches(name)));
     }
     for name in f.claim_headers {
         headers.remove(name);

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use crate::auth::cache::{CacheKey, Verdict};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::{JwtKey, JwtKeySource};
-use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext, cookie, query};
+use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, Scope, VerifyContext, cookie, query};
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -73,6 +73,8 @@ pub struct Verified {
     pub exp: u64,
     /// Headers to add upstream, from `forward_claims`.
     pub headers: Arc<[(HeaderName, HeaderValue)]>,
+    /// The path pattern of the path claim that granted the request.
+    pub scope: Option<Scope>,
 }
 
 /// The kind: a JWT from the `Authorization` header, the route's query
@@ -87,8 +89,8 @@ impl Kind for JwtPolicy {
         if self.from.query { vec![self.query_param.as_str()] } else { Vec::new() }
     }
 
-    fn cookies(&self) -> Vec<&str> {
-        if self.from.cookie { vec![self.cookie.as_str()] } else { Vec::new() }
+    fn cookies(&self) -> Vec<CookieName> {
+        if self.from.cookie { vec![CookieName::Exact(self.cookie.as_str().into())] } else { Vec::new() }
     }
 
     fn claim_headers(&self) -> Vec<HeaderName> {
@@ -146,7 +148,12 @@ impl Kind for JwtPolicy {
             }
         };
         match verdict {
-            Verdict::Allow(verified) => Ok(Grant { headers: verified.headers, ..Grant::plain(cred.carrier) }),
+            Verdict::Allow(verified) => Ok(Grant {
+                headers: verified.headers,
+                scope: Some(verified.scope.unwrap_or_else(|| Scope::Path(req.path.into()))),
+                expires: Some(verified.exp),
+                ..Grant::plain(cred.carrier)
+            }),
             Verdict::Deny(error) => Err(error),
         }
     }
@@ -278,17 +285,20 @@ impl JwtPolicy {
                 return Err(AuthError::ClaimMismatch);
             }
         }
+        let mut scope = None;
         if let Some(name) = &self.rules.path_claim {
             let granted = match claims.get(name) {
-                Some(Value::String(p)) => path_matches(p, path),
+                Some(Value::String(p)) => path_matches(p, path).then_some(p.as_str()),
                 Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
-                    list.iter().filter_map(Value::as_str).any(|p| path_matches(p, path))
+                    list.iter().filter_map(Value::as_str).find(|p| path_matches(p, path))
                 }
                 _ => return Err(AuthError::ClaimMismatch),
             };
-            if !granted {
-                return Err(AuthError::WrongResource);
-            }
+            let pattern = granted.ok_or(AuthError::WrongResource)?;
+            scope = Some(match pattern.strip_suffix('*') {
+                Some(prefix) if prefix.ends_with('/') => Scope::Prefix(prefix.into()),
+                _ => Scope::Path(pattern.into()),
+            });
         }
         let mut headers = Vec::with_capacity(self.forward_claims.len());
         for (claim, header) in &self.forward_claims {
@@ -300,7 +310,7 @@ impl JwtPolicy {
             let value = HeaderValue::try_from(text).map_err(|_| AuthError::ClaimMismatch)?;
             headers.push((header.clone(), value));
         }
-        Ok(Verified { exp, headers: headers.into() })
+        Ok(Verified { exp, headers: headers.into(), scope })
     }
 }
 

@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use super::signed_url::{self, SignedUrlPolicy, ToSign};
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext};
+use crate::auth::{AuthRequest, Grant, Kind, Presented, Scope, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a path token's string to sign.
@@ -52,7 +52,13 @@ impl Kind for PathTokens {
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         let token = find(req.raw_path, &self.marker)?.ok_or(AuthError::MissingCredential)?;
         verify(&self.policy, req.method, req.raw_path, &token, req.route_prefix, ctx.now)?;
-        Ok(Grant { path_span: Some(token.span), ..Grant::plain(Carrier::PathToken) })
+        let prefix = normalize::check_path(token.raw_prefix(req.raw_path)).map_err(|_| AuthError::Malformed)?;
+        Ok(Grant {
+            scope: Some(Scope::Prefix(prefix.decoded.into())),
+            expires: signed_url::parse_exp(token.exp),
+            path_span: Some(token.span),
+            ..Grant::plain(Carrier::PathToken)
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::HmacKey;
 use crate::auth::query::{self, CredentialNames, Found, SIGNED_URL_PARAMS};
-use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext};
+use crate::auth::{AuthRequest, Grant, Kind, Presented, Scope, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a one-path grant's string to sign.
@@ -65,7 +65,12 @@ impl Kind for SignedUrlPolicy {
     /// One HMAC: cheaper than a cache lookup, so never cached.
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         verify(self, req.method, req.path, req.query, req.found, ctx.now)?;
-        Ok(Grant::plain(Carrier::SignedUrl))
+        let scope = match req.found.get("prefix").and_then(decode_prefix) {
+            Some(prefix) => Scope::Prefix(prefix.into()),
+            None => Scope::Path(req.path.into()),
+        };
+        let expires = req.found.get("exp").and_then(parse_exp);
+        Ok(Grant { scope: Some(scope), expires, ..Grant::plain(Carrier::SignedUrl) })
     }
 }
 
