@@ -284,7 +284,8 @@ async fn pipeline(
     };
 
     // forward
-    let mut resp = upstream.send(Request::from_parts(parts, body)).await.map_err(Rejection::Upstream)?;
+    let mut resp =
+        upstream.send(Request::from_parts(parts, body), &route.metrics).await.map_err(Rejection::Upstream)?;
     if let Some(s3) = &upstream.s3 {
         resp = object::response(s3, &route, resp).await?;
     }
