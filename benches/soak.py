@@ -600,7 +600,7 @@ def cmd_report(work, out_dir, admin, warmup):
         "set ylabel 'RSS (MB)'", "set yrange [0:*]",
         f"plot '{dat}' using 1:2 with lines lw 2 title 'tollgate RSS (MB)'",
         "unset label", "unset arrow",
-        "set ylabel 'count'",
+        "set ylabel 'count'", "set key bottom right",
         f"plot '{dat}' using 1:3 with lines lw 2 title 'open FDs', '' using 1:4 with lines title "
         "'pooled upstream connections'",
         "set ylabel 'requests/s'", "set xlabel 'seconds (red: nginx stopped; blue: JWKS endpoint failing)'",
