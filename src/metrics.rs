@@ -96,6 +96,27 @@ impl UpstreamErrorKind {
     }
 }
 
+/// Why a request was sent to the upstream a second time,
+/// `tollgate_upstream_retries_total{reason}` (see `upstream::retry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// The pooled connection was closed (EOF) before any response byte.
+    Closed,
+    /// The pooled connection was reset (or the write hit a broken pipe).
+    Reset,
+}
+
+impl RetryReason {
+    pub const ALL: [RetryReason; 2] = [RetryReason::Closed, RetryReason::Reset];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RetryReason::Closed => "closed",
+            RetryReason::Reset => "reset",
+        }
+    }
+}
+
 /// Cache hit and miss counters.
 #[derive(Clone)]
 pub struct CacheCounters {
@@ -109,6 +130,7 @@ pub struct RouteMetrics {
     outcomes: Vec<IntCounter>,
     denied: Vec<IntCounter>,
     upstream_errors: Vec<IntCounter>,
+    upstream_retries: Vec<IntCounter>,
     duration: Histogram,
 }
 
@@ -127,6 +149,10 @@ impl RouteMetrics {
         &self.upstream_errors[kind as usize]
     }
 
+    pub fn upstream_retry(&self, reason: RetryReason) -> &IntCounter {
+        &self.upstream_retries[reason as usize]
+    }
+
     pub fn duration(&self) -> &Histogram {
         &self.duration
     }
@@ -139,6 +165,7 @@ pub struct Metrics {
     denied: IntCounterVec,
     duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    upstream_retries: IntCounterVec,
     pub cache: CacheCounters,
     pub inflight: IntGauge,
     reloads: IntCounterVec,
@@ -170,6 +197,13 @@ impl Metrics {
             Opts::new("tollgate_upstream_errors_total", "Failed exchanges with upstreams, by kind."),
             &["route", "kind"],
         )?;
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(
+                "tollgate_upstream_retries_total",
+                "Requests sent again on a fresh connection after a pooled one failed unanswered, by reason.",
+            ),
+            &["route", "reason"],
+        )?;
         let cache =
             IntCounterVec::new(Opts::new("tollgate_verify_cache_total", "Verification cache lookups."), &["result"])?;
         let inflight = IntGauge::new("tollgate_inflight_requests", "Requests being handled now.")?;
@@ -196,6 +230,7 @@ impl Metrics {
         registry.register(Box::new(denied.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(upstream_retries.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
@@ -207,13 +242,15 @@ impl Metrics {
             reloads.with_label_values(&[result]);
         }
         let cache = CacheCounters { hit: cache.with_label_values(&["hit"]), miss: cache.with_label_values(&["miss"]) };
-        let unmatched = route_handles(&requests, &denied, &upstream_errors, &duration, UNMATCHED, &[]);
+        let unmatched =
+            route_handles(&requests, &denied, &upstream_errors, &upstream_retries, &duration, UNMATCHED, &[]);
         Ok(Metrics {
             registry,
             requests,
             denied,
             duration,
             upstream_errors,
+            upstream_retries,
             cache,
             inflight,
             reloads,
@@ -226,7 +263,9 @@ impl Metrics {
     /// Handles for a route (created with zero values so dashboards see
     /// them); `reasons` are the denial codes it can count.
     pub fn route(&self, name: &str, reasons: &[&str]) -> RouteMetrics {
-        route_handles(&self.requests, &self.denied, &self.upstream_errors, &self.duration, name, reasons)
+        let (r, d, e, t, h) =
+            (&self.requests, &self.denied, &self.upstream_errors, &self.upstream_retries, &self.duration);
+        route_handles(r, d, e, t, h, name, reasons)
     }
 
     /// Handles for requests that matched no route.
@@ -250,6 +289,7 @@ fn route_handles(
     requests: &IntCounterVec,
     denied: &IntCounterVec,
     upstream_errors: &IntCounterVec,
+    upstream_retries: &IntCounterVec,
     duration: &HistogramVec,
     name: &str,
     reasons: &[&str],
@@ -260,6 +300,10 @@ fn route_handles(
         upstream_errors: UpstreamErrorKind::ALL
             .iter()
             .map(|k| upstream_errors.with_label_values(&[name, k.label()]))
+            .collect(),
+        upstream_retries: RetryReason::ALL
+            .iter()
+            .map(|r| upstream_retries.with_label_values(&[name, r.label()]))
             .collect(),
         duration: duration.with_label_values(&[name]),
     }
@@ -285,6 +329,8 @@ mod tests {
             r#"tollgate_config_reloads_total{result="error"} 0"#,
             r#"tollgate_build_info{version=""#,
             r#"tollgate_upstream_errors_total{kind="timeout",route="media"} 0"#,
+            r#"tollgate_upstream_retries_total{reason="closed",route="media"} 0"#,
+            r#"tollgate_upstream_retries_total{reason="reset",route="media"} 0"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -343,7 +343,7 @@ async fn pipeline(
     };
 
     // forward
-    let sent = upstream.send(Request::from_parts(parts, body)).await;
+    let sent = upstream.send(Request::from_parts(parts, body), &route.metrics).await;
     let mut resp = sent.and_then(crate::upstream::check_framing).map_err(Rejection::Upstream)?;
     if let Some(s3) = &upstream.s3 {
         resp = object::response(s3, &route, resp).await?;

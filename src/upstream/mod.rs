@@ -1,7 +1,9 @@
 //! How a request leaves: one pooled hyper client per upstream (plain or
 //! TLS), with connect and response-head timeouts mapped to the errors of
-//! SPEC §4.
+//! SPEC §4, and one retry on a fresh connection when a pooled one turns out
+//! to be closed (`retry.rs`).
 
+pub mod retry;
 pub mod s3;
 pub mod tls;
 
@@ -14,14 +16,16 @@ use std::time::Duration;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{RouteMetrics, UpstreamErrorKind};
 use crate::proxy::body::{BodyError, RequestBody};
+use retry::TrackingConnector;
 
 /// Settings of one upstream, as compiled from the config.
 #[derive(Debug, Clone)]
@@ -79,13 +83,15 @@ pub struct Upstream {
     pub host: HeaderValue,
     /// Set for object stores: requests are mapped to keys and re-signed.
     pub s3: Option<s3::S3Target>,
-    connector: HttpsConnector<HttpConnector>,
+    connector: TrackingConnector,
     /// One pool per worker thread, made on first use: a pooled connection
     /// is driven by the thread that uses it.
     clients: Box<[OnceLock<UpstreamClient>]>,
+    /// Without a pool: every request on a new connection, used for retries.
+    fresh: UpstreamClient,
 }
 
-type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+type UpstreamClient = Client<TrackingConnector, RequestBody>;
 
 /// Most worker threads with pools of their own (more share them).
 const MAX_POOLS: usize = 64;
@@ -126,9 +132,17 @@ impl Upstream {
             }
             None => builder,
         };
-        let connector = builder.enable_http1().wrap_connector(connector);
+        let connector = TrackingConnector(builder.enable_http1().wrap_connector(connector));
         let clients = (0..MAX_POOLS).map(|_| OnceLock::new()).collect();
-        Ok(Upstream { settings, host, s3, connector, clients })
+        // A pool of size 0 is no pool at all in hyper-util: each request
+        // connects, and the connection closes after its response.
+        let fresh = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .retry_canceled_requests(false)
+            .build(connector.clone());
+        Ok(Upstream { settings, host, s3, connector, clients, fresh })
     }
 
     /// This worker's pooled client.
@@ -141,18 +155,62 @@ impl Upstream {
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .set_host(false)
+                // hyper-util would resend an unsent request on another
+                // pooled connection, uncounted and as often as it likes;
+                // `send` does it once, on a fresh one.
+                .retry_canceled_requests(false)
                 .build(self.connector.clone())
         })
     }
 
     /// Sends a request whose URI is already absolute and waits for the
-    /// response head, at most `response_timeout`.
-    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.settings.response_timeout, self.client().request(req)).await {
+    /// response head, at most `response_timeout` (a retry included).
+    /// Retries are counted on `metrics`, the route's.
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+        metrics: &RouteMetrics,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout(self.settings.response_timeout, self.exchange(req, metrics)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(classify(&e)),
         }
+    }
+
+    async fn exchange(
+        &self,
+        req: Request<RequestBody>,
+        metrics: &RouteMetrics,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        // hyper consumes the request, so the head of one that could be
+        // retried is kept (its body is empty: nothing else to keep).
+        let replay = retry::replayable(req.method(), req.body().is_end_stream()).map(|idempotent| {
+            let mut copy = Request::new(());
+            *copy.method_mut() = req.method().clone();
+            *copy.uri_mut() = req.uri().clone();
+            *copy.version_mut() = req.version();
+            *copy.headers_mut() = req.headers().clone();
+            (copy, idempotent)
+        });
+        let e = match self.client().request(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) => e,
+        };
+        let Some((head, idempotent)) = replay else {
+            return Err(e);
+        };
+        let Some(reason) = retry::retry_reason(&e, idempotent) else {
+            return Err(e);
+        };
+        metrics.upstream_retry(reason).inc();
+        tracing::debug!(
+            upstream = self.settings.name.as_str(),
+            reason = reason.label(),
+            "Retrying on a fresh connection"
+        );
+        let (parts, ()) = head.into_parts();
+        self.fresh.request(Request::from_parts(parts, RequestBody::empty())).await
     }
 }
 

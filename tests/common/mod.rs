@@ -71,7 +71,10 @@ pub fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) -> bool {
 pub struct Nginx {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    child: Child,
+    child: Option<Child>,
+    /// Runs as master + worker (as deployed), so a reload really replaces
+    /// the worker and closes its idle keep-alive connections.
+    master: bool,
 }
 
 impl Nginx {
@@ -82,7 +85,16 @@ impl Nginx {
 
     /// Like `start`, with extra directives inside the `server` block.
     pub fn start_with(files: &[(&str, &[u8])], server_extra: &str) -> Nginx {
-        let nginx = require("nginx", &["/usr/sbin/nginx"]);
+        Self::start_opts(files, server_extra, false)
+    }
+
+    /// Like `start`, with a master process and one worker, as nginx runs in
+    /// production: `reload` then works as `nginx -s reload` does there.
+    pub fn start_master(files: &[(&str, &[u8])]) -> Nginx {
+        Self::start_opts(files, "", true)
+    }
+
+    fn start_opts(files: &[(&str, &[u8])], server_extra: &str, master: bool) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             let path = dir.path().join("www").join(name);
@@ -94,9 +106,10 @@ impl Nginx {
         for attempt in 0..5 {
             let port = free_port();
             let d = dir.path().display();
+            let master = if master { "on" } else { "off" };
             let conf = format!(
                 r#"daemon off;
-master_process off;
+master_process {master};
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -120,24 +133,99 @@ http {{
 "#
             );
             std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-            let mut child = Command::new(&nginx)
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(dir.path().join("nginx.conf"))
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start nginx");
+            let mut child = Self::spawn(dir.path());
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             if wait_for_port(addr, &mut child, "nginx") {
-                return Nginx { addr, dir, child };
+                return Nginx { addr, dir, child: Some(child), master: master == "on" };
             }
             eprintln!("nginx attempt {attempt} failed; retrying on another port");
         }
         panic!("nginx would not start");
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        Command::new(require("nginx", &["/usr/sbin/nginx"]))
+            .args(Self::args(dir))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx")
+    }
+
+    fn args(dir: &Path) -> Vec<PathBuf> {
+        ["-p".into(), dir.into(), "-c".into(), dir.join("nginx.conf"), "-e".into(), dir.join("error.log")].into()
+    }
+
+    /// Sends `nginx -s <signal>` to this instance (it finds the master
+    /// through the pid file named in the config).
+    fn signal(&self, signal: &str) -> Result<(), String> {
+        let out = Command::new(require("nginx", &["/usr/sbin/nginx"]))
+            .args(Self::args(self.dir.path()))
+            .args(["-s", signal])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("nginx -s {signal}: {}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// The worker processes of a master-mode nginx.
+    pub fn workers(&self) -> Vec<u32> {
+        let master = self.child.as_ref().expect("nginx is running").id();
+        let mut workers = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+            if ppid == Some(master) {
+                workers.push(pid);
+            }
+        }
+        workers
+    }
+
+    /// A graceful reload (`nginx -s reload`), as when its configuration
+    /// changes: a new worker starts, the old one closes its idle keep-alive
+    /// connections, finishes what it is serving and exits. Returns once the
+    /// new worker runs and the old one is gone.
+    pub fn reload(&self) {
+        assert!(self.master, "reload needs nginx started with start_master");
+        let old = self.workers();
+        assert!(!old.is_empty(), "nginx has no worker");
+        self.signal("reload").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = self.workers();
+            if !now.is_empty() && now.iter().all(|w| !old.contains(w)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nginx reload did not complete: workers {old:?} -> {now:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops nginx (its connections close); `restart` brings it back on
+    /// the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGKILL to a master would orphan its worker; a fast shutdown
+            // stops both.
+            if !self.master || self.signal("stop").is_err() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped nginx again with the same configuration and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "nginx is still running");
+        let mut child = Self::spawn(self.dir.path());
+        assert!(wait_for_port(self.addr, &mut child, "nginx"), "nginx did not come back on {}", self.addr);
+        self.child = Some(child);
     }
 
     /// The access log so far.
@@ -157,8 +245,7 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
