@@ -82,6 +82,12 @@ impl Nginx {
 
     /// Like `start`, with extra directives inside the `server` block.
     pub fn start_with(files: &[(&str, &[u8])], server_extra: &str) -> Nginx {
+        Self::start_full(files, "", server_extra)
+    }
+
+    /// Like `start_with`, with extra directives in the `http` block too
+    /// (e.g. a `log_format`). A relative `access_log` path is in `dir`.
+    pub fn start_full(files: &[(&str, &[u8])], http_extra: &str, server_extra: &str) -> Nginx {
         let nginx = require("nginx", &["/usr/sbin/nginx"]);
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
@@ -110,6 +116,7 @@ http {{
   uwsgi_temp_path {d}/tmp/uwsgi;
   scgi_temp_path {d}/tmp/scgi;
   types {{ text/plain txt; image/svg+xml svg; application/octet-stream bin; }}
+  {http_extra}
   server {{
     listen 127.0.0.1:{port};
     root {d}/www;
