@@ -85,16 +85,22 @@ impl Nginx {
 
     /// Like `start`, with extra directives inside the `server` block.
     pub fn start_with(files: &[(&str, &[u8])], server_extra: &str) -> Nginx {
-        Self::start_opts(files, server_extra, false)
+        Self::start_opts(files, "", server_extra, false)
+    }
+
+    /// Like `start_with`, with extra directives in the `http` block too
+    /// (e.g. a `log_format`). A relative `access_log` path is in `dir`.
+    pub fn start_full(files: &[(&str, &[u8])], http_extra: &str, server_extra: &str) -> Nginx {
+        Self::start_opts(files, http_extra, server_extra, false)
     }
 
     /// Like `start`, with a master process and one worker, as nginx runs in
     /// production: `reload` then works as `nginx -s reload` does there.
     pub fn start_master(files: &[(&str, &[u8])]) -> Nginx {
-        Self::start_opts(files, "", true)
+        Self::start_opts(files, "", "", true)
     }
 
-    fn start_opts(files: &[(&str, &[u8])], server_extra: &str, master: bool) -> Nginx {
+    fn start_opts(files: &[(&str, &[u8])], http_extra: &str, server_extra: &str, master: bool) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             let path = dir.path().join("www").join(name);
@@ -123,6 +129,7 @@ http {{
   uwsgi_temp_path {d}/tmp/uwsgi;
   scgi_temp_path {d}/tmp/scgi;
   types {{ text/plain txt; image/svg+xml svg; application/octet-stream bin; }}
+  {http_extra}
   server {{
     listen 127.0.0.1:{port};
     root {d}/www;

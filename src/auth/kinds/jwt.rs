@@ -348,8 +348,14 @@ struct TokenHeader {
     crit: Option<serde::de::IgnoredAny>,
 }
 
+/// Decodes a segment that must hold a JSON object (RFC 7515 §4, RFC 7519
+/// §7.2). A derived `Deserialize` would also take an array holding the
+/// fields in order (`["HS256","k1"]`), which no JOSE library accepts.
 fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -363,11 +369,13 @@ fn one_of(claim: Option<&Value>, allowed: &[String]) -> bool {
 }
 
 /// A NumericDate as tollgate accepts it: a JSON integer from 0 to
-/// `u64::MAX`. Fractions (`1.5e9`), exponent forms (`1e300`), negatives,
-/// integers past `u64::MAX` (which JSON parsers turn into lossy floats),
-/// strings and `null` are refused, as `jsonwebtoken` refuses them, so no
-/// float rounding ever decides an expiry. A huge but integral `exp` is a
-/// long-lived token: `max_lifetime` is what bounds it.
+/// `u64::MAX`. Negatives, integers past `u64::MAX` (which JSON parsers turn
+/// into lossy floats), `1e300`, strings and `null` are refused, as
+/// `jsonwebtoken` refuses them; tollgate also refuses fractions and
+/// exponent forms (`1.5e9`), which the library rounds, so no float
+/// rounding ever decides an expiry (a named difference in SECURITY.md).
+/// A huge but integral `exp` is a long-lived token: `max_lifetime` is what
+/// bounds it.
 fn as_seconds(v: &Value) -> Option<u64> {
     v.as_u64()
 }
