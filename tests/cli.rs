@@ -212,6 +212,30 @@ async fn demo_prints_urls_that_work() {
         statuses.push(http.get_with(url, &headers).await.status);
     }
     assert_eq!(statuses, vec![200, 200, 403, 401, 200, 200], "{text}");
+
+    // The demo page: its signed image loads, its refused one does not, and
+    // the clip's manifest and every segment load through one path token.
+    let page_url = text.lines().map(str::trim).find(|l| l.ends_with("/demo/")).expect("the demo page URL");
+    let page = http.get(page_url).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    let base = page_url.trim_end_matches("/demo/");
+    let attr = |id: &str| {
+        let at = html.find(&format!("id=\"{id}\" src=\"")).unwrap() + id.len() + 11;
+        html[at..].split('"').next().unwrap().replace("&amp;", "&")
+    };
+    assert_eq!(http.get(&format!("{base}{}", attr("signed"))).await.status, 200);
+    assert_eq!(http.get(&format!("{base}{}", attr("refused"))).await.status, 403);
+    let clip = html.split("src='").find(|s| s.starts_with("/files/")).unwrap().split('\'').next().unwrap();
+    assert!(clip.contains("/tg~"), "{clip}");
+    let manifest = http.get(&format!("{base}{clip}")).await;
+    assert_eq!(manifest.status, 200);
+    let dir = clip.rsplit_once('/').unwrap().0;
+    let segments: Vec<String> = manifest.text().lines().filter(|l| l.ends_with(".ts")).map(str::to_owned).collect();
+    assert_eq!(segments.len(), 3);
+    for seg in segments {
+        assert_eq!(http.get(&format!("{base}{dir}/{seg}")).await.status, 200, "{seg}");
+    }
     interrupt(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "demo should exit cleanly on Ctrl-C: {status}");
