@@ -130,7 +130,7 @@ fn bench_cache_hit(c: &mut Criterion) {
         route_prefix: "/media/",
         route_id: 1,
     };
-    let verifier = VerifyContext { cache: &cache, counters: &metrics.cache, now };
+    let verifier = VerifyContext { cache: &cache, counters: &metrics.cache, now, trace: None };
     authorize(&auth, &req, &verifier).unwrap();
     c.bench_function("cache/hit_authorize", |b| b.iter(|| authorize(&auth, black_box(&req), &verifier).unwrap()));
 }

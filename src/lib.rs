@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

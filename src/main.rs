@@ -37,6 +37,20 @@ enum Command {
     },
     /// Print the JSON Schema of the config file (for editors and validators).
     Schema,
+    /// Explain why a URL would be allowed or refused, check by check
+    /// (exit 0 when allowed, 1 when refused). Never prints key material.
+    Explain {
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// `/path?query` or `https://host/path?query`.
+        url: String,
+        /// The request's method.
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+    },
     /// Print a signed URL for a path or URL.
     Sign {
         /// `/path?query` or `https://host/path?query`.
@@ -166,6 +180,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Schema => {
             print!("{}", config::schema::config_schema_json());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { config, url, method, headers } => {
+            let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);
+            let _guard = runtime()?.enter();
+            let compiled = config::load(&config, &metrics).map_err(|errors| {
+                errors.0.iter().map(|e| format!("{}: {e}", config.display())).collect::<Vec<_>>().join("\n")
+            })?;
+            let found = tollgate::explain::explain(&compiled, &metrics, &method.to_ascii_uppercase(), &url, &headers);
+            print!("{}", found.report);
+            Ok(if found.allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Check { config } => {
             let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);

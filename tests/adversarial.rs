@@ -572,7 +572,7 @@ async fn a_million_invalid_tokens_keep_memory_bounded() {
                 route_prefix: "/hs/",
                 route_id: route.id,
             };
-            let v = tollgate::auth::VerifyContext { cache: &runtime.cache, counters, now: now() };
+            let v = tollgate::auth::VerifyContext { cache: &runtime.cache, counters, now: now(), trace: None };
             assert!(tollgate::auth::authorize(policy, &req, &v).is_err());
         }
     };

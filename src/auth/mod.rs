@@ -258,6 +258,50 @@ pub struct VerifyContext<'a> {
     pub cache: &'a VerifyCache,
     pub counters: &'a CacheCounters,
     pub now: u64,
+    /// Where checks are reported, for `tollgate explain`; `None` in the proxy.
+    pub trace: Option<&'a std::sync::Mutex<Vec<Step>>>,
+}
+
+impl VerifyContext<'_> {
+    /// A tracer writing to `trace` (a no-op without one).
+    pub fn tracer(&self) -> StepLog<'_> {
+        StepLog(self.trace)
+    }
+}
+
+/// One check of a verification, in order, as `tollgate explain` prints it.
+/// Details name key ids and decoded request parts, never key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub check: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Receives the checks of a verification as they run. The proxy's tracer
+/// does nothing: `format_args!` costs nothing until it is formatted.
+pub trait Tracer {
+    fn step(&mut self, check: &'static str, ok: bool, detail: fmt::Arguments<'_>);
+}
+
+/// Discards every step.
+pub struct NoTrace;
+
+impl Tracer for NoTrace {
+    fn step(&mut self, _: &'static str, _: bool, _: fmt::Arguments<'_>) {}
+}
+
+/// Appends steps to a shared log when there is one.
+pub struct StepLog<'a>(Option<&'a std::sync::Mutex<Vec<Step>>>);
+
+impl Tracer for StepLog<'_> {
+    fn step(&mut self, check: &'static str, ok: bool, detail: fmt::Arguments<'_>) {
+        if let Some(log) = self.0
+            && let Ok(mut steps) = log.lock()
+        {
+            steps.push(Step { check, ok, detail: detail.to_string() });
+        }
+    }
 }
 
 /// The credential a request presents on a route, and the kind that reads it.

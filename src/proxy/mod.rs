@@ -197,34 +197,13 @@ async fn pipeline(
         return Err(Rejection::HeadersTooLarge);
     }
 
-    // normalize: origin form only over HTTP/1 (an absolute-form host is never
-    // used for anything), and a path in normal form.
-    if parts.version != Version::HTTP_2 && parts.uri.scheme().is_some() {
-        return Err(Rejection::NotNormal);
-    }
     let (route, forward_pq, grant, reinsert) = {
         let raw_path = parts.uri.path();
         let raw_query = parts.uri.query().unwrap_or("");
-        let path = normalize::check_path(raw_path).map_err(|_| Rejection::NotNormal)?;
-
-        // route
-        let host = request_host(&parts);
-        // Shapes only some routes accept are malformed where no route matches.
-        let unmatched = if path.empty_segment || path.encoded_slash_at.is_some() {
-            Rejection::NotNormal
-        } else {
-            Rejection::NoRoute
-        };
-        let route = rt.config.routes.lookup(host.as_deref(), &path.decoded).ok_or(unmatched)?.clone();
+        let path = normal_path(&parts)?;
+        let route = route_for(&rt.config, &parts, &path)?;
         record.route = Some(route.clone());
-        if path.empty_segment && !route.allow_empty_segments {
-            return Err(Rejection::NotNormal);
-        }
-        if let Some(at) = path.encoded_slash_at
-            && (!route.allow_encoded_slashes || at < route.prefix.len())
-        {
-            return Err(Rejection::NotNormal);
-        }
+        path_allowed(&route, &path)?;
         // A preflight carries no credential by design: answered here, never
         // forwarded, before anything asks for one.
         if let Some(preflight) = route.cors.as_ref().and_then(|c| c.preflight(&parts.method, &parts.headers)) {
@@ -252,8 +231,12 @@ async fn pipeline(
                     route_prefix: &route.prefix,
                     route_id: route.id,
                 };
-                let verifier =
-                    VerifyContext { cache: &rt.cache, counters: &shared.metrics.cache, now: auth::unix_now() };
+                let verifier = VerifyContext {
+                    cache: &rt.cache,
+                    counters: &shared.metrics.cache,
+                    now: auth::unix_now(),
+                    trace: None,
+                };
                 let mut verdict = auth::authorize(policy, &request, &verifier);
                 if let Err(Denial { error: AuthError::UnknownKey, carrier: Some(_) }) = verdict
                     && auth::jwks::refetch_for_unknown_kid(policy.key_sources()).await
@@ -362,12 +345,48 @@ fn deny(route: &Route, error: AuthError) -> Rejection {
 }
 
 /// The raw path and the query without credentials.
-fn forwarded_target(raw_path: &str, raw_query: &str, found: &Found<'_>) -> Result<PathAndQuery, Rejection> {
+pub fn forwarded_target(raw_path: &str, raw_query: &str, found: &Found<'_>) -> Result<PathAndQuery, Rejection> {
     let pq = match query::strip(raw_query, found) {
         Some(q) => PathAndQuery::try_from(format!("{raw_path}?{q}")),
         None => PathAndQuery::try_from(raw_path),
     };
     pq.map_err(|_| Rejection::NotNormal)
+}
+
+/// Stage 1, normalize: origin form only over HTTP/1 (an absolute-form host
+/// is never used for anything), and a path in normal form (SPEC §5).
+pub fn normal_path(parts: &http::request::Parts) -> Result<normalize::NormalPath<'_>, Rejection> {
+    if parts.version != Version::HTTP_2 && parts.uri.scheme().is_some() {
+        return Err(Rejection::NotNormal);
+    }
+    normalize::check_path(parts.uri.path()).map_err(|_| Rejection::NotNormal)
+}
+
+/// Stage 2, route: the longest matching prefix for the request's host.
+pub fn route_for(
+    config: &Config,
+    parts: &http::request::Parts,
+    path: &normalize::NormalPath<'_>,
+) -> Result<Arc<Route>, Rejection> {
+    let host = request_host(parts);
+    // Shapes only some routes accept are malformed where no route matches.
+    let unmatched =
+        if path.empty_segment || path.encoded_slash_at.is_some() { Rejection::NotNormal } else { Rejection::NoRoute };
+    config.routes.lookup(host.as_deref(), &path.decoded).ok_or(unmatched).cloned()
+}
+
+/// The path shapes only some routes opt into (object keys with `//` or
+/// `%2F` after the prefix).
+pub fn path_allowed(route: &Route, path: &normalize::NormalPath<'_>) -> Result<(), Rejection> {
+    if path.empty_segment && !route.allow_empty_segments {
+        return Err(Rejection::NotNormal);
+    }
+    if let Some(at) = path.encoded_slash_at
+        && (!route.allow_encoded_slashes || at < route.prefix.len())
+    {
+        return Err(Rejection::NotNormal);
+    }
+    Ok(())
 }
 
 /// A top-level navigation (a link followed, a URL typed), as opposed to a

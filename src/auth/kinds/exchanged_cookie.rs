@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::signed_url::{self, ToSign};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::HmacKey;
-use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, Scope, VerifyContext, cookie};
+use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, Scope, Tracer, VerifyContext, cookie};
 
 /// First line of an exchanged cookie's string to sign.
 pub const SCHEME_COOKIE: &str = "TOLLGATE-HMAC-SHA256-COOKIE";
@@ -169,21 +169,27 @@ impl Kind for ExchangedCookies {
 
     /// One HMAC: never cached.
     fn verify(&self, cred: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
+        let t = &mut ctx.tracer();
         let value = self.parse(&cred.credential).ok_or(AuthError::Malformed)?;
         let (mode, path) = mode_of(&value.scope);
         if !to_sign(value.exp, mode, path).verifies(&self.key, &value.sig) {
+            t.step("signature", false, format_args!("the cookie was not signed by this route's cookie key"));
             return Err(AuthError::BadSignature);
         }
+        t.step("signature", true, format_args!("grants {:?}", value.scope));
         let exp = signed_url::parse_exp(value.exp).ok_or(AuthError::Malformed)?;
         if ctx.now > exp {
+            t.step("expiry", false, format_args!("exp {exp} passed {} s ago", ctx.now - exp));
             return Err(AuthError::Expired);
         }
         if req.method != "GET" && req.method != "HEAD" {
+            t.step("method", false, format_args!("an exchanged cookie grants GET and HEAD, not {}", req.method));
             return Err(AuthError::WrongMethod);
         }
         if !value.scope.covers(req.path) {
             return Err(AuthError::WrongResource);
         }
+        t.step("scope", true, format_args!("{:?} is covered", req.path));
         Ok(Grant { scope: Some(value.scope), expires: Some(exp), ..Grant::plain(Carrier::Cookie) })
     }
 }

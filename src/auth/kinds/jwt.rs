@@ -26,7 +26,9 @@ use serde_json::{Map, Value};
 use crate::auth::cache::{CacheKey, Verdict};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::{JwtKey, JwtKeySource};
-use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, Scope, VerifyContext, cookie, query};
+use crate::auth::{
+    AuthRequest, CookieName, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext, cookie, query,
+};
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -139,7 +141,7 @@ impl Kind for JwtPolicy {
             }
             None => {
                 ctx.counters.miss.inc();
-                let verdict = match JwtPolicy::verify(self, token, req.path, ctx.now) {
+                let verdict = match self.verify_traced(token, req.path, ctx.now, &mut ctx.tracer()) {
                     Ok(verified) => Verdict::Allow(verified),
                     Err(e) => Verdict::Deny(e),
                 };
@@ -198,23 +200,36 @@ impl JwtPolicy {
 
     /// Verifies `token` for a request on `path` (decoded). `now` is unix seconds.
     pub fn verify(&self, token: &str, path: &str, now: u64) -> Result<Verified, AuthError> {
-        if !well_formed(token) {
+        self.verify_traced(token, path, now, &mut NoTrace)
+    }
+
+    /// [`JwtPolicy::verify`], reporting each check to `t` in order.
+    pub fn verify_traced(&self, token: &str, path: &str, now: u64, t: &mut dyn Tracer) -> Result<Verified, AuthError> {
+        let parsed = parse(token);
+        let Some((signing_input, header, alg, signature, payload)) = parsed else {
+            t.step("token", false, format_args!("not a JWS compact token tollgate accepts (three base64url parts, a JSON object header with a known alg, no crit)"));
             return Err(AuthError::BadSignature);
+        };
+        t.step("token", true, format_args!("alg {alg:?}, kid {:?}", header.kid.as_deref().unwrap_or("")));
+        match self.check_signature(alg, header.kid.as_deref(), signing_input.as_bytes(), &signature) {
+            Ok(()) => t.step("signature", true, format_args!("verifies with one of the route's keys")),
+            Err(e) => {
+                let why = if e == AuthError::UnknownKey {
+                    "no key of this route has that kid"
+                } else {
+                    "no key of this route that takes this alg verifies it"
+                };
+                t.step("signature", false, format_args!("{why}"));
+                return Err(e);
+            }
         }
-        let (signing_input, signature) = token.rsplit_once('.').ok_or(AuthError::BadSignature)?;
-        let (header, payload) = signing_input.split_once('.').ok_or(AuthError::BadSignature)?;
-        let header: TokenHeader = decode_json(header).ok_or(AuthError::BadSignature)?;
-        if header.crit.is_some() {
-            // RFC 7515 §4.1.11: extensions we do not understand must fail.
-            return Err(AuthError::BadSignature);
-        }
-        let alg: Algorithm = header.alg.parse().map_err(|_| AuthError::BadSignature)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| AuthError::BadSignature)?;
-        self.check_signature(alg, header.kid.as_deref(), signing_input.as_bytes(), &signature)?;
         // A payload that is not a JSON object is a malformed token, not a
         // token of the wrong scope (RFC 6750 `invalid_token`).
-        let claims: Map<String, Value> = decode_json(payload).ok_or(AuthError::BadSignature)?;
-        self.check_claims(&claims, path, now)
+        let Some(claims) = decode_json::<Map<String, Value>>(payload) else {
+            t.step("claims", false, format_args!("the payload is not a JSON object"));
+            return Err(AuthError::BadSignature);
+        };
+        self.check_claims(&claims, path, now, t)
     }
 
     /// Finds a key for (`alg`, `kid`) whose signature check passes. A `kid`
@@ -246,43 +261,98 @@ impl JwtPolicy {
         Err(if kid_known { AuthError::BadSignature } else { AuthError::UnknownKey })
     }
 
-    fn check_claims(&self, claims: &Map<String, Value>, path: &str, now: u64) -> Result<Verified, AuthError> {
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        path: &str,
+        now: u64,
+        t: &mut dyn Tracer,
+    ) -> Result<Verified, AuthError> {
         let rules = &self.rules;
+        let fail = |t: &mut dyn Tracer, check, detail: std::fmt::Arguments<'_>, e| {
+            t.step(check, false, detail);
+            Err(e)
+        };
         // Registered time claims that are absent (exp) or not a NumericDate
         // make the token invalid, whatever its signature: 401
         // `invalid_token` from a header, `bad_signature` from a URL.
-        let exp = claims.get("exp").and_then(as_seconds).ok_or(AuthError::BadSignature)?;
+        let Some(exp) = claims.get("exp").and_then(as_seconds) else {
+            return fail(
+                t,
+                "expiry",
+                format_args!("exp is missing or not an integer NumericDate"),
+                AuthError::BadSignature,
+            );
+        };
         if exp.saturating_add(rules.leeway) < now {
-            return Err(AuthError::Expired);
+            let ago = now - exp;
+            return fail(
+                t,
+                "expiry",
+                format_args!("exp {exp} passed {ago} s ago (leeway {} s)", rules.leeway),
+                AuthError::Expired,
+            );
         }
-        match claims.get("nbf") {
-            None => {}
-            Some(nbf) => {
-                let nbf = as_seconds(nbf).ok_or(AuthError::BadSignature)?;
-                if nbf > now.saturating_add(rules.leeway) {
-                    return Err(AuthError::NotYetValid);
-                }
+        t.step("expiry", true, format_args!("exp {exp} (now {now}, leeway {} s)", rules.leeway));
+        if let Some(nbf) = claims.get("nbf") {
+            let Some(nbf) = as_seconds(nbf) else {
+                return fail(
+                    t,
+                    "not before",
+                    format_args!("nbf is not an integer NumericDate"),
+                    AuthError::BadSignature,
+                );
+            };
+            if nbf > now.saturating_add(rules.leeway) {
+                return fail(
+                    t,
+                    "not before",
+                    format_args!("nbf {nbf} is {} s away", nbf - now),
+                    AuthError::NotYetValid,
+                );
             }
+            t.step("not before", true, format_args!("nbf {nbf}"));
         }
         if !rules.issuers.is_empty() && !one_of(claims.get("iss"), &rules.issuers) {
-            return Err(AuthError::ClaimMismatch);
+            return fail(t, "issuer", format_args!("iss is not one of {:?}", rules.issuers), AuthError::ClaimMismatch);
         }
         if !rules.audiences.is_empty() && !one_of(claims.get("aud"), &rules.audiences) {
-            return Err(AuthError::ClaimMismatch);
+            return fail(
+                t,
+                "audience",
+                format_args!("aud holds none of {:?}", rules.audiences),
+                AuthError::ClaimMismatch,
+            );
         }
         let iat = match claims.get("iat") {
             None => None,
-            Some(v) => Some(as_seconds(v).ok_or(AuthError::BadSignature)?),
+            Some(v) => match as_seconds(v) {
+                Some(iat) => Some(iat),
+                None => {
+                    return fail(
+                        t,
+                        "issued at",
+                        format_args!("iat is not an integer NumericDate"),
+                        AuthError::BadSignature,
+                    );
+                }
+            },
         };
         if let Some(max) = self.rules.max_lifetime {
             let start = iat.unwrap_or(now);
             if exp.saturating_sub(start) > max {
-                return Err(AuthError::ClaimMismatch);
+                let life = exp.saturating_sub(start);
+                return fail(
+                    t,
+                    "lifetime",
+                    format_args!("{life} s from iat (or now) to exp, max_lifetime is {max} s"),
+                    AuthError::ClaimMismatch,
+                );
             }
         }
         for (name, want) in &self.rules.required {
             if !claim_has(claims.get(name), want) {
-                return Err(AuthError::ClaimMismatch);
+                return fail(t, "claims", format_args!("claim {name:?} must hold {want}"), AuthError::ClaimMismatch);
             }
         }
         let mut scope = None;
@@ -292,9 +362,24 @@ impl JwtPolicy {
                 Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
                     list.iter().filter_map(Value::as_str).find(|p| path_matches(p, path))
                 }
-                _ => return Err(AuthError::ClaimMismatch),
+                _ => {
+                    return fail(
+                        t,
+                        "path",
+                        format_args!("claim {name:?} is not a string or list of strings"),
+                        AuthError::ClaimMismatch,
+                    );
+                }
             };
-            let pattern = granted.ok_or(AuthError::WrongResource)?;
+            let Some(pattern) = granted else {
+                return fail(
+                    t,
+                    "path",
+                    format_args!("no pattern of claim {name:?} grants {path:?}"),
+                    AuthError::WrongResource,
+                );
+            };
+            t.step("path", true, format_args!("{pattern:?} grants {path:?}"));
             scope = Some(match pattern.strip_suffix('*') {
                 Some(prefix) if prefix.ends_with('/') => Scope::Prefix(prefix.into()),
                 _ => Scope::Path(pattern.into()),
@@ -312,6 +397,23 @@ impl JwtPolicy {
         }
         Ok(Verified { exp, headers: headers.into(), scope })
     }
+}
+
+/// The parts of a token whose shape and header tollgate accepts.
+fn parse(token: &str) -> Option<(&str, TokenHeader, Algorithm, Vec<u8>, &str)> {
+    if !well_formed(token) {
+        return None;
+    }
+    let (signing_input, signature) = token.rsplit_once('.')?;
+    let (header, payload) = signing_input.split_once('.')?;
+    let header: TokenHeader = decode_json(header)?;
+    if header.crit.is_some() {
+        // RFC 7515 §4.1.11: extensions we do not understand must fail.
+        return None;
+    }
+    let alg: Algorithm = header.alg.parse().ok()?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    Some((signing_input, header, alg, signature, payload))
 }
 
 /// Three non-empty base64url segments and nothing else: rejects JWE (five

@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use super::signed_url::{self, SignedUrlPolicy, ToSign};
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::{AuthRequest, Grant, Kind, Presented, Scope, VerifyContext};
+use crate::auth::{AuthRequest, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a path token's string to sign.
@@ -51,7 +51,7 @@ impl Kind for PathTokens {
     /// One HMAC, like a query-signed URL: never cached.
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         let token = find(req.raw_path, &self.marker)?.ok_or(AuthError::MissingCredential)?;
-        verify(&self.policy, req.method, req.raw_path, &token, req.route_prefix, ctx.now)?;
+        verify_traced(&self.policy, req.method, req.raw_path, &token, req.route_prefix, ctx.now, &mut ctx.tracer())?;
         let prefix = normalize::check_path(token.raw_prefix(req.raw_path)).map_err(|_| AuthError::Malformed)?;
         Ok(Grant {
             scope: Some(Scope::Prefix(prefix.decoded.into())),
@@ -146,18 +146,38 @@ pub fn verify(
     route_prefix: &str,
     now: u64,
 ) -> Result<(), AuthError> {
+    verify_traced(policy, method, raw_path, token, route_prefix, now, &mut NoTrace)
+}
+
+/// [`verify`], reporting each check to `t` in order (`tollgate explain`).
+pub fn verify_traced(
+    policy: &SignedUrlPolicy,
+    method: &str,
+    raw_path: &str,
+    token: &PathToken<'_>,
+    route_prefix: &str,
+    now: u64,
+    t: &mut dyn Tracer,
+) -> Result<(), AuthError> {
     let exp = signed_url::parse_exp(token.exp).ok_or(AuthError::Malformed)?;
     let key = match token.kid {
-        Some(kid) => policy.keys.iter().find(|k| k.id == kid).ok_or(AuthError::UnknownKey)?,
-        None => policy.keys.first().ok_or(AuthError::UnknownKey)?,
+        Some(kid) => policy.keys.iter().find(|k| k.id == kid),
+        None => policy.keys.first(),
     };
+    let Some(key) = key else {
+        t.step("key", false, format_args!("no key of this route has kid {:?}", token.kid.unwrap_or("")));
+        return Err(AuthError::UnknownKey);
+    };
+    t.step("key", true, format_args!("key id {:?}", key.id));
     if now > exp {
+        t.step("expiry", false, format_args!("exp {exp} passed {} s ago (now {now})", now - exp));
         return Err(AuthError::Expired);
     }
-    if policy.max_ttl.is_some_and(|max| exp - now > max) {
+    if let Some(max) = policy.max_ttl.filter(|max| exp - now > *max) {
+        t.step("expiry", false, format_args!("exp {exp} is {} s away, more than max_ttl {max} s", exp - now));
         return Err(AuthError::ClaimMismatch);
     }
-    let given = signed_url::decode_signature(token.sig).ok_or(AuthError::BadSignature)?;
+    t.step("expiry", true, format_args!("exp {exp} is {} s away (now {now})", exp - now));
     let prefix = normalize::check_path(token.raw_prefix(raw_path)).map_err(|_| AuthError::Malformed)?;
     let to_sign = ToSign {
         scheme: SCHEME_PATH,
@@ -167,16 +187,27 @@ pub fn verify(
         resource: &prefix.decoded,
         canonical_query: "",
     };
-    if !to_sign.verifies(key, &given) {
+    let verified = signed_url::decode_signature(token.sig).is_some_and(|given| to_sign.verifies(key, &given));
+    if !verified {
+        let text = to_sign.text();
+        t.step(
+            "signature",
+            false,
+            format_args!("mismatch; tollgate expected the HMAC-SHA256 of:{}", signed_url::Visible(&text)),
+        );
         return Err(AuthError::BadSignature);
     }
+    t.step("signature", true, format_args!("matches ({SCHEME_PATH}), granting {:?}", prefix.decoded));
     // A path token grants reads only, and never above the route it is on.
     if method != "GET" && method != "HEAD" {
+        t.step("method", false, format_args!("a path token grants GET and HEAD, not {method}"));
         return Err(AuthError::WrongMethod);
     }
     if !prefix.decoded.starts_with(route_prefix) {
+        t.step("prefix", false, format_args!("{:?} is above the route's prefix {route_prefix:?}", prefix.decoded));
         return Err(AuthError::WrongResource);
     }
+    t.step("prefix", true, format_args!("everything under {:?}", prefix.decoded));
     Ok(())
 }
 

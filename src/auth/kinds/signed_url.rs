@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::HmacKey;
 use crate::auth::query::{self, CredentialNames, Found, SIGNED_URL_PARAMS};
-use crate::auth::{AuthRequest, Grant, Kind, Presented, Scope, VerifyContext};
+use crate::auth::{AuthRequest, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a one-path grant's string to sign.
@@ -64,7 +64,7 @@ impl Kind for SignedUrlPolicy {
 
     /// One HMAC: cheaper than a cache lookup, so never cached.
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
-        verify(self, req.method, req.path, req.query, req.found, ctx.now)?;
+        verify_traced(self, req.method, req.path, req.query, req.found, ctx.now, &mut ctx.tracer())?;
         let scope = match req.found.get("prefix").and_then(decode_prefix) {
             Some(prefix) => Scope::Prefix(prefix.into()),
             None => Scope::Path(req.path.into()),
@@ -180,30 +180,72 @@ pub fn verify(
     found: &Found<'_>,
     now: u64,
 ) -> Result<(), AuthError> {
+    verify_traced(policy, method, path, query, found, now, &mut NoTrace)
+}
+
+/// [`verify`], reporting each check to `t` in order (`tollgate explain`).
+pub fn verify_traced(
+    policy: &SignedUrlPolicy,
+    method: &str,
+    path: &str,
+    query: &str,
+    found: &Found<'_>,
+    now: u64,
+    t: &mut dyn Tracer,
+) -> Result<(), AuthError> {
     let (Some(exp_raw), Some(sig_raw)) = (found.get("exp"), found.get("sig")) else {
+        t.step("parameters", false, format_args!("a signed URL needs both exp and sig"));
         return Err(AuthError::Malformed);
     };
-    let exp = parse_exp(exp_raw).ok_or(AuthError::Malformed)?;
+    let Some(exp) = parse_exp(exp_raw) else {
+        t.step("parameters", false, format_args!("exp {exp_raw:?} is not a plain decimal (^[1-9][0-9]{{0,10}}$)"));
+        return Err(AuthError::Malformed);
+    };
     let kid = found.get("kid").unwrap_or("");
     if found.get("kid").is_some() && !valid_kid(kid) {
+        t.step("parameters", false, format_args!("kid {kid:?} does not match [A-Za-z0-9._-]{{1,64}}"));
         return Err(AuthError::Malformed);
     }
     let prefix = match found.get("prefix") {
-        Some(raw) => Some(decode_prefix(raw).ok_or(AuthError::Malformed)?),
+        Some(raw) => match decode_prefix(raw) {
+            Some(p) => Some(p),
+            None => {
+                t.step("parameters", false, format_args!("prefix {raw:?} is not a normal path ending in /"));
+                return Err(AuthError::Malformed);
+            }
+        },
         None => None,
     };
+    t.step("parameters", true, format_args!("exp={exp_raw} kid={kid:?} prefix={:?}", prefix.as_deref()));
     let key = match found.get("kid") {
-        Some(kid) => policy.keys.iter().find(|k| k.id == kid).ok_or(AuthError::UnknownKey)?,
-        None => policy.keys.first().ok_or(AuthError::UnknownKey)?,
+        Some(kid) => policy.keys.iter().find(|k| k.id == kid),
+        None => policy.keys.first(),
     };
+    let Some(key) = key else {
+        t.step("key", false, format_args!("no key of this route has kid {kid:?}"));
+        return Err(AuthError::UnknownKey);
+    };
+    t.step(
+        "key",
+        true,
+        format_args!("key id {:?}{}", key.id, if kid.is_empty() { " (the route's first key)" } else { "" }),
+    );
     if now > exp {
+        t.step("expiry", false, format_args!("exp {exp} passed {} s ago (now {now})", now - exp));
         return Err(AuthError::Expired);
     }
-    if policy.max_ttl.is_some_and(|max| exp - now > max) {
+    if let Some(max) = policy.max_ttl.filter(|max| exp - now > *max) {
+        t.step("expiry", false, format_args!("exp {exp} is {} s away, more than max_ttl {max} s", exp - now));
         return Err(AuthError::ClaimMismatch);
     }
-    let given = decode_signature(sig_raw).ok_or(AuthError::BadSignature)?;
-    let canonical = query::canonical(query).map_err(|_| AuthError::Malformed)?;
+    t.step("expiry", true, format_args!("exp {exp} is {} s away (now {now})", exp - now));
+    let canonical = match query::canonical(query) {
+        Ok(c) => c,
+        Err(_) => {
+            t.step("signature", false, format_args!("the query has invalid percent-encoding"));
+            return Err(AuthError::Malformed);
+        }
+    };
     let to_sign = |method| ToSign {
         scheme: scheme(prefix.is_some()),
         method,
@@ -212,16 +254,55 @@ pub fn verify(
         resource: prefix.as_deref().unwrap_or(path),
         canonical_query: &canonical,
     };
+    let Some(given) = decode_signature(sig_raw) else {
+        t.step(
+            "signature",
+            false,
+            format_args!(
+                "sig is not 43 base64url characters; expected the HMAC of {}",
+                Visible(&to_sign(method).text())
+            ),
+        );
+        return Err(AuthError::BadSignature);
+    };
     if !to_sign(method).verifies(key, &given) {
         // Tell a replay under another method apart from a forgery: costs one
         // more HMAC, and only on a request that is refused anyway.
         let signed_get = signing_method(method) != "GET" && to_sign("GET").verifies(key, &given);
-        return Err(if signed_get { AuthError::WrongMethod } else { AuthError::BadSignature });
+        if signed_get {
+            t.step("method", false, format_args!("the signature is for GET, the request is {method}"));
+            return Err(AuthError::WrongMethod);
+        }
+        t.step(
+            "signature",
+            false,
+            format_args!("mismatch; tollgate expected the HMAC-SHA256 of:{}", Visible(&to_sign(method).text())),
+        );
+        return Err(AuthError::BadSignature);
     }
-    if prefix.is_some_and(|p| !path.starts_with(&p)) {
-        return Err(AuthError::WrongResource);
+    t.step("signature", true, format_args!("matches ({})", scheme(prefix.is_some())));
+    if let Some(p) = &prefix {
+        if !path.starts_with(p.as_str()) {
+            t.step("prefix", false, format_args!("{path:?} is not under the granted prefix {p:?}"));
+            return Err(AuthError::WrongResource);
+        }
+        t.step("prefix", true, format_args!("{path:?} is under {p:?}"));
     }
     Ok(())
+}
+
+/// A string to sign with its line breaks made visible, one line each.
+pub struct Visible<'a>(pub &'a str);
+
+impl std::fmt::Display for Visible<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<&str> = self.0.split('\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            let end = if i + 1 < lines.len() { "\\n" } else { "" };
+            write!(f, "\n      | {line}{end}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Errors from [`sign_target`].
