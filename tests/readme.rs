@@ -373,3 +373,57 @@ async fn readme_snippets_sign_prefix_links_and_path_tokens_tollgate_accepts() {
         }
     }
 }
+
+/// Compiles a README config example (its `routes:` block) with the keys and
+/// upstream it names, and starts tollgate with it in front of `nginx`.
+async fn start_example(tag: &str, nginx: &Nginx, dir: &std::path::Path) -> Tollgate {
+    for name in ["media", "cookies", "app"] {
+        common::write_file(dir, &format!("{name}.key"), &common::random_secret());
+    }
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nkeys:\n  media: {{ hmac: {{ secret_file: media.key }} }}\n  cookies: {{ hmac: {{ secret_file: cookies.key }} }}\n  app: {{ hmac: {{ secret_file: app.key }} }}\nupstreams:\n  files: {{ url: \"http://{}\" }}\nlog: {{ access_log: false }}\n{}",
+        nginx.addr,
+        snippet(tag)
+    );
+    Tollgate::start(&yaml, dir).await
+}
+
+/// The "Cookies" example: a navigation with a prefix link is exchanged for a
+/// cookie scoped to the prefix, through which the page's files load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_cookie_exchange_example_works() {
+    let nginx = Nginx::start(&[("docs/u1/report.html", b"<img src=chart.svg>"), ("docs/u1/chart.svg", b"<svg/>")]);
+    let dir = tempfile::tempdir().unwrap();
+    let tg = start_example("cookies-example", &nginx, dir.path()).await;
+    let secret = std::fs::read(dir.path().join("media.key")).unwrap();
+    let url = common::sign(&secret, "GET", "/docs/u1/report.html", 3600, None, Some("/docs/u1/"));
+    let http = Http::h1();
+    let nav = [("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")];
+    let r = http.get_with(&tg.url(&url), &nav).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/docs/u1/report.html")));
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.contains("; Path=/docs/u1/;") && set.contains("HttpOnly; Secure; SameSite=Lax"), "{set}");
+    let cookie = set.split(';').next().unwrap();
+    let r = http.get_with(&tg.url("/docs/u1/chart.svg"), &[("cookie", cookie)]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "<svg/>"));
+}
+
+/// The "CORS and service workers" example: the preflight from the listed
+/// origin is answered, and a bearer fetch is readable from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_cors_example_works() {
+    let nginx = Nginx::start(&[("files/a.txt", b"private")]);
+    let dir = tempfile::tempdir().unwrap();
+    let tg = start_example("cors-example", &nginx, dir.path()).await;
+    let secret = std::fs::read(dir.path().join("app.key")).unwrap();
+    let http = Http::h1();
+    let origin = ("origin", "https://app.example");
+    let pre = [origin, ("access-control-request-method", "GET"), ("access-control-request-headers", "authorization")];
+    let r = http.send("OPTIONS", &tg.url("/files/a.txt"), &pre, bytes::Bytes::new()).await;
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (204, Some("https://app.example")));
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    let bearer = format!("Bearer {}", common::hs256(&secret, serde_json::json!({"sub": "alice"})));
+    let r = http.get_with(&tg.url("/files/a.txt"), &[origin, ("authorization", &bearer)]).await;
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("https://app.example")));
+    assert_eq!(r.header("access-control-expose-headers"), Some("content-length, content-range"));
+}
