@@ -19,6 +19,7 @@ use tollgate::auth::cache::{CacheSettings, VerifyCache};
 use tollgate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use tollgate::auth::keyfile::parse_public_pem;
 use tollgate::auth::keys::{HmacKey, JwtKey, JwtKeySource};
+use tollgate::auth::path_token;
 use tollgate::auth::query::{self, CredentialNames, Found};
 use tollgate::auth::signed_url::{self, SignedUrlPolicy};
 use tollgate::auth::{AuthRequest, VerifyContext, authorize};
@@ -43,6 +44,25 @@ fn bench_signed_url(c: &mut Criterion) {
             let normal = check_path(path).unwrap();
             let found = query::scan(q, &signed).unwrap();
             signed_url::verify(&policy, "GET", &normal.decoded, q, &found, 1_900_000_000).unwrap();
+        })
+    });
+}
+
+/// A path token on a segment URL: what each of a player's segment requests
+/// costs, uncached (the choice tollgate makes), next to `cache/hit_authorize`
+/// (what a cached verdict would cost).
+fn bench_path_token(c: &mut Criterion) {
+    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None };
+    let key = HmacKey::new("k", SECRET);
+    let target =
+        path_token::sign_path(&key, "/media/video/720p/seg-0042.ts", 4_000_000_000, None, Some("/media/video/"), "tg")
+            .unwrap();
+    c.bench_function("path_token/verify_uncached", |b| {
+        b.iter(|| {
+            let path = black_box(target.as_str());
+            check_path(path).unwrap();
+            let token = path_token::find(path, "tg").unwrap().unwrap();
+            path_token::verify(&policy, "GET", path, &token, "/media/", 1_900_000_000).unwrap();
         })
     });
 }
@@ -185,5 +205,5 @@ fn bench_parsing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_signed_url, bench_jwt, bench_cache_hit, bench_parsing);
+criterion_group!(benches, bench_signed_url, bench_path_token, bench_jwt, bench_cache_hit, bench_parsing);
 criterion_main!(benches);
