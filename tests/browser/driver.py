@@ -120,7 +120,9 @@ def fetch_with_bearer_across_origins(plan, context, page):
     cdp.send("Network.enable")
     page.goto(plan["app"] + "/index.html")
     good = page.evaluate(FETCH_AS_DATA_URI, [plan["url"], plan["token"]])
-    bad = page.evaluate(FETCH_AS_DATA_URI, [plan["url"], plan["bad_token"]])
+    # Another URL: chromium's HTTP cache would answer the same one without
+    # asking (its cache key ignores the Authorization header).
+    bad = page.evaluate(FETCH_AS_DATA_URI, [plan["url"] + "?again", plan["bad_token"]])
     # The CDP events of a finished fetch have all been delivered once an
     # evaluate round trip after it returns.
     page.evaluate("() => 0")
@@ -195,7 +197,7 @@ def cookie_exchange_on_navigation(plan, context, page):
 def screenshot(plan, context, page):
     """Loads a page, waits until its images are settled and its videos have
     played a little, and saves a PNG."""
-    page.set_viewport_size({"width": 900, "height": 600})
+    page.set_viewport_size({"width": 900, "height": 320})
     page.goto(plan["url"])
     page.wait_for_function(
         """() => [...document.images].every((i) => i.complete)
@@ -203,7 +205,12 @@ def screenshot(plan, context, page):
         timeout=TIMEOUT_MS,
     )
     page.screenshot(path=plan["out"], full_page=True)
-    return {"images": page.evaluate("() => [...document.images].map((i) => [i.src, i.naturalWidth])")}
+    return page.evaluate(
+        """() => ({
+          images: [...document.images].map((i) => [i.src, i.naturalWidth]),
+          videos: [...document.querySelectorAll('video')].map((v) => [v.currentTime, v.error && v.error.message]),
+        })"""
+    )
 
 
 SCENARIOS = {
