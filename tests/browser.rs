@@ -300,6 +300,9 @@ async fn hls_plays_through_a_path_token_and_stops_at_its_prefix() {
         reported.iter().any(|e| e["details"] == "fragLoadError" && e["code"] == 403),
         "the player did not report the refused segment: {facts}"
     );
+    // ... and the README's error handler tells the page's console.
+    let console = facts["console"].as_array().unwrap();
+    assert!(console.iter().any(|l| l.as_str().unwrap().contains("hls.js: fragLoadError 403")), "{facts}");
 
     let log = b.upstream.access_log();
     assert!(log.contains("GET /media/u1/video/index.m3u8 HTTP/1.1"), "{log}");

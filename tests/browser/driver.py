@@ -253,6 +253,7 @@ def main():
         # for one still in flight, so none is missed. A request without
         # one failed in the browser (status None, and why): chromium's
         # opaque-response blocking drops a cross-origin <img>'s JSON error.
+        facts["console"] = console
         facts["responses"] = []
         for request in requests:
             response = request.response()
