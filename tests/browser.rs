@@ -395,8 +395,11 @@ async fn navigation_with_signed_url_lands_on_clean_url_with_a_prefix_cookie() {
     let signed = common::sign(&b.media, "GET", "/docs/u1/page.html", 300, None, Some("/docs/u1/"));
     let signed_url = format!("{}{signed}", b.files_origin());
     let clean = format!("{}/docs/u1/page.html", b.files_origin());
+    let signed_cat = common::sign(&b.media, "GET", "/docs/u1/cat.svg", 300, None, None);
     let plan = json!({
         "signed_page": signed_url,
+        "page": "/docs/u1/page.html",
+        "signed_subresource": signed_cat,
         "inside": "/docs/u1/cat.svg",
         "outside": "/docs/u2/secret.txt",
     });
@@ -415,7 +418,13 @@ async fn navigation_with_signed_url_lands_on_clean_url_with_a_prefix_cookie() {
     assert_eq!(cookie["httpOnly"], true, "{facts}");
     assert_eq!(cookie["secure"], true, "{facts}");
     assert_eq!(cookie["sameSite"], "Lax", "{facts}");
-    assert_eq!(facts["reload_status"], 200, "the clean URL does not load through the cookie: {facts}");
+    let exp: f64 = signed.split("exp=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+    let expires = cookie["expires"].as_f64().unwrap();
+    assert!(expires > 0.0 && expires <= exp, "the cookie outlives the signed URL ({exp}): {facts}");
+    assert_eq!(facts["again"]["status"], 200, "the clean URL does not load through the cookie: {facts}");
+    // A fetch() is no navigation: a signed sub-resource is served as is.
+    let sub = &facts["signed_subresource"];
+    assert_eq!((sub["status"].as_u64(), sub["redirected"].as_bool()), (Some(200), Some(false)), "{facts}");
 
     // Refusals come from tollgate (its JSON error body), not from nginx.
     let refused = |name: &str| {
@@ -433,7 +442,7 @@ async fn navigation_with_signed_url_lands_on_clean_url_with_a_prefix_cookie() {
     assert!(!log.contains("/docs/u2/"), "a path outside the prefix reached nginx:\n{log}");
     assert!(log.contains("GET /docs/u1/cat.svg HTTP/1.1"), "{log}");
     let value = cookie["value"].as_str().unwrap();
-    b.assert_upstream_saw_no_credential(&[sig_of(&signed), value]);
+    b.assert_upstream_saw_no_credential(&[sig_of(&signed), sig_of(&signed_cat), value]);
 }
 
 /// A screenshot of the app page showing a signed image, a refused one and

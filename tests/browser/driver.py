@@ -155,10 +155,12 @@ def service_worker_adds_bearer_to_images(plan, context, page):
     return page.evaluate(SERVICE_WORKER, [plan["files"], plan["url"], plan["token"]])
 
 
+# Past the browser's HTTP cache, so every answer is tollgate's.
 SAME_ORIGIN_FETCH = """
 async ([path, method]) => {
-  const r = await fetch(path, method === 'GET' ? {} : { method, body: 'x' });
-  return { status: r.status, text: await r.text() };
+  const init = { cache: 'no-store', ...(method === 'GET' ? {} : { method, body: 'x' }) };
+  const r = await fetch(path, init);
+  return { status: r.status, redirected: r.redirected, text: await r.text() };
 }
 """
 
@@ -167,7 +169,8 @@ def cookie_exchange_on_navigation(plan, context, page):
     """Opening a prefix-signed page lands on its clean URL with a cookie
     that carries the grant: the page's relative <img> loads through it; the
     cookie is HttpOnly, scoped to the prefix, and grants neither another
-    path nor another method."""
+    path nor another method. A signed sub-resource is served, not
+    redirected."""
     first = page.goto(plan["signed_page"])
     redirects = []
     request = first.request.redirected_from
@@ -184,7 +187,8 @@ def cookie_exchange_on_navigation(plan, context, page):
         "document_cookie": page.evaluate("() => document.cookie"),
         "cookies": context.cookies(),
     }
-    facts["reload_status"] = page.reload().status
+    facts["again"] = page.evaluate(SAME_ORIGIN_FETCH, [plan["page"], "GET"])
+    facts["signed_subresource"] = page.evaluate(SAME_ORIGIN_FETCH, [plan["signed_subresource"], "GET"])
     facts["put_same_path"] = page.evaluate(SAME_ORIGIN_FETCH, [plan["inside"], "PUT"])
     facts["outside"] = page.evaluate(SAME_ORIGIN_FETCH, [plan["outside"], "GET"])
     # The browser keeps the cookie to its Path; a copy set for `/` is what
@@ -199,6 +203,8 @@ def screenshot(plan, context, page):
     played a little, and saves a PNG."""
     page.set_viewport_size({"width": 900, "height": 320})
     page.goto(plan["url"])
+    # What a visitor does: press play (muted, so no gesture is needed).
+    page.evaluate("() => document.querySelectorAll('video').forEach((v) => { v.muted = true; v.play().catch(() => {}); })")
     page.wait_for_function(
         """() => [...document.images].every((i) => i.complete)
               && [...document.querySelectorAll('video')].every((v) => v.currentTime > 0.5 || v.error)""",
