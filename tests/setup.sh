@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs against, on a fresh Debian machine:
 # nginx (Debian nginx-light), promtool (Debian prometheus), openssl, php-cli and
-# golang-go (README snippets), a Python venv (.venv: PyJWT, moto,
-# check-jsonschema, promql-parser) and npm's jsonwebtoken (tests/js). Idempotent.
+# golang-go (README snippets), chromium and ffmpeg (the browser tests), a
+# Python venv (.venv: PyJWT, moto, check-jsonschema, promql-parser,
+# Playwright) and npm's jsonwebtoken and hls.js (tests/js). Idempotent.
 # Any failure is fatal: the suite never skips a missing dependency.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,11 @@ command -v node >/dev/null || apt_packages+=(nodejs npm)
 # The README's signing snippets in PHP and Go (tests/readme.rs).
 command -v php >/dev/null || apt_packages+=(php-cli)
 command -v go >/dev/null || apt_packages+=(golang-go)
+# The browser tests drive Debian's chromium with Playwright (never
+# `playwright install`: its browser builds are downloads, not packages) and
+# generate their HLS stream with ffmpeg.
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+[ -x /usr/bin/ffmpeg ] || apt_packages+=(ffmpeg)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "setup: installing ${apt_packages[*]}"
   # Keep the packages' own services from starting (they would bind :80/:9090).
@@ -40,10 +46,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 
-if [ ! -d tests/js/node_modules/jsonwebtoken ]; then
+if [ ! -d tests/js/node_modules/jsonwebtoken ] || [ ! -f tests/js/node_modules/hls.js/dist/hls.min.js ]; then
   echo "setup: installing npm packages"
   (cd tests/js && npm ci --silent --no-audit --no-fund)
 fi
+
+# The browser suite's parts must work, not merely be present.
+/usr/bin/chromium --headless --no-sandbox --disable-gpu --dump-dom about:blank >/dev/null 2>&1 \
+  || { echo "setup: /usr/bin/chromium does not start" >&2; exit 1; }
+/usr/bin/ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc=duration=0.1 -c:v libx264 -f null - \
+  || { echo "setup: ffmpeg cannot encode H.264" >&2; exit 1; }
+.venv/bin/python -c "import playwright.sync_api" \
+  || { echo "setup: Playwright is missing from .venv" >&2; exit 1; }
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
