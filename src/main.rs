@@ -66,6 +66,13 @@ enum Command {
         /// The route's path-token marker.
         #[arg(long, default_value = "tg", requires = "path_token")]
         marker: String,
+        /// The link format: tollgate's own, or a CDN's (for tests and
+        /// migration scripts). `cloudfront` signs with --private-key and
+        /// --kid (the Key-Pair-Id), SHA-256; `secure_link` with --md5.
+        #[arg(long, value_enum, default_value = "tollgate")]
+        format: Format,
+        #[command(flatten)]
+        cdn: CdnArgs,
     },
     /// Mint a JWT for testing.
     Token {
@@ -102,6 +109,47 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Tollgate,
+    #[value(name = "cloudfront")]
+    CloudFront,
+    #[value(name = "secure_link")]
+    SecureLink,
+}
+
+/// Options of the CDN formats of `tollgate sign`.
+#[derive(clap::Args)]
+struct CdnArgs {
+    /// cloudfront: the private key PEM (RSA or ECDSA P-256).
+    #[arg(long = "private-key")]
+    sign_private_key: Option<PathBuf>,
+    /// cloudfront: a Resource pattern (with * and ?) instead of the URL.
+    #[arg(long)]
+    policy_resource: Option<String>,
+    /// cloudfront: bind the link to this client address or CIDR range.
+    #[arg(long)]
+    ip: Option<String>,
+    /// cloudfront: not valid before this time (unix seconds).
+    #[arg(long)]
+    not_before: Option<u64>,
+    /// cloudfront: print the signed cookies (a Cookie header value).
+    #[arg(long)]
+    cookies: bool,
+    /// secure_link: nginx's secure_link_md5 expression, $secret for the key.
+    #[arg(long)]
+    md5: Option<String>,
+    /// secure_link: the client address for $remote_addr.
+    #[arg(long)]
+    remote_addr: Option<std::net::IpAddr>,
+    /// secure_link: the hash parameter's name.
+    #[arg(long, default_value = "md5")]
+    hash_param: String,
+    /// secure_link: the expiry parameter's name.
+    #[arg(long, default_value = "expires")]
+    expires_param: String,
+}
+
 #[derive(clap::Args)]
 struct KeyArgs {
     /// Environment variable holding the HMAC secret.
@@ -123,7 +171,7 @@ enum Encoding {
 }
 
 impl KeyArgs {
-    fn secret(&self) -> Result<Vec<u8>, String> {
+    fn source(&self) -> (Option<&str>, SecretEncoding) {
         let encoding = match self.key_encoding {
             Encoding::Raw => SecretEncoding::Raw,
             Encoding::Base64 => SecretEncoding::Base64,
@@ -133,7 +181,18 @@ impl KeyArgs {
             (None, None) => Some("TOLLGATE_KEY"),
             (env, _) => env.as_deref(),
         };
+        (env, encoding)
+    }
+
+    fn secret(&self) -> Result<Vec<u8>, String> {
+        let (env, encoding) = self.source();
         tools::read_secret(env, self.key_file.as_deref(), encoding)
+    }
+
+    /// A CDN format's key: any length.
+    fn cdn_secret(&self) -> Result<Vec<u8>, String> {
+        let (env, encoding) = self.source();
+        tools::read_secret_any(env, self.key_file.as_deref(), encoding)
     }
 }
 
@@ -187,12 +246,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker } => {
-            let secret = key.secret()?;
+        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker, format, cdn } => {
             let exp = match exp {
                 Some(e) => e,
                 None => tollgate::auth::unix_now() + config::duration::parse_duration(&ttl)?.as_secs(),
             };
+            if format != Format::Tollgate {
+                println!("{}", sign_cdn(format, &target, &key, exp, kid.as_deref(), &cdn)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let secret = key.secret()?;
             let url = tools::sign(
                 &secret,
                 &SignRequest {
@@ -236,5 +299,44 @@ fn run(command: Command) -> Result<ExitCode, String> {
             runtime()?.block_on(tollgate::demo::run(tollgate::demo::DemoOptions { listen, admin }))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `tollgate sign --format <cdn format>`.
+fn sign_cdn(
+    format: Format,
+    target: &str,
+    key: &KeyArgs,
+    exp: u64,
+    kid: Option<&str>,
+    cdn: &CdnArgs,
+) -> Result<String, String> {
+    match format {
+        Format::CloudFront => {
+            let path = cdn.sign_private_key.as_ref().ok_or("cloudfront needs --private-key")?;
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let request = tollgate::auth::cloudfront::SignRequest {
+                url: target,
+                key_pair_id: kid.ok_or("cloudfront needs --kid (the Key-Pair-Id)")?,
+                expires: exp,
+                resource: cdn.policy_resource.as_deref(),
+                ip: cdn.ip.as_deref(),
+                not_before: cdn.not_before,
+            };
+            tools::sign_cloudfront(&tools::CloudFrontSign { private_key_pem: &pem, request, cookies: cdn.cookies })
+        }
+        Format::SecureLink => {
+            let md5 = cdn.md5.as_deref().ok_or("secure_link needs --md5 (the secure_link_md5 expression)")?;
+            let req = tools::SecureLinkSign {
+                target,
+                md5,
+                expires: exp,
+                remote_addr: cdn.remote_addr,
+                hash_param: &cdn.hash_param,
+                expires_param: &cdn.expires_param,
+            };
+            tools::sign_secure_link(&key.cdn_secret()?, &req)
+        }
+        Format::Tollgate => Err("not a CDN format".to_owned()),
     }
 }

@@ -19,6 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use prometheus::Registry;
 use tollgate::metrics::Metrics;
 
+pub mod signers;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

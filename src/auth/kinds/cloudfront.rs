@@ -389,6 +389,104 @@ impl CloudFront {
     }
 }
 
+/// A private key to sign CloudFront links with (`tollgate sign`, tests).
+pub enum PrivateKey {
+    Rsa(aws_lc_rs::rsa::KeyPair),
+    Ec(aws_lc_rs::signature::EcdsaKeyPair),
+}
+
+impl PrivateKey {
+    /// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA
+    /// PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`, P-256).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING as P256, EcdsaKeyPair};
+        let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file".to_owned())?;
+        let label = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
+            .ok_or_else(|| "not a PEM file (no -----BEGIN line)".to_owned())?;
+        let body: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .map(str::trim)
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| "bad PEM body".to_owned())?;
+        let bad = |e: aws_lc_rs::error::KeyRejected| format!("unusable private key: {e}");
+        match label {
+            "PRIVATE KEY" => match aws_lc_rs::rsa::KeyPair::from_pkcs8(&der) {
+                Ok(k) => Ok(PrivateKey::Rsa(k)),
+                Err(_) => EcdsaKeyPair::from_pkcs8(&P256, &der).map(PrivateKey::Ec).map_err(bad),
+            },
+            "RSA PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_der(&der).map(PrivateKey::Rsa).map_err(bad),
+            "EC PRIVATE KEY" => EcdsaKeyPair::from_private_key_der(&P256, &der).map(PrivateKey::Ec).map_err(bad),
+            other => Err(format!("unsupported PEM block {other:?}: expected a private key")),
+        }
+    }
+
+    /// Signs with SHA-256 (aws-lc signs no SHA-1): links carry
+    /// `Hash-Algorithm=SHA256`.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            PrivateKey::Rsa(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig).map_err(|e| e.to_string())?;
+                Ok(sig)
+            }
+            PrivateKey::Ec(k) => k.sign(&rng, message).map(|s| s.as_ref().to_vec()).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// What to sign.
+#[derive(Debug, Clone, Default)]
+pub struct SignRequest<'a> {
+    /// The full URL (`https://host/path?query`).
+    pub url: &'a str,
+    pub key_pair_id: &'a str,
+    pub expires: u64,
+    /// A Resource pattern other than the URL (wildcards).
+    pub resource: Option<&'a str>,
+    /// `IpAddress` (a CIDR or one address).
+    pub ip: Option<&'a str>,
+    /// `DateGreaterThan`.
+    pub not_before: Option<u64>,
+}
+
+/// Signs a request; returns the credential fields, named as in the query
+/// ([`URL_PARAMS`]): a canned policy unless a resource, IP or start is given.
+pub fn sign(key: &PrivateKey, req: &SignRequest<'_>) -> Result<Vec<(&'static str, String)>, String> {
+    let custom = req.resource.is_some() || req.ip.is_some() || req.not_before.is_some();
+    let policy = if custom {
+        let resource = serde_json::to_string(req.resource.unwrap_or(req.url)).map_err(|e| e.to_string())?;
+        let mut condition = format!(r#""DateLessThan":{{"AWS:EpochTime":{}}}"#, req.expires);
+        if let Some(ip) = req.ip {
+            let cidr = if ip.contains('/') { ip.to_owned() } else { format!("{ip}/32") };
+            Cidr::parse(&cidr).ok_or_else(|| format!("{ip:?} is not an IP address or CIDR range"))?;
+            condition.push_str(&format!(r#","IpAddress":{{"AWS:SourceIp":"{cidr}"}}"#));
+        }
+        if let Some(start) = req.not_before {
+            condition.push_str(&format!(r#","DateGreaterThan":{{"AWS:EpochTime":{start}}}"#));
+        }
+        format!(r#"{{"Statement":[{{"Resource":{resource},"Condition":{{{condition}}}}}]}}"#)
+    } else {
+        canned_policy(req.url, req.expires)
+    };
+    let signature = encode_b64(&key.sign(policy.as_bytes())?);
+    let mut fields = Vec::with_capacity(4);
+    if custom {
+        fields.push(("Policy", encode_b64(policy.as_bytes())));
+    } else {
+        fields.push(("Expires", req.expires.to_string()));
+    }
+    fields.push(("Signature", signature));
+    fields.push(("Key-Pair-Id", req.key_pair_id.to_owned()));
+    fields.push(("Hash-Algorithm", "SHA256".to_owned()));
+    Ok(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
