@@ -116,6 +116,8 @@ enum Format {
     CloudFront,
     #[value(name = "secure_link")]
     SecureLink,
+    #[value(name = "edgeauth")]
+    EdgeAuth,
 }
 
 /// Options of the CDN formats of `tollgate sign`.
@@ -148,6 +150,19 @@ struct CdnArgs {
     /// secure_link: the expiry parameter's name.
     #[arg(long, default_value = "expires")]
     expires_param: String,
+    /// edgeauth: ACL mode with these `!`-separated path patterns (default:
+    /// URL mode, the target's path hashed in).
+    #[arg(long)]
+    acl: Option<String>,
+    /// edgeauth: sha256, sha1 or md5.
+    #[arg(long, default_value = "sha256")]
+    algorithm: String,
+    /// edgeauth: a file holding the salt.
+    #[arg(long)]
+    salt_file: Option<PathBuf>,
+    /// edgeauth: the token's query parameter.
+    #[arg(long, default_value = "__token__")]
+    token_name: String,
 }
 
 #[derive(clap::Args)]
@@ -158,9 +173,10 @@ struct KeyArgs {
     /// File holding the HMAC secret.
     #[arg(long)]
     key_file: Option<PathBuf>,
-    /// How the secret is written.
-    #[arg(long, value_enum, default_value = "raw")]
-    key_encoding: Encoding,
+    /// How the secret is written (default raw; for --format edgeauth hex,
+    /// for cloud_cdn base64).
+    #[arg(long, value_enum)]
+    key_encoding: Option<Encoding>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -171,8 +187,8 @@ enum Encoding {
 }
 
 impl KeyArgs {
-    fn source(&self) -> (Option<&str>, SecretEncoding) {
-        let encoding = match self.key_encoding {
+    fn source(&self, default: Encoding) -> (Option<&str>, SecretEncoding) {
+        let encoding = match self.key_encoding.unwrap_or(default) {
             Encoding::Raw => SecretEncoding::Raw,
             Encoding::Base64 => SecretEncoding::Base64,
             Encoding::Hex => SecretEncoding::Hex,
@@ -185,13 +201,13 @@ impl KeyArgs {
     }
 
     fn secret(&self) -> Result<Vec<u8>, String> {
-        let (env, encoding) = self.source();
+        let (env, encoding) = self.source(Encoding::Raw);
         tools::read_secret(env, self.key_file.as_deref(), encoding)
     }
 
-    /// A CDN format's key: any length.
-    fn cdn_secret(&self) -> Result<Vec<u8>, String> {
-        let (env, encoding) = self.source();
+    /// A CDN format's key: any length, in the format's usual encoding.
+    fn cdn_secret(&self, default: Encoding) -> Result<Vec<u8>, String> {
+        let (env, encoding) = self.source(default);
         tools::read_secret_any(env, self.key_file.as_deref(), encoding)
     }
 }
@@ -335,7 +351,30 @@ fn sign_cdn(
                 hash_param: &cdn.hash_param,
                 expires_param: &cdn.expires_param,
             };
-            tools::sign_secure_link(&key.cdn_secret()?, &req)
+            tools::sign_secure_link(&key.cdn_secret(Encoding::Raw)?, &req)
+        }
+        Format::EdgeAuth => {
+            let algorithm = match cdn.algorithm.as_str() {
+                "sha256" => tollgate::auth::edgeauth::Algorithm::Sha256,
+                "sha1" => tollgate::auth::edgeauth::Algorithm::Sha1,
+                "md5" => tollgate::auth::edgeauth::Algorithm::Md5,
+                other => return Err(format!("unknown algorithm {other:?}: sha256, sha1 or md5")),
+            };
+            let salt = match &cdn.salt_file {
+                Some(p) => Some(tools::read_secret_any(None, Some(p), SecretEncoding::Raw)?),
+                None => None,
+            };
+            let req = tools::EdgeAuthSign {
+                target,
+                algorithm,
+                salt: salt.as_deref(),
+                token_name: &cdn.token_name,
+                ip: cdn.ip.as_deref(),
+                start: cdn.not_before,
+                exp,
+                acl: cdn.acl.as_deref(),
+            };
+            tools::sign_edgeauth(&key.cdn_secret(Encoding::Hex)?, &req)
         }
         Format::Tollgate => Err("not a CDN format".to_owned()),
     }

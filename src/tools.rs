@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::keys::{HmacKey, MIN_SECRET_LEN, SecretEncoding, decode_secret};
 use crate::auth::unix_now;
-use crate::auth::{cloudfront, path_token, secure_link, signed_url};
+use crate::auth::{cloudfront, edgeauth, path_token, secure_link, signed_url};
 
 /// Reads a secret from an environment variable or a file (one trailing
 /// newline dropped, as in the config), decoded as `encoding`.
@@ -162,6 +162,40 @@ fn split_origin(target: &str) -> (&str, std::borrow::Cow<'_, str>) {
         };
     }
     ("", target.into())
+}
+
+/// What `tollgate sign --format edgeauth` needs.
+pub struct EdgeAuthSign<'a> {
+    /// `/path?query` or a full URL; URL mode hashes its path.
+    pub target: &'a str,
+    pub algorithm: edgeauth::Algorithm,
+    pub salt: Option<&'a [u8]>,
+    pub token_name: &'a str,
+    pub ip: Option<&'a str>,
+    pub start: Option<u64>,
+    pub exp: u64,
+    /// ACL mode: `!`-separated patterns.
+    pub acl: Option<&'a str>,
+}
+
+/// The target with an EdgeAuth token in its query (characters a query
+/// cannot hold are percent-encoded).
+pub fn sign_edgeauth(key: &[u8], req: &EdgeAuthSign<'_>) -> Result<String, String> {
+    let (_, target) = split_origin(req.target);
+    let raw_path = target.split_once('?').map_or(&*target, |(p, _)| p);
+    let fields = edgeauth::SignFields { ip: req.ip, start: req.start, exp: req.exp, acl: req.acl, url: raw_path };
+    let token = edgeauth::EdgeAuth::sign(req.algorithm, key, req.salt, &fields);
+    let encoded: String = token
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~=*!/:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(append_query(req.target, &[(req.token_name, encoded)]))
 }
 
 /// The key material `tollgate token` signs with.

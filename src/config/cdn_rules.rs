@@ -6,10 +6,12 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::compile::{Compiler, Known};
-use super::file::{CarrierFile, CloudFrontFile, SecureLinkFile};
+use super::file::{CarrierFile, CloudFrontFile, EdgeAuthAlgorithm, EdgeAuthFile, SecureLinkFile};
 use super::keys::{CdnFormat, CompiledKey};
 use crate::auth::cloudfront::{CloudFront, CloudFrontKey};
-use crate::auth::kinds::cdn::{NamedSecret, Origins};
+use crate::auth::edgeauth::{self, EdgeAuth};
+use crate::auth::keys::SecretEncoding;
+use crate::auth::kinds::cdn::{NamedSecret, Origins, Secret};
 use crate::auth::secure_link::{self, Part, SecureLink};
 
 /// Query parameter names a route may configure: nothing to encode.
@@ -134,6 +136,49 @@ impl Compiler {
             template,
             hash_param: hash_param.into_boxed_str(),
             expires_param: expires_param.into_boxed_str(),
+        })
+    }
+
+    pub(super) fn edgeauth(&mut self, path: &str, raw: EdgeAuthFile, known: &Known<'_>) -> Option<EdgeAuth> {
+        let keys = self.cdn_secrets(path, &raw.keys, CdnFormat::EdgeAuth, known);
+        let token_name = raw.token_name.unwrap_or_else(|| "__token__".to_owned());
+        let header = match http::HeaderName::from_bytes(token_name.to_ascii_lowercase().as_bytes()) {
+            Ok(h) if valid_param(&token_name) => Some(h),
+            _ => {
+                self.error(format!("{path}.token_name"), "must be a plain name (A-Z a-z 0-9 - _ .)");
+                None
+            }
+        };
+        let (mut from_query, mut from_cookie, mut from_header) =
+            (raw.from.is_none(), raw.from.is_none(), raw.from.is_none());
+        for c in raw.from.iter().flatten() {
+            match c {
+                CarrierFile::Query => from_query = true,
+                CarrierFile::Cookie => from_cookie = true,
+                CarrierFile::Header => from_header = true,
+            }
+        }
+        if !(from_query || from_cookie || from_header) {
+            self.error(format!("{path}.from"), "list query, cookie and/or header");
+        }
+        let salt = match raw.salt {
+            None => None,
+            Some(s) => Some(Secret::new(&self.secret_bytes(&format!("{path}.salt"), s, SecretEncoding::Raw)?)),
+        };
+        let algorithm = match raw.algorithm.unwrap_or(EdgeAuthAlgorithm::Sha256) {
+            EdgeAuthAlgorithm::Sha256 => edgeauth::Algorithm::Sha256,
+            EdgeAuthAlgorithm::Sha1 => edgeauth::Algorithm::Sha1,
+            EdgeAuthAlgorithm::Md5 => edgeauth::Algorithm::Md5,
+        };
+        Some(EdgeAuth {
+            keys,
+            algorithm,
+            token_name: token_name.into_boxed_str(),
+            from_query,
+            from_cookie,
+            header: if from_header { header } else { None },
+            salt,
+            escape_early: raw.escape_early,
         })
     }
 }

@@ -89,8 +89,11 @@ impl Compiler {
                 if let Some(raw) = rules.secure_link {
                     kinds.extend(self.secure_link(&format!("{path}.auth.secure_link"), raw, known).map(boxed));
                 }
-                if rules.edgeauth.is_some() || rules.cloud_cdn.is_some() {
-                    self.error(format!("{path}.auth"), "edgeauth and cloud_cdn are not built yet");
+                if let Some(raw) = rules.edgeauth {
+                    kinds.extend(self.edgeauth(&format!("{path}.auth.edgeauth"), raw, known).map(boxed));
+                }
+                if rules.cloud_cdn.is_some() {
+                    self.error(format!("{path}.auth"), "cloud_cdn is not built yet");
                 }
                 self.distinct_params(&format!("{path}.auth"), &kinds);
                 match RouteAuth::new(kinds) {

@@ -7,6 +7,7 @@
 
 pub mod cdn;
 pub mod cloudfront;
+pub mod edgeauth;
 pub mod jwt;
 pub mod path_token;
 pub mod secure_link;
