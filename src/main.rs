@@ -118,6 +118,8 @@ enum Format {
     SecureLink,
     #[value(name = "edgeauth")]
     EdgeAuth,
+    #[value(name = "cloud_cdn")]
+    CloudCdn,
 }
 
 /// Options of the CDN formats of `tollgate sign`.
@@ -135,9 +137,12 @@ struct CdnArgs {
     /// cloudfront: not valid before this time (unix seconds).
     #[arg(long)]
     not_before: Option<u64>,
-    /// cloudfront: print the signed cookies (a Cookie header value).
+    /// cloudfront, cloud_cdn: print the signed cookies (a Cookie header value).
     #[arg(long)]
     cookies: bool,
+    /// cloud_cdn: sign this URL prefix (the URLPrefix form, and cookies).
+    #[arg(long)]
+    url_prefix: Option<String>,
     /// secure_link: nginx's secure_link_md5 expression, $secret for the key.
     #[arg(long)]
     md5: Option<String>,
@@ -375,6 +380,16 @@ fn sign_cdn(
                 acl: cdn.acl.as_deref(),
             };
             tools::sign_edgeauth(&key.cdn_secret(Encoding::Hex)?, &req)
+        }
+        Format::CloudCdn => {
+            let req = tools::CloudCdnSign {
+                url: target,
+                key_name: kid.ok_or("cloud_cdn needs --kid (the KeyName)")?,
+                expires: exp,
+                url_prefix: cdn.url_prefix.as_deref(),
+                cookie: cdn.cookies,
+            };
+            tools::sign_cloud_cdn(&key.cdn_secret(Encoding::Base64)?, &req)
         }
         Format::Tollgate => Err("not a CDN format".to_owned()),
     }

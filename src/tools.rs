@@ -7,8 +7,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
 use serde_json::{Map, Value};
 
 use crate::auth::keys::{HmacKey, MIN_SECRET_LEN, SecretEncoding, decode_secret};
+use crate::auth::kinds::cdn::{NamedSecret, Secret};
 use crate::auth::unix_now;
-use crate::auth::{cloudfront, edgeauth, path_token, secure_link, signed_url};
+use crate::auth::{cloud_cdn, cloudfront, edgeauth, path_token, secure_link, signed_url};
 
 /// Reads a secret from an environment variable or a file (one trailing
 /// newline dropped, as in the config), decoded as `encoding`.
@@ -196,6 +197,32 @@ pub fn sign_edgeauth(key: &[u8], req: &EdgeAuthSign<'_>) -> Result<String, Strin
         })
         .collect();
     Ok(append_query(req.target, &[(req.token_name, encoded)]))
+}
+
+/// What `tollgate sign --format cloud_cdn` needs.
+pub struct CloudCdnSign<'a> {
+    /// The full URL.
+    pub url: &'a str,
+    pub key_name: &'a str,
+    pub expires: u64,
+    /// Sign this prefix (the `URLPrefix` form) instead of the whole URL.
+    pub url_prefix: Option<&'a str>,
+    /// Print a `Cookie` header value (needs `url_prefix`).
+    pub cookie: bool,
+}
+
+/// A Cloud CDN signed URL, or its signed cookie.
+pub fn sign_cloud_cdn(key: &[u8], req: &CloudCdnSign<'_>) -> Result<String, String> {
+    absolute(req.url)?;
+    if key.len() != 16 {
+        return Err(format!("a Cloud CDN key is 16 bytes; this one is {}", key.len()));
+    }
+    let key = NamedSecret { id: req.key_name.to_owned(), secret: Secret::new(key) };
+    if req.cookie {
+        let prefix = req.url_prefix.ok_or("a signed cookie grants a prefix: give --url-prefix")?;
+        return Ok(format!("{}={}", cloud_cdn::COOKIE, cloud_cdn::CloudCdn::sign_cookie(&key, prefix, req.expires)));
+    }
+    Ok(cloud_cdn::CloudCdn::sign_url(&key, req.url, req.expires, req.url_prefix))
 }
 
 /// The key material `tollgate token` signs with.

@@ -42,7 +42,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub use cache::{CacheKey, CacheSettings, Verdict, VerifyCache, unix_now};
 pub use error::{AuthError, Carrier};
 use keys::JwtKeySource;
-pub use kinds::{cloudfront, edgeauth, jwt, path_token, secure_link, signed_url};
+pub use kinds::{cloud_cdn, cloudfront, edgeauth, jwt, path_token, secure_link, signed_url};
 use query::{CredentialNames, Found};
 
 use crate::metrics::CacheCounters;

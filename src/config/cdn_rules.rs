@@ -6,8 +6,9 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::compile::{Compiler, Known};
-use super::file::{CarrierFile, CloudFrontFile, EdgeAuthAlgorithm, EdgeAuthFile, SecureLinkFile};
+use super::file::{CarrierFile, CloudCdnFile, CloudFrontFile, EdgeAuthAlgorithm, EdgeAuthFile, SecureLinkFile};
 use super::keys::{CdnFormat, CompiledKey};
+use crate::auth::cloud_cdn::CloudCdn;
 use crate::auth::cloudfront::{CloudFront, CloudFrontKey};
 use crate::auth::edgeauth::{self, EdgeAuth};
 use crate::auth::keys::SecretEncoding;
@@ -180,5 +181,12 @@ impl Compiler {
             salt,
             escape_early: raw.escape_early,
         })
+    }
+
+    pub(super) fn cloud_cdn(&mut self, path: &str, raw: CloudCdnFile, known: &Known<'_>) -> Option<CloudCdn> {
+        let keys = self.cdn_secrets(path, &raw.keys, CdnFormat::CloudCdn, known);
+        let origins = self.origins(path, &raw.origins);
+        let (from_query, from_cookie) = self.query_or_cookie(path, raw.from);
+        Some(CloudCdn { keys, origins: origins?, from_query, from_cookie })
     }
 }

@@ -92,8 +92,8 @@ impl Compiler {
                 if let Some(raw) = rules.edgeauth {
                     kinds.extend(self.edgeauth(&format!("{path}.auth.edgeauth"), raw, known).map(boxed));
                 }
-                if rules.cloud_cdn.is_some() {
-                    self.error(format!("{path}.auth"), "cloud_cdn is not built yet");
+                if let Some(raw) = rules.cloud_cdn {
+                    kinds.extend(self.cloud_cdn(&format!("{path}.auth.cloud_cdn"), raw, known).map(boxed));
                 }
                 self.distinct_params(&format!("{path}.auth"), &kinds);
                 match RouteAuth::new(kinds) {

@@ -6,6 +6,7 @@
 //! what those four share).
 
 pub mod cdn;
+pub mod cloud_cdn;
 pub mod cloudfront;
 pub mod edgeauth;
 pub mod jwt;
