@@ -2,7 +2,9 @@
 # Installs everything the test suite runs against, on a fresh Debian machine:
 # nginx (Debian nginx-light), promtool (Debian prometheus), openssl, php-cli and
 # golang-go (README snippets), a Python venv (.venv: PyJWT, moto,
-# check-jsonschema, promql-parser) and npm's jsonwebtoken (tests/js). Idempotent.
+# check-jsonschema, promql-parser, botocore, akamai-edgeauth) and npm's
+# jsonwebtoken, @aws-sdk/cloudfront-signer and akamai-edgeauth (tests/js).
+# Idempotent.
 # Any failure is fatal: the suite never skips a missing dependency.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,9 +42,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 
-if [ ! -d tests/js/node_modules/jsonwebtoken ]; then
+npm_missing=""
+for package in jsonwebtoken @aws-sdk/cloudfront-signer akamai-edgeauth; do
+  [ -d "tests/js/node_modules/$package" ] || npm_missing=1
+done
+if [ -n "$npm_missing" ]; then
   echo "setup: installing npm packages"
   (cd tests/js && npm ci --silent --no-audit --no-fund)
+fi
+
+# The secure_link differential test (tests/compat_secure_link.rs) runs
+# nginx's own ngx_http_secure_link_module; Debian's nginx-light has it.
+if ! /usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_secure_link_module; then
+  echo "setup: /usr/sbin/nginx lacks ngx_http_secure_link_module (install Debian's nginx-light or nginx-full)" >&2
+  exit 1
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

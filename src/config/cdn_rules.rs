@@ -70,7 +70,10 @@ impl Compiler {
             let kpath = format!("{path}.keys[{i}]");
             match self.key_ref(&kpath, name, known) {
                 Some(CompiledKey::Cdn(f, secret)) if *f == format => out.push(secret.clone()),
-                Some(_) => self.error(kpath, format!("key {name:?} is not a {} key", format.field())),
+                Some(_) => {
+                    let article = if format.field().starts_with('e') { "an" } else { "a" };
+                    self.error(kpath, format!("key {name:?} is not {article} {} key", format.field()))
+                }
                 None => {}
             }
         }
@@ -109,16 +112,16 @@ impl Compiler {
     pub(super) fn secure_link(&mut self, path: &str, raw: SecureLinkFile, known: &Known<'_>) -> Option<SecureLink> {
         let keys = self.cdn_secrets(path, &raw.keys, CdnFormat::SecureLink, known);
         let template = match secure_link::parse_template(&raw.md5) {
-            Ok(t) => t,
+            Ok(t) => Some(t),
             Err(why) => {
                 self.error(format!("{path}.md5"), why);
-                return None;
+                None
             }
         };
         // Without the secret anyone could mint links; without the expiry a
         // holder could extend theirs.
         for (part, name) in [(Part::Secret, "$secret"), (Part::Expires, "$secure_link_expires")] {
-            if !template.contains(&part) {
+            if template.as_ref().is_some_and(|t| !t.contains(&part)) {
                 self.error(format!("{path}.md5"), format!("the expression must contain {name}"));
             }
         }
@@ -134,7 +137,7 @@ impl Compiler {
         }
         Some(SecureLink {
             keys,
-            template,
+            template: template?,
             hash_param: hash_param.into_boxed_str(),
             expires_param: expires_param.into_boxed_str(),
         })
