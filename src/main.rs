@@ -72,7 +72,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "tollgate")]
         format: Format,
         #[command(flatten)]
-        cdn: CdnArgs,
+        cdn: Box<CdnArgs>,
     },
     /// Mint a JWT for testing.
     Token {

@@ -102,7 +102,7 @@ pub fn sign_secure_link(secret: &[u8], req: &SecureLinkSign<'_>) -> Result<Strin
     let path = crate::proxy::normalize::check_path(raw_path)
         .map_err(|e| format!("the path is not in normal form ({e:?}); tollgate would refuse it"))?;
     let template = secure_link::parse_template(req.md5)?;
-    if template.iter().any(|p| *p == secure_link::Part::RemoteAddr) && req.remote_addr.is_none() {
+    if template.contains(&secure_link::Part::RemoteAddr) && req.remote_addr.is_none() {
         return Err("the expression uses $remote_addr: give --remote-addr".to_owned());
     }
     let expires = req.expires.to_string();
