@@ -149,6 +149,7 @@ fn bench_cache_hit(c: &mut Criterion) {
         raw_path: "/media/a.jpg",
         route_prefix: "/media/",
         route_id: 1,
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
     };
     let verifier = VerifyContext { cache: &cache, counters: &metrics.cache, now, trace: None };
     authorize(&auth, &req, &verifier).unwrap();
@@ -192,6 +193,7 @@ fn bench_parsing(c: &mut Criterion) {
                     path_and_query: pq,
                     grant: None,
                     cookies: &[],
+                    credential_headers: &[],
                     claim_headers: &[],
                     peer,
                     tls: false,

@@ -24,11 +24,21 @@ pub struct Explanation {
     pub allowed: bool,
 }
 
-/// Explains `url` (`/path?query` or `http(s)://host/path?query`) sent with
-/// `method` and `headers` (`Name: value`).
-pub fn explain(config: &Config, metrics: &Metrics, method: &str, url: &str, headers: &[String]) -> Explanation {
+/// The request to explain.
+pub struct Probe<'a> {
+    /// `/path?query` or `http(s)://host/path?query`.
+    pub url: &'a str,
+    pub method: &'a str,
+    /// `Name: value` lines.
+    pub headers: &'a [String],
+    /// The client address (default loopback), for IP-bound credentials.
+    pub client: Option<std::net::IpAddr>,
+}
+
+/// Explains a request, check by check.
+pub fn explain(config: &Config, metrics: &Metrics, probe: &Probe<'_>) -> Explanation {
     let mut out = String::new();
-    let verdict = run(config, metrics, method, url, headers, &mut out);
+    let verdict = run(config, metrics, probe, &mut out);
     let allowed = verdict.is_ok();
     let _ = match verdict {
         Ok(forwarded) => writeln!(out, "result       allowed: forwarded upstream as {forwarded}"),
@@ -44,20 +54,13 @@ fn line(out: &mut String, check: &str, ok: bool, detail: &str) {
     let _ = writeln!(out, "{check:<12} {} {detail}", if ok { "ok  " } else { "FAIL" });
 }
 
-fn run(
-    config: &Config,
-    metrics: &Metrics,
-    method: &str,
-    url: &str,
-    headers: &[String],
-    out: &mut String,
-) -> Result<String, Rejection> {
-    let (host, target) = split_url(url);
-    let mut builder = Request::builder().method(method).uri(target);
+fn run(config: &Config, metrics: &Metrics, probe: &Probe<'_>, out: &mut String) -> Result<String, Rejection> {
+    let (host, target) = split_url(probe.url);
+    let mut builder = Request::builder().method(probe.method).uri(target);
     if let Some(host) = host {
         builder = builder.header(http::header::HOST, host);
     }
-    for h in headers {
+    for h in probe.headers {
         let (name, value) = h.split_once(':').unwrap_or((h, ""));
         builder = builder.header(name.trim(), value.trim());
     }
@@ -66,6 +69,9 @@ fn run(
         return Err(Rejection::NotNormal);
     };
     let (parts, ()) = request.into_parts();
+    // The client address a credential may be bound to: `--client-ip`, or
+    // loopback (as a request from this machine would be).
+    let peer = probe.client.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
 
     let path = proxy::normal_path(&parts).inspect_err(|_| {
         line(out, "normal form", false, "the path is not in normal form (dot segments, //, %2F, bad escapes; SPEC §5)");
@@ -108,6 +114,7 @@ fn run(
         headers: &parts.headers,
         route_prefix: &route.prefix,
         route_id: route.id,
+        client_ip: auth::client_ip(peer, &parts.headers, config.trust_forwarded_headers),
     };
     let choice = auth::choose(policy, &req).map_err(|e| {
         let why = match e {
@@ -147,6 +154,7 @@ fn carrier_name(c: auth::Carrier) -> &'static str {
         auth::Carrier::Query => "token query parameter",
         auth::Carrier::Cookie => "Cookie header",
         auth::Carrier::PathToken => "path (token segment)",
+        auth::Carrier::CustomHeader => "credential header",
     }
 }
 

@@ -50,6 +50,9 @@ enum Command {
         /// A request header, `Name: value` (repeatable).
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
+        /// The client's address, for IP-bound credentials (default 127.0.0.1).
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
     },
     /// Print a signed URL for a path or URL.
     Sign {
@@ -80,6 +83,13 @@ enum Command {
         /// The route's path-token marker.
         #[arg(long, default_value = "tg", requires = "path_token")]
         marker: String,
+        /// The link format: tollgate's own, or a CDN's (for tests and
+        /// migration scripts). `cloudfront` signs with --private-key and
+        /// --kid (the Key-Pair-Id), SHA-256; `secure_link` with --md5.
+        #[arg(long, value_enum, default_value = "tollgate")]
+        format: Format,
+        #[command(flatten)]
+        cdn: Box<CdnArgs>,
     },
     /// Mint a JWT for testing.
     Token {
@@ -116,6 +126,67 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Tollgate,
+    #[value(name = "cloudfront")]
+    CloudFront,
+    #[value(name = "secure_link")]
+    SecureLink,
+    #[value(name = "edgeauth")]
+    EdgeAuth,
+    #[value(name = "cloud_cdn")]
+    CloudCdn,
+}
+
+/// Options of the CDN formats of `tollgate sign`.
+#[derive(clap::Args)]
+struct CdnArgs {
+    /// cloudfront: the private key PEM (RSA or ECDSA P-256).
+    #[arg(long = "private-key")]
+    sign_private_key: Option<PathBuf>,
+    /// cloudfront: a Resource pattern (with * and ?) instead of the URL.
+    #[arg(long)]
+    policy_resource: Option<String>,
+    /// cloudfront: bind the link to this client address or CIDR range.
+    #[arg(long)]
+    ip: Option<String>,
+    /// cloudfront: not valid before this time (unix seconds).
+    #[arg(long)]
+    not_before: Option<u64>,
+    /// cloudfront, cloud_cdn: print the signed cookies (a Cookie header value).
+    #[arg(long)]
+    cookies: bool,
+    /// cloud_cdn: sign this URL prefix (the URLPrefix form, and cookies).
+    #[arg(long)]
+    url_prefix: Option<String>,
+    /// secure_link: nginx's secure_link_md5 expression, $secret for the key.
+    #[arg(long)]
+    md5: Option<String>,
+    /// secure_link: the client address for $remote_addr.
+    #[arg(long)]
+    remote_addr: Option<std::net::IpAddr>,
+    /// secure_link: the hash parameter's name.
+    #[arg(long, default_value = "md5")]
+    hash_param: String,
+    /// secure_link: the expiry parameter's name.
+    #[arg(long, default_value = "expires")]
+    expires_param: String,
+    /// edgeauth: ACL mode with these `!`-separated path patterns (default:
+    /// URL mode, the target's path hashed in).
+    #[arg(long)]
+    acl: Option<String>,
+    /// edgeauth: sha256, sha1 or md5.
+    #[arg(long, default_value = "sha256")]
+    algorithm: String,
+    /// edgeauth: a file holding the salt.
+    #[arg(long)]
+    salt_file: Option<PathBuf>,
+    /// edgeauth: the token's query parameter.
+    #[arg(long, default_value = "__token__")]
+    token_name: String,
+}
+
 #[derive(clap::Args)]
 struct KeyArgs {
     /// Environment variable holding the HMAC secret.
@@ -124,9 +195,10 @@ struct KeyArgs {
     /// File holding the HMAC secret.
     #[arg(long)]
     key_file: Option<PathBuf>,
-    /// How the secret is written.
-    #[arg(long, value_enum, default_value = "raw")]
-    key_encoding: Encoding,
+    /// How the secret is written (default raw; for --format edgeauth hex,
+    /// for cloud_cdn base64).
+    #[arg(long, value_enum)]
+    key_encoding: Option<Encoding>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,8 +209,8 @@ enum Encoding {
 }
 
 impl KeyArgs {
-    fn secret(&self) -> Result<Vec<u8>, String> {
-        let encoding = match self.key_encoding {
+    fn source(&self, default: Encoding) -> (Option<&str>, SecretEncoding) {
+        let encoding = match self.key_encoding.unwrap_or(default) {
             Encoding::Raw => SecretEncoding::Raw,
             Encoding::Base64 => SecretEncoding::Base64,
             Encoding::Hex => SecretEncoding::Hex,
@@ -147,7 +219,18 @@ impl KeyArgs {
             (None, None) => Some("TOLLGATE_KEY"),
             (env, _) => env.as_deref(),
         };
+        (env, encoding)
+    }
+
+    fn secret(&self) -> Result<Vec<u8>, String> {
+        let (env, encoding) = self.source(Encoding::Raw);
         tools::read_secret(env, self.key_file.as_deref(), encoding)
+    }
+
+    /// A CDN format's key: any length, in the format's usual encoding.
+    fn cdn_secret(&self, default: Encoding) -> Result<Vec<u8>, String> {
+        let (env, encoding) = self.source(default);
+        tools::read_secret_any(env, self.key_file.as_deref(), encoding)
     }
 }
 
@@ -181,13 +264,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             print!("{}", config::schema::config_schema_json());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { config, url, method, headers } => {
+        Command::Explain { config, url, method, headers, client_ip } => {
             let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);
             let _guard = runtime()?.enter();
             let compiled = config::load(&config, &metrics).map_err(|errors| {
                 errors.0.iter().map(|e| format!("{}: {e}", config.display())).collect::<Vec<_>>().join("\n")
             })?;
-            let found = tollgate::explain::explain(&compiled, &metrics, &method.to_ascii_uppercase(), &url, &headers);
+            let method = method.to_ascii_uppercase();
+            let probe = tollgate::explain::Probe { url: &url, method: &method, headers: &headers, client: client_ip };
+            let found = tollgate::explain::explain(&compiled, &metrics, &probe);
             print!("{}", found.report);
             Ok(if found.allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -211,12 +296,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker } => {
-            let secret = key.secret()?;
+        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker, format, cdn } => {
             let exp = match exp {
                 Some(e) => e,
                 None => tollgate::auth::unix_now() + config::duration::parse_duration(&ttl)?.as_secs(),
             };
+            if format != Format::Tollgate {
+                println!("{}", sign_cdn(format, &target, &key, exp, kid.as_deref(), &cdn)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let secret = key.secret()?;
             let url = tools::sign(
                 &secret,
                 &SignRequest {
@@ -260,5 +349,77 @@ fn run(command: Command) -> Result<ExitCode, String> {
             runtime()?.block_on(tollgate::demo::run(tollgate::demo::DemoOptions { listen, admin }))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `tollgate sign --format <cdn format>`.
+fn sign_cdn(
+    format: Format,
+    target: &str,
+    key: &KeyArgs,
+    exp: u64,
+    kid: Option<&str>,
+    cdn: &CdnArgs,
+) -> Result<String, String> {
+    match format {
+        Format::CloudFront => {
+            let path = cdn.sign_private_key.as_ref().ok_or("cloudfront needs --private-key")?;
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let request = tollgate::auth::cloudfront::SignRequest {
+                url: target,
+                key_pair_id: kid.ok_or("cloudfront needs --kid (the Key-Pair-Id)")?,
+                expires: exp,
+                resource: cdn.policy_resource.as_deref(),
+                ip: cdn.ip.as_deref(),
+                not_before: cdn.not_before,
+            };
+            tools::sign_cloudfront(&tools::CloudFrontSign { private_key_pem: &pem, request, cookies: cdn.cookies })
+        }
+        Format::SecureLink => {
+            let md5 = cdn.md5.as_deref().ok_or("secure_link needs --md5 (the secure_link_md5 expression)")?;
+            let req = tools::SecureLinkSign {
+                target,
+                md5,
+                expires: exp,
+                remote_addr: cdn.remote_addr,
+                hash_param: &cdn.hash_param,
+                expires_param: &cdn.expires_param,
+            };
+            tools::sign_secure_link(&key.cdn_secret(Encoding::Raw)?, &req)
+        }
+        Format::EdgeAuth => {
+            let algorithm = match cdn.algorithm.as_str() {
+                "sha256" => tollgate::auth::edgeauth::Algorithm::Sha256,
+                "sha1" => tollgate::auth::edgeauth::Algorithm::Sha1,
+                "md5" => tollgate::auth::edgeauth::Algorithm::Md5,
+                other => return Err(format!("unknown algorithm {other:?}: sha256, sha1 or md5")),
+            };
+            let salt = match &cdn.salt_file {
+                Some(p) => Some(tools::read_secret_any(None, Some(p), SecretEncoding::Raw)?),
+                None => None,
+            };
+            let req = tools::EdgeAuthSign {
+                target,
+                algorithm,
+                salt: salt.as_deref(),
+                token_name: &cdn.token_name,
+                ip: cdn.ip.as_deref(),
+                start: cdn.not_before,
+                exp,
+                acl: cdn.acl.as_deref(),
+            };
+            tools::sign_edgeauth(&key.cdn_secret(Encoding::Hex)?, &req)
+        }
+        Format::CloudCdn => {
+            let req = tools::CloudCdnSign {
+                url: target,
+                key_name: kid.ok_or("cloud_cdn needs --kid (the KeyName)")?,
+                expires: exp,
+                url_prefix: cdn.url_prefix.as_deref(),
+                cookie: cdn.cookies,
+            };
+            tools::sign_cloud_cdn(&key.cdn_secret(Encoding::Base64)?, &req)
+        }
+        Format::Tollgate => Err("not a CDN format".to_owned()),
     }
 }

@@ -7,12 +7,23 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
 use serde_json::{Map, Value};
 
 use crate::auth::keys::{HmacKey, MIN_SECRET_LEN, SecretEncoding, decode_secret};
+use crate::auth::kinds::cdn::{NamedSecret, Secret};
 use crate::auth::unix_now;
-use crate::auth::{path_token, signed_url};
+use crate::auth::{cloud_cdn, cloudfront, edgeauth, path_token, secure_link, signed_url};
 
 /// Reads a secret from an environment variable or a file (one trailing
 /// newline dropped, as in the config), decoded as `encoding`.
 pub fn read_secret(env: Option<&str>, file: Option<&Path>, encoding: SecretEncoding) -> Result<Vec<u8>, String> {
+    let secret = read_secret_any(env, file, encoding)?;
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!("the secret is {} bytes; at least {MIN_SECRET_LEN} are required", secret.len()));
+    }
+    Ok(secret)
+}
+
+/// Like [`read_secret`], for the CDN formats' keys, whose length the
+/// format decides (a Cloud CDN key is 16 bytes).
+pub fn read_secret_any(env: Option<&str>, file: Option<&Path>, encoding: SecretEncoding) -> Result<Vec<u8>, String> {
     let raw = match (env, file) {
         (Some(var), None) => std::env::var_os(var)
             .map(std::os::unix::ffi::OsStringExt::into_vec)
@@ -22,10 +33,87 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>, encoding: SecretEncod
     };
     let secret =
         decode_secret(raw, encoding).ok_or_else(|| "the secret is not valid in the given encoding".to_owned())?;
-    if secret.len() < MIN_SECRET_LEN {
-        return Err(format!("the secret is {} bytes; at least {MIN_SECRET_LEN} are required", secret.len()));
+    if secret.is_empty() {
+        return Err("the secret is empty".to_owned());
     }
     Ok(secret)
+}
+
+/// Splits `https://host/p?q` into its origin and `/p?q`, or fails: CDN
+/// links sign the whole URL.
+fn absolute(url: &str) -> Result<(&str, std::borrow::Cow<'_, str>), String> {
+    match split_origin(url) {
+        ("", _) => Err(format!("{url:?}: give the full URL the link is for (https://host/path)")),
+        parts => Ok(parts),
+    }
+}
+
+/// Appends `name=value` pairs to a URL's query.
+fn append_query(url: &str, fields: &[(&str, String)]) -> String {
+    let mut out = url.to_owned();
+    for (i, (name, value)) in fields.iter().enumerate() {
+        out.push(if i == 0 && !url.contains('?') { '?' } else { '&' });
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
+/// What `tollgate sign --format cloudfront` needs.
+pub struct CloudFrontSign<'a> {
+    pub private_key_pem: &'a [u8],
+    pub request: cloudfront::SignRequest<'a>,
+    /// Print a `Cookie` header value instead of a URL.
+    pub cookies: bool,
+}
+
+/// A CloudFront signed URL, or the signed cookies as one `Cookie` value.
+pub fn sign_cloudfront(req: &CloudFrontSign<'_>) -> Result<String, String> {
+    absolute(req.request.url)?;
+    let key = cloudfront::PrivateKey::from_pem(req.private_key_pem)?;
+    let fields = cloudfront::sign(&key, &req.request)?;
+    if !req.cookies {
+        return Ok(append_query(req.request.url, &fields));
+    }
+    let cookie = |name: &str| {
+        let i = cloudfront::URL_PARAMS.iter().position(|p| *p == name).unwrap_or(0);
+        cloudfront::COOKIES[i]
+    };
+    Ok(fields.iter().map(|(n, v)| format!("{}={v}", cookie(n))).collect::<Vec<_>>().join("; "))
+}
+
+/// What `tollgate sign --format secure_link` needs.
+pub struct SecureLinkSign<'a> {
+    /// `/path?query` or a full URL.
+    pub target: &'a str,
+    /// nginx's `secure_link_md5` expression, `$secret` for the secret.
+    pub md5: &'a str,
+    pub expires: u64,
+    pub remote_addr: Option<std::net::IpAddr>,
+    pub hash_param: &'a str,
+    pub expires_param: &'a str,
+}
+
+/// An nginx `secure_link` link.
+pub fn sign_secure_link(secret: &[u8], req: &SecureLinkSign<'_>) -> Result<String, String> {
+    let (_, target) = split_origin(req.target);
+    let (raw_path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let path = crate::proxy::normalize::check_path(raw_path)
+        .map_err(|e| format!("the path is not in normal form ({e:?}); tollgate would refuse it"))?;
+    let template = secure_link::parse_template(req.md5)?;
+    if template.contains(&secure_link::Part::RemoteAddr) && req.remote_addr.is_none() {
+        return Err("the expression uses $remote_addr: give --remote-addr".to_owned());
+    }
+    let expires = req.expires.to_string();
+    let vars = secure_link::Vars {
+        expires: &expires,
+        uri: &path.decoded,
+        remote_addr: req.remote_addr.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+        query,
+    };
+    let hash = secure_link::SecureLink::sign(&template, &vars, secret);
+    Ok(append_query(req.target, &[(req.hash_param, hash), (req.expires_param, expires)]))
 }
 
 /// What `tollgate sign` needs.
@@ -75,6 +163,66 @@ fn split_origin(target: &str) -> (&str, std::borrow::Cow<'_, str>) {
         };
     }
     ("", target.into())
+}
+
+/// What `tollgate sign --format edgeauth` needs.
+pub struct EdgeAuthSign<'a> {
+    /// `/path?query` or a full URL; URL mode hashes its path.
+    pub target: &'a str,
+    pub algorithm: edgeauth::Algorithm,
+    pub salt: Option<&'a [u8]>,
+    pub token_name: &'a str,
+    pub ip: Option<&'a str>,
+    pub start: Option<u64>,
+    pub exp: u64,
+    /// ACL mode: `!`-separated patterns.
+    pub acl: Option<&'a str>,
+}
+
+/// The target with an EdgeAuth token in its query (characters a query
+/// cannot hold are percent-encoded).
+pub fn sign_edgeauth(key: &[u8], req: &EdgeAuthSign<'_>) -> Result<String, String> {
+    let (_, target) = split_origin(req.target);
+    let raw_path = target.split_once('?').map_or(&*target, |(p, _)| p);
+    let fields = edgeauth::SignFields { ip: req.ip, start: req.start, exp: req.exp, acl: req.acl, url: raw_path };
+    let token = edgeauth::EdgeAuth::sign(req.algorithm, key, req.salt, &fields);
+    let encoded: String = token
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~=*!/:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(append_query(req.target, &[(req.token_name, encoded)]))
+}
+
+/// What `tollgate sign --format cloud_cdn` needs.
+pub struct CloudCdnSign<'a> {
+    /// The full URL.
+    pub url: &'a str,
+    pub key_name: &'a str,
+    pub expires: u64,
+    /// Sign this prefix (the `URLPrefix` form) instead of the whole URL.
+    pub url_prefix: Option<&'a str>,
+    /// Print a `Cookie` header value (needs `url_prefix`).
+    pub cookie: bool,
+}
+
+/// A Cloud CDN signed URL, or its signed cookie.
+pub fn sign_cloud_cdn(key: &[u8], req: &CloudCdnSign<'_>) -> Result<String, String> {
+    absolute(req.url)?;
+    if key.len() != 16 {
+        return Err(format!("a Cloud CDN key is 16 bytes; this one is {}", key.len()));
+    }
+    let key = NamedSecret { id: req.key_name.to_owned(), secret: Secret::new(key) };
+    if req.cookie {
+        let prefix = req.url_prefix.ok_or("a signed cookie grants a prefix: give --url-prefix")?;
+        return Ok(format!("{}={}", cloud_cdn::COOKIE, cloud_cdn::CloudCdn::sign_cookie(&key, prefix, req.expires)));
+    }
+    Ok(cloud_cdn::CloudCdn::sign_url(&key, req.url, req.expires, req.url_prefix))
 }
 
 /// The key material `tollgate token` signs with.

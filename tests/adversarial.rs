@@ -571,6 +571,7 @@ async fn a_million_invalid_tokens_keep_memory_bounded() {
                 raw_path: "/hs/x",
                 route_prefix: "/hs/",
                 route_id: route.id,
+                client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             };
             let v = tollgate::auth::VerifyContext { cache: &runtime.cache, counters, now: now(), trace: None };
             assert!(tollgate::auth::authorize(policy, &req, &v).is_err());

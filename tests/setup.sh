@@ -3,7 +3,8 @@
 # nginx (Debian nginx-light), promtool (Debian prometheus), openssl, php-cli and
 # golang-go (README snippets), chromium and ffmpeg (the browser tests), a
 # Python venv (.venv: PyJWT, moto, check-jsonschema, promql-parser,
-# Playwright) and npm's jsonwebtoken and hls.js (tests/js). Idempotent.
+# Playwright, botocore, akamai-edgeauth) and npm's jsonwebtoken, hls.js,
+# @aws-sdk/cloudfront-signer and akamai-edgeauth (tests/js). Idempotent.
 # Any failure is fatal: the suite never skips a missing dependency.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +47,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 
-if [ ! -d tests/js/node_modules/jsonwebtoken ] || [ ! -f tests/js/node_modules/hls.js/dist/hls.min.js ]; then
+npm_missing=""
+for package in jsonwebtoken @aws-sdk/cloudfront-signer akamai-edgeauth hls.js/dist/hls.min.js; do
+  [ -e "tests/js/node_modules/$package" ] || npm_missing=1
+done
+if [ -n "$npm_missing" ]; then
   echo "setup: installing npm packages"
   (cd tests/js && npm ci --silent --no-audit --no-fund)
 fi
@@ -58,6 +63,12 @@ fi
   || { echo "setup: ffmpeg cannot encode H.264" >&2; exit 1; }
 .venv/bin/python -c "import playwright.sync_api" \
   || { echo "setup: Playwright is missing from .venv" >&2; exit 1; }
+# The secure_link differential test (tests/compat_secure_link.rs) runs
+# nginx's own ngx_http_secure_link_module; Debian's nginx-light has it.
+if ! /usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_secure_link_module; then
+  echo "setup: /usr/sbin/nginx lacks ngx_http_secure_link_module (install Debian's nginx-light or nginx-full)" >&2
+  exit 1
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

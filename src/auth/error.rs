@@ -16,6 +16,9 @@ pub enum Carrier {
     Cookie,
     /// A path token segment (SPEC §2b).
     PathToken,
+    /// A request header of the credential's own (EdgeAuth's `__token__`),
+    /// not `Authorization`: refused with 403 like a URL credential.
+    CustomHeader,
 }
 
 impl Carrier {

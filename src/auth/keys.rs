@@ -46,6 +46,7 @@ pub fn decode_secret(mut text: Vec<u8>, encoding: SecretEncoding) -> Option<Vec<
             base64::engine::general_purpose::STANDARD
                 .decode(&compact)
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&compact))
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&compact))
                 .ok()
         }
         SecretEncoding::Hex => {

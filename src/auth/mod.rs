@@ -33,6 +33,7 @@ pub mod query;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub use cache::{CacheKey, CacheSettings, Verdict, VerifyCache, unix_now};
 pub use error::{AuthError, Carrier};
 use keys::JwtKeySource;
-pub use kinds::{jwt, path_token, signed_url};
+pub use kinds::{cloud_cdn, cloudfront, edgeauth, jwt, path_token, secure_link, signed_url};
 use query::{CredentialNames, Found};
 
 use crate::metrics::CacheCounters;
@@ -60,6 +61,12 @@ pub trait Kind: Send + Sync + fmt::Debug {
 
     /// Cookies that carry this kind's credential: always stripped.
     fn cookies(&self) -> Vec<CookieName> {
+        Vec::new()
+    }
+
+    /// Request headers of its own (not `Authorization`) that carry this
+    /// kind's credential: always stripped.
+    fn headers(&self) -> Vec<HeaderName> {
         Vec::new()
     }
 
@@ -137,6 +144,7 @@ pub struct RouteAuth {
     kinds: Vec<Box<dyn Kind>>,
     names: CredentialNames,
     cookies: Vec<CookieName>,
+    headers: Vec<HeaderName>,
     /// Exchange URL credentials for a cookie on top-level navigations.
     exchange: Option<kinds::exchanged_cookie::ExchangedCookies>,
 }
@@ -151,7 +159,9 @@ impl RouteAuth {
         let names = CredentialNames::new(kinds.iter().flat_map(|k| k.query_params())).ok_or(TooManyParams)?;
         let mut cookies: Vec<CookieName> = kinds.iter().flat_map(|k| k.cookies()).collect();
         cookies.dedup();
-        Ok(RouteAuth { kinds, names, cookies, exchange: None })
+        let mut headers: Vec<HeaderName> = kinds.iter().flat_map(|k| k.headers()).collect();
+        headers.dedup();
+        Ok(RouteAuth { kinds, names, cookies, headers, exchange: None })
     }
 
     /// Adds cookie exchange (SPEC §10): the cookies become a kind of the
@@ -181,6 +191,11 @@ impl RouteAuth {
     /// The cookies holding credentials on this route.
     pub fn cookies(&self) -> &[CookieName] {
         &self.cookies
+    }
+
+    /// The headers (other than `Authorization`) holding credentials on this route.
+    pub fn credential_headers(&self) -> &[HeaderName] {
+        &self.headers
     }
 
     /// Whether 401 answers should invite a bearer token.
@@ -216,6 +231,27 @@ pub struct AuthRequest<'a> {
     pub route_prefix: &'a str,
     /// Position of the route in the configuration (cache keys).
     pub route_id: u32,
+    /// The client's address, for credentials bound to one (see [`client_ip`]).
+    pub client_ip: IpAddr,
+}
+
+/// The client's address as IP-bound credentials see it: the connection's
+/// peer; or, with `trust_forwarded_headers`, the last address of the last
+/// `X-Forwarded-For` header — the one the trusted proxy in front of
+/// tollgate saw (a client can prepend anything, but not append). An entry
+/// that is not an address (`unknown`, garbage) falls back to the peer, so
+/// an IP-bound credential then fails rather than matching a forged value.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trust_forwarded: bool) -> IpAddr {
+    let forwarded = trust_forwarded
+        .then(|| headers.get_all("x-forwarded-for").iter().next_back())
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .and_then(|entry| {
+            entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        });
+    forwarded.unwrap_or(peer).to_canonical()
 }
 
 /// A verified request.

@@ -135,6 +135,13 @@ pub struct KeyFile {
     pub public_key_file: Option<PathBuf>,
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
+    /// An Akamai EdgeAuth token key (default encoding `hex`, as Akamai shows it).
+    pub edgeauth: Option<SecretFile>,
+    /// A Cloud CDN signing key: 16 bytes (default encoding `base64`,
+    /// base64url as `gcloud` writes it accepted); `kid` is its `KeyName`.
+    pub cloud_cdn: Option<SecretFile>,
+    /// The secret of an nginx `secure_link_md5` expression (`$secret`).
+    pub secure_link: Option<SecretFile>,
     /// The `kid` that selects this key (default: the key's name).
     pub kid: Option<String>,
     /// Algorithms this key may verify (default: the one its type implies).
@@ -265,6 +272,84 @@ pub struct AuthRulesFile {
     pub jwt: Option<JwtFile>,
     /// Exchange a URL credential for a cookie on top-level navigations.
     pub cookie_exchange: Option<CookieExchangeFile>,
+    /// CloudFront signed URLs and cookies.
+    pub cloudfront: Option<CloudFrontFile>,
+    /// Akamai EdgeAuth tokens.
+    pub edgeauth: Option<EdgeAuthFile>,
+    /// Google Cloud CDN signed URLs and cookies.
+    pub cloud_cdn: Option<CloudCdnFile>,
+    /// nginx `secure_link` hashes.
+    pub secure_link: Option<SecureLinkFile>,
+}
+
+/// `auth.cloudfront`: links and cookies minted for CloudFront.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontFile {
+    /// `public_key_file` keys (RSA or ECDSA P-256); each key's `kid` is its
+    /// CloudFront ID, the `Key-Pair-Id` links carry.
+    pub keys: Vec<String>,
+    /// The scheme and host links are signed for, e.g.
+    /// `https://d111111abcdef8.cloudfront.net` (the request's own Host is
+    /// never used).
+    pub origins: Vec<String>,
+    /// Where credentials are read: `query`, `cookie` (default both).
+    pub from: Option<Vec<CarrierFile>>,
+}
+
+/// `auth.edgeauth`: Akamai EdgeAuth (Token Authorization) tokens.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeAuthFile {
+    /// `edgeauth` keys, tried in order (a rotation's old and new key).
+    pub keys: Vec<String>,
+    /// `sha256` (default), `sha1` or `md5`.
+    pub algorithm: Option<EdgeAuthAlgorithm>,
+    /// The token's name in the query, cookie and header (default `__token__`).
+    pub token_name: Option<String>,
+    /// Where the token is read: `query`, `cookie`, `header` (default all three).
+    pub from: Option<Vec<CarrierFile>>,
+    /// The salt the tokens were made with, from a file or the environment.
+    pub salt: Option<SecretFile>,
+    /// URL-mode tokens were made with `escape_early` (the path hashed
+    /// percent-encoded).
+    #[serde(default)]
+    pub escape_early: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeAuthAlgorithm {
+    Sha256,
+    Sha1,
+    Md5,
+}
+
+/// `auth.cloud_cdn`: Google Cloud CDN signed URLs and cookies.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudCdnFile {
+    /// `cloud_cdn` keys; each key's `kid` is the `KeyName` links carry.
+    pub keys: Vec<String>,
+    /// The scheme and host links are signed for, e.g. `https://media.example.com`.
+    pub origins: Vec<String>,
+    /// Where credentials are read: `query`, `cookie` (default both).
+    pub from: Option<Vec<CarrierFile>>,
+}
+
+/// `auth.secure_link`: links minted for nginx's `secure_link` module.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecureLinkFile {
+    /// `secure_link` keys (the `$secret` of the expression), tried in order.
+    pub keys: Vec<String>,
+    /// nginx's `secure_link_md5` expression with `$secret` where nginx's
+    /// config has the secret, e.g. `"$secure_link_expires$uri$remote_addr $secret"`.
+    pub md5: String,
+    /// The query parameter with the hash (default `md5`).
+    pub hash_param: Option<String>,
+    /// The query parameter with the expiry (default `expires`).
+    pub expires_param: Option<String>,
 }
 
 /// `routes[].auth.cookie_exchange` (SPEC §10).
@@ -341,13 +426,13 @@ impl<'de> Deserialize<'de> for AuthFile {
         impl<'de> Visitor<'de> for V {
             type Value = AuthFile;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("`none` or a map with signed_url and/or jwt")
+                f.write_str("`none` or a map of credential kinds")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<AuthFile, E> {
                 match v {
                     "none" => Ok(AuthFile::None),
                     other => Err(E::custom(format!(
-                        "unknown auth {other:?}: use `none` or a map with signed_url and/or jwt"
+                        "unknown auth {other:?}: use `none` or a map of credential kinds (signed_url, jwt, ...)"
                     ))),
                 }
             }

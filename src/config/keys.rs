@@ -12,24 +12,60 @@ use super::compile::Compiler;
 use super::file::{KeyFile, SecretEncoding, SecretFile};
 use crate::auth::keyfile;
 use crate::auth::keys::{self, HmacKey, JwtKey, KeySet, MIN_SECRET_LEN};
+use crate::auth::kinds::cdn::{NamedSecret, Secret};
 
 /// A compiled entry of `keys:`.
 pub(super) enum CompiledKey {
-    Hmac { signer: Arc<HmacKey>, jwt: Arc<JwtKey> },
-    Public(Arc<JwtKey>),
+    Hmac {
+        signer: Arc<HmacKey>,
+        jwt: Arc<JwtKey>,
+    },
+    /// A PEM public key, with its DER for the formats that verify with
+    /// other digests than JWT's (CloudFront).
+    Public(Arc<JwtKey>, Arc<keyfile::PemKey>),
     Set(Arc<KeySet>),
+    /// A secret of one of the CDN formats.
+    Cdn(CdnFormat, Arc<NamedSecret>),
+}
+
+/// Which CDN format a secret of `keys:` is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CdnFormat {
+    EdgeAuth,
+    CloudCdn,
+    SecureLink,
+}
+
+impl CdnFormat {
+    pub(super) fn field(self) -> &'static str {
+        match self {
+            CdnFormat::EdgeAuth => "edgeauth",
+            CdnFormat::CloudCdn => "cloud_cdn",
+            CdnFormat::SecureLink => "secure_link",
+        }
+    }
 }
 
 impl Compiler {
-    pub(super) fn secret(&mut self, path: &str, raw: SecretFile) -> Option<Vec<u8>> {
+    /// Secret bytes from `secret_env`/`secret_file`, decoded; any length.
+    pub(super) fn secret_bytes(&mut self, path: &str, raw: SecretFile, default: SecretEncoding) -> Option<Vec<u8>> {
         let Some(text) = self.env_or_file(path, "secret", raw.secret_env, raw.secret_file)? else {
             self.error(path, "set one of secret_env and secret_file (secrets are never inline)");
             return None;
         };
-        let Some(secret) = keys::decode_secret(text, raw.encoding.unwrap_or(SecretEncoding::Raw)) else {
+        let Some(secret) = keys::decode_secret(text, raw.encoding.unwrap_or(default)) else {
             self.error(format!("{path}.encoding"), "the secret is not valid in this encoding");
             return None;
         };
+        if secret.is_empty() {
+            self.error(path, "the secret is empty");
+            return None;
+        }
+        Some(secret)
+    }
+
+    pub(super) fn secret(&mut self, path: &str, raw: SecretFile) -> Option<Vec<u8>> {
+        let secret = self.secret_bytes(path, raw, SecretEncoding::Raw)?;
         if secret.len() < MIN_SECRET_LEN {
             self.error(path, format!("the secret is {} bytes; at least {MIN_SECRET_LEN} are required", secret.len()));
             return None;
@@ -72,10 +108,20 @@ impl Compiler {
         raw: KeyFile,
         jwks: &mut Vec<JwksFetch>,
     ) -> Option<CompiledKey> {
-        let sources =
-            [raw.hmac.is_some(), raw.public_key_file.is_some(), raw.jwks_file.is_some(), raw.jwks_url.is_some()];
+        let sources = [
+            raw.hmac.is_some(),
+            raw.public_key_file.is_some(),
+            raw.jwks_file.is_some(),
+            raw.jwks_url.is_some(),
+            raw.edgeauth.is_some(),
+            raw.cloud_cdn.is_some(),
+            raw.secure_link.is_some(),
+        ];
         if sources.iter().filter(|s| **s).count() != 1 {
-            self.error(path, "set exactly one of hmac, public_key_file, jwks_file and jwks_url");
+            self.error(
+                path,
+                "set exactly one of hmac, public_key_file, jwks_file and jwks_url (or a CDN format's edgeauth, cloud_cdn, secure_link)",
+            );
             return None;
         }
         let url_only = [
@@ -93,6 +139,23 @@ impl Compiler {
             }
         }
         let kid = raw.kid.clone().unwrap_or_else(|| name.to_owned());
+        let cdn = [
+            (CdnFormat::EdgeAuth, raw.edgeauth, SecretEncoding::Hex),
+            (CdnFormat::CloudCdn, raw.cloud_cdn, SecretEncoding::Base64),
+            (CdnFormat::SecureLink, raw.secure_link, SecretEncoding::Raw),
+        ];
+        if let Some((format, Some(secret), default)) = cdn.into_iter().find(|(_, s, _)| s.is_some()) {
+            if raw.algorithms.is_some() {
+                self.error(format!("{path}.algorithms"), "only for JWT keys");
+            }
+            let spath = format!("{path}.{}", format.field());
+            let secret = self.secret_bytes(&spath, secret, default)?;
+            if format == CdnFormat::CloudCdn && secret.len() != 16 {
+                self.error(spath, format!("a Cloud CDN key is 16 bytes; this one is {}", secret.len()));
+                return None;
+            }
+            return Some(CompiledKey::Cdn(format, Arc::new(NamedSecret { id: kid, secret: Secret::new(&secret) })));
+        }
         if let Some(secret) = raw.hmac {
             let secret = self.secret(&format!("{path}.hmac"), secret)?;
             let algorithms = self.algorithms(path, raw.algorithms, AlgorithmFamily::Hmac, Algorithm::HS256)?;
@@ -116,7 +179,7 @@ impl Compiler {
             };
             let algorithms = self.algorithms(path, raw.algorithms, parsed.family, parsed.default_alg)?;
             return match JwtKey::public(Some(kid), &parsed.der, algorithms) {
-                Ok(key) => Some(CompiledKey::Public(Arc::new(key))),
+                Ok(key) => Some(CompiledKey::Public(Arc::new(key), Arc::new(parsed))),
                 Err(why) => {
                     self.error(format!("{path}.algorithms"), why);
                     None

@@ -1,6 +1,7 @@
 //! Configuration: `file.rs` mirrors the YAML, `compile.rs` turns it into the
 //! runtime [`Config`] once, collecting every error with its YAML path.
 
+mod cdn_rules;
 mod compile;
 pub mod duration;
 pub mod file;

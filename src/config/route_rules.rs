@@ -60,8 +60,17 @@ impl Compiler {
         let auth = match raw.auth {
             AuthFile::None => None,
             AuthFile::Rules(rules) => {
-                if rules.signed_url.is_none() && rules.jwt.is_none() {
-                    self.error(format!("{path}.auth"), "set signed_url and/or jwt, or write `auth: none`");
+                let any = rules.signed_url.is_some()
+                    || rules.jwt.is_some()
+                    || rules.cloudfront.is_some()
+                    || rules.edgeauth.is_some()
+                    || rules.cloud_cdn.is_some()
+                    || rules.secure_link.is_some();
+                if !any {
+                    self.error(
+                        format!("{path}.auth"),
+                        "set signed_url, jwt, cloudfront, edgeauth, cloud_cdn or secure_link, or write `auth: none`",
+                    );
                 }
                 // The route's credential kinds: one line per kind.
                 let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
@@ -75,6 +84,19 @@ impl Compiler {
                         self.jwt(&format!("{path}.auth.jwt"), raw, known).map(|k| Box::new(k) as Box<dyn Kind>),
                     );
                 }
+                if let Some(raw) = rules.cloudfront {
+                    kinds.extend(self.cloudfront(&format!("{path}.auth.cloudfront"), raw, known).map(boxed));
+                }
+                if let Some(raw) = rules.secure_link {
+                    kinds.extend(self.secure_link(&format!("{path}.auth.secure_link"), raw, known).map(boxed));
+                }
+                if let Some(raw) = rules.edgeauth {
+                    kinds.extend(self.edgeauth(&format!("{path}.auth.edgeauth"), raw, known).map(boxed));
+                }
+                if let Some(raw) = rules.cloud_cdn {
+                    kinds.extend(self.cloud_cdn(&format!("{path}.auth.cloud_cdn"), raw, known).map(boxed));
+                }
+                self.distinct_params(&format!("{path}.auth"), &kinds);
                 let exchange = rules
                     .cookie_exchange
                     .and_then(|raw| self.cookie_exchange(&format!("{path}.auth.cookie_exchange"), raw, known));
@@ -128,6 +150,27 @@ impl Compiler {
             require_content_type: raw.require_content_type,
             cors,
         })
+    }
+
+    /// Two kinds reading one query parameter could not tell their
+    /// credentials apart (CloudFront and Cloud CDN both use `Expires`).
+    fn distinct_params(&mut self, path: &str, kinds: &[Box<dyn Kind>]) {
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for kind in kinds {
+            for param in kind.query_params() {
+                match seen.iter().find(|(p, _)| *p == param) {
+                    Some((_, other)) if *other != kind.name() => self.error(
+                        path,
+                        format!(
+                            "{} and {other} both read the query parameter {param:?}: use them on separate routes",
+                            kind.name()
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => seen.push((param, kind.name())),
+                }
+            }
+        }
     }
 
     fn cors(&mut self, path: &str, raw: CorsFile, methods: &[Method]) -> Option<Cors> {
@@ -243,10 +286,13 @@ impl Compiler {
         let mut keys = Vec::new();
         for (i, name) in raw.keys.iter().enumerate() {
             match self.key_ref(&format!("{path}.keys[{i}]"), name, known) {
-                Some(CompiledKey::Hmac { jwt, .. } | CompiledKey::Public(jwt)) => {
+                Some(CompiledKey::Hmac { jwt, .. } | CompiledKey::Public(jwt, _)) => {
                     keys.push(JwtKeySource::Static(jwt.clone()))
                 }
                 Some(CompiledKey::Set(set)) => keys.push(JwtKeySource::Set(set.clone())),
+                Some(CompiledKey::Cdn(..)) => {
+                    self.error(format!("{path}.keys[{i}]"), format!("key {name:?} is a CDN secret, not a JWT key"))
+                }
                 None => {}
             }
         }
@@ -291,6 +337,10 @@ impl Compiler {
         };
         Some(JwtPolicy::new(keys, from, query_param, cookie, rules, forward_claims))
     }
+}
+
+fn boxed<K: Kind + 'static>(kind: K) -> Box<dyn Kind> {
+    Box::new(kind)
 }
 
 /// Headers a claim may not be forwarded as.

@@ -175,6 +175,7 @@ fn carrier_label(c: auth::Carrier) -> &'static str {
         auth::Carrier::Query => "query",
         auth::Carrier::Cookie => "cookie",
         auth::Carrier::PathToken => "path_token",
+        auth::Carrier::CustomHeader => "custom_header",
     }
 }
 
@@ -230,6 +231,7 @@ async fn pipeline(
                     headers: &parts.headers,
                     route_prefix: &route.prefix,
                     route_id: route.id,
+                    client_ip: auth::client_ip(conn.peer.ip(), &parts.headers, rt.config.trust_forwarded_headers),
                 };
                 let verifier = VerifyContext {
                     cache: &rt.cache,
@@ -310,6 +312,7 @@ async fn pipeline(
         path_and_query: forward_pq,
         grant: grant.as_ref(),
         cookies: route.auth.as_ref().map_or(&[], auth::RouteAuth::cookies),
+        credential_headers: route.auth.as_ref().map_or(&[], auth::RouteAuth::credential_headers),
         claim_headers: &rt.config.claim_headers,
         peer: conn.peer,
         tls: conn.tls,

@@ -185,6 +185,7 @@ mod tests {
             (auth(Expired, Some(Carrier::Header)), 401, "expired"),
             (auth(UnknownKey, Some(Carrier::Header)), 401, "unknown_key"),
             (auth(BadSignature, Some(Carrier::SignedUrl)), 403, "bad_signature"),
+            (auth(BadSignature, Some(Carrier::CustomHeader)), 403, "bad_signature"),
             (auth(Expired, Some(Carrier::Query)), 403, "expired"),
             (auth(NotYetValid, Some(Carrier::Cookie)), 403, "not_yet_valid"),
             (auth(UnknownKey, Some(Carrier::SignedUrl)), 403, "unknown_key"),

@@ -97,6 +97,9 @@ pub struct Forward<'a> {
     pub grant: Option<&'a Grant>,
     /// The route's credential cookies, removed whatever carried the credential.
     pub cookies: &'a [crate::auth::CookieName],
+    /// The route's credential headers (other than `Authorization`), removed
+    /// whatever carried the credential.
+    pub credential_headers: &'a [HeaderName],
     /// Headers tollgate sets from claims on this route.
     pub claim_headers: &'a [HeaderName],
     pub peer: SocketAddr,
@@ -120,6 +123,9 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     }
     if !f.cookies.is_empty() {
         crate::auth::cookie::remove_matching(headers, |name| f.cookies.iter().any(|c| c.matches(name)));
+    }
+    for name in f.credential_headers {
+        headers.remove(name);
     }
     for name in f.claim_headers {
         headers.remove(name);
@@ -289,6 +295,7 @@ mod tests {
             path_and_query: PathAndQuery::from_static("/media/x?w=3"),
             grant: Some(&grant),
             cookies: &[],
+            credential_headers: &[],
             claim_headers: &[HeaderName::from_static("x-auth-subject")],
             peer: "10.1.2.3:5555".parse().unwrap_or_else(|_| panic!()),
             tls: false,

@@ -19,6 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use prometheus::Registry;
 use tollgate::metrics::Metrics;
 
+pub mod signers;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -247,6 +249,29 @@ http {{
 
     pub fn line_count(&self) -> usize {
         self.access_log().lines().count()
+    }
+
+    /// The last access-log line containing `needle`, once nginx has written
+    /// it (nginx logs a request after sending its answer, so a client can
+    /// read the answer first).
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.access_log().lines().rev().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < deadline, "nginx logged no line with {needle:?}:\n{}", self.access_log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The whole access log once every request answered so far is in it: a
+    /// marker request sent now is logged after them (one worker, in order).
+    pub fn settled_log(&self) -> String {
+        let marker = format!("/settle-{}", self.line_count());
+        raw(self.addr, format!("GET {marker} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        self.wait_for_line(&format!("GET {marker} "));
+        self.access_log()
     }
 }
 
