@@ -83,7 +83,7 @@ def cmd_jwks(work, port):
 
 # ---------------------------------------------------------------- load
 
-VALID = ["signed_url", "jwt_cached", "jwt_uncached", "jwt_jwks"]
+VALID = ["signed_url", "path_token", "jwt_cached", "jwt_uncached", "jwt_jwks"]
 # kind -> expected status; valid kinds expect 200
 EXPECT = {
     "signed_url": 200,
@@ -95,13 +95,13 @@ EXPECT = {
     "no_credential": 401,
     "expired_jwt": 401,
     "forged_jwt": 401,
-    # TODO(path tokens, SPEC §2b): add "path_token" (valid, 200) and a forged
-    # one (403) here once path tokens land on main.
+    "path_token": 200,
+    "forged_path_token": 403,
     # TODO(use limits, SPEC §11): add use-limited links against Redis
     # (first use 200, replay 410) and a Redis outage (503 store_unavailable)
     # once use limits exist.
 }
-MIX = (["signed_url"] * 30 + ["jwt_cached"] * 20 + ["jwt_uncached"] * 10 + ["jwt_jwks"] * 15
+MIX = (["signed_url"] * 25 + ["path_token"] * 10 + ["forged_path_token"] * 3 + ["jwt_cached"] * 20 + ["jwt_uncached"] * 10 + ["jwt_jwks"] * 15
        + ["expired_link"] * 5 + ["forged_link"] * 5 + ["no_credential"] * 5 + ["expired_jwt"] * 5
        + ["forged_jwt"] * 5)
 
@@ -115,6 +115,13 @@ def hs256(secret, claims, kid):
     body = b64(json.dumps(claims, separators=(",", ":")).encode())
     sig = b64(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest())
     return f"{head}.{body}.{sig}"
+
+
+def path_token(secret, kid, exp, prefix, rest):
+    """A path token (SPEC §2b) granting `prefix`, written after it."""
+    to_sign = "\n".join(["TOLLGATE-HMAC-SHA256-PATH", "GET", str(exp), kid, prefix, ""])
+    sig = b64(hmac.new(secret, to_sign.encode(), hashlib.sha256).digest())
+    return f"{prefix}tg~{exp}~{kid}~{sig}/{rest}"
 
 
 def forge(s):
@@ -138,6 +145,7 @@ class Load:
         self.jwt_jwks = c["jwt_jwks"]
         self.files = c["files"]
         self.jwt_secret = bytes.fromhex(open(jpath(work, "kj.key")).read().strip())
+        self.hmac_keys = {k: bytes.fromhex(open(jpath(work, f"{k}.key")).read().strip()) for k in ("ka", "kb")}
         self.kids = ["ka"]
         self.counts = {}  # (kind, status) -> n
         self.unexpected = []  # [t_send, t_done, kind, status or error]
@@ -155,6 +163,10 @@ class Load:
             return random.choice(self.expired_links), None
         if kind == "forged_link":
             return forge(random.choice(self.links[self.kids[0]])), None
+        if kind in ("path_token", "forged_path_token"):
+            kid = random.choice(self.kids)
+            url = path_token(self.hmac_keys[kid], kid, now + 600, "/f/", f[len("/f/"):])
+            return (url if kind == "path_token" else url.replace("~" + kid + "~", "~" + kid + "~A", 1)), None
         if kind == "no_credential":
             return f, None
         if kind == "jwt_cached":

@@ -10,8 +10,7 @@
 #          from the JWKS endpoint                                  -> 200
 #   invalid: expired links, forged links (403), no credential, expired and
 #          forged JWTs (401)                                       -> that code
-#   TODO(path tokens, SPEC §2b): path-token traffic slots into soak.py's
-#          EXPECT/MIX once path tokens are on main.
+#   path tokens (SPEC §2b) under the same rotating keys       -> 200, forged -> 403
 #   TODO(use limits, SPEC §11): Redis-backed use-limited links and a Redis
 #          outage slot in the same way (start redis-server here).
 # Churn (benches/soak.py churn):
@@ -125,7 +124,7 @@ routes:
     prefix: /f/
     upstream: nginx
     auth:
-      signed_url: { keys: [@SIGNING@] }
+      signed_url: { keys: [@SIGNING@], path_tokens: true }
       jwt: { keys: [kj, idp], leeway: 0s }
 log: { access_log: false }
 reload: { watch: false }
