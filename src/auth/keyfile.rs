@@ -26,19 +26,14 @@ const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 
 const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
-/// Reads a PEM public key (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`).
-pub fn parse_public_pem(pem: &[u8]) -> Result<PemKey, String> {
+/// The label (`PUBLIC KEY`, `EC PRIVATE KEY`, ...) and the DER bytes of the
+/// first PEM block of `pem`.
+pub fn pem_block(pem: &[u8]) -> Result<(&str, Vec<u8>), String> {
     let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file".to_owned())?;
     let label = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
         .ok_or_else(|| "not a PEM file (no -----BEGIN line)".to_owned())?;
-    if label.contains("PRIVATE KEY") {
-        return Err("this is a private key: give tollgate the public key only".to_owned());
-    }
-    if label != "PUBLIC KEY" && label != "RSA PUBLIC KEY" {
-        return Err(format!("unsupported PEM block {label:?}: expected PUBLIC KEY"));
-    }
     let body: String = text
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN"))
@@ -47,6 +42,18 @@ pub fn parse_public_pem(pem: &[u8]) -> Result<PemKey, String> {
         .map(str::trim)
         .collect();
     let der = STANDARD.decode(body).map_err(|_| "PEM body is not valid base64".to_owned())?;
+    Ok((label, der))
+}
+
+/// Reads a PEM public key (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`).
+pub fn parse_public_pem(pem: &[u8]) -> Result<PemKey, String> {
+    let (label, der) = pem_block(pem)?;
+    if label.contains("PRIVATE KEY") {
+        return Err("this is a private key: give tollgate the public key only".to_owned());
+    }
+    if label != "PUBLIC KEY" && label != "RSA PUBLIC KEY" {
+        return Err(format!("unsupported PEM block {label:?}: expected PUBLIC KEY"));
+    }
     let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
     let (family, default_alg) = if label == "RSA PUBLIC KEY" || has(OID_RSA) {
         (AlgorithmFamily::Rsa, Algorithm::RS256)

@@ -400,19 +400,7 @@ impl PrivateKey {
     /// PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`, P-256).
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING as P256, EcdsaKeyPair};
-        let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file".to_owned())?;
-        let label = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
-            .ok_or_else(|| "not a PEM file (no -----BEGIN line)".to_owned())?;
-        let body: String = text
-            .lines()
-            .skip_while(|l| !l.starts_with("-----BEGIN"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("-----END"))
-            .map(str::trim)
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| "bad PEM body".to_owned())?;
+        let (label, der) = crate::auth::keyfile::pem_block(pem)?;
         let bad = |e: aws_lc_rs::error::KeyRejected| format!("unusable private key: {e}");
         match label {
             "PRIVATE KEY" => match aws_lc_rs::rsa::KeyPair::from_pkcs8(&der) {
