@@ -166,7 +166,7 @@ mod tests {
     use std::sync::Arc;
 
     fn allow(exp: u64) -> Verdict {
-        Verdict::Allow(Verified { exp, headers: Arc::from(Vec::new()) })
+        Verdict::Allow(Verified { exp, headers: Arc::from(Vec::new()), facts: crate::auth::Facts::default() })
     }
 
     #[test]

@@ -6,15 +6,19 @@ use http::{HeaderName, HeaderValue, Method};
 use super::compile::{Compiler, Known, valid_name};
 use super::file::{AuthFile, CarrierFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
 use super::keys::CompiledKey;
+use super::store_rules::Bounds;
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use crate::auth::keys::JwtKeySource;
 use crate::auth::path_token;
 use crate::auth::path_token::PathTokens;
 use crate::auth::signed_url::{self, SignedUrlPolicy};
-use crate::auth::{Kind, RouteAuth, TooManyParams};
+use crate::auth::{Kind, RouteAuth, TooManyParams, query};
 use crate::proxy::cors::Cors;
 use crate::proxy::{cors, normalize};
 use crate::routes::Route;
+
+/// JWT clock leeway when the route sets none (SPEC §3).
+const DEFAULT_LEEWAY: u64 = 30;
 
 impl Compiler {
     pub(super) fn route(&mut self, path: &str, index: usize, raw: RouteFile, known: &Known<'_>) -> Option<Route> {
@@ -56,12 +60,30 @@ impl Compiler {
                 out
             }
         };
+        let mut state = None;
         let auth = match raw.auth {
             AuthFile::None => None,
             AuthFile::Rules(rules) => {
                 if rules.signed_url.is_none() && rules.jwt.is_none() {
                     self.error(format!("{path}.auth"), "set signed_url and/or jwt, or write `auth: none`");
                 }
+                let leeway = rules.jwt.as_ref().and_then(|j| j.leeway).map_or(DEFAULT_LEEWAY, |d| d.0.as_secs());
+                let bounds = Bounds {
+                    signed_url: rules.signed_url.as_ref().map(|s| s.max_ttl.map(|d| d.0.as_secs())),
+                    jwt: rules.jwt.as_ref().map(|j| j.max_lifetime.map(|d| d.0.as_secs() + leeway)),
+                    leeway,
+                };
+                state = self.state_policy(&format!("{path}.auth"), &raw.name, &rules, &bounds, known.metrics);
+                if state.is_some() && rules.jwt.as_ref().and_then(|j| j.query_param.as_deref()) == Some(query::ID_PARAM)
+                {
+                    self.error(
+                        format!("{path}.auth.jwt.query_param"),
+                        "jti is the signed URL's id on routes with use_limit or revocation",
+                    );
+                }
+                // The signed URL's id is a credential parameter where it
+                // is read: found once, stripped before forwarding.
+                let ids: &[&str] = if state.is_some() && rules.signed_url.is_some() { &[query::ID_PARAM] } else { &[] };
                 // The route's credential kinds: one line per kind.
                 let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
                 if let Some(raw) = rules.signed_url {
@@ -74,7 +96,7 @@ impl Compiler {
                         self.jwt(&format!("{path}.auth.jwt"), raw, known).map(|k| Box::new(k) as Box<dyn Kind>),
                     );
                 }
-                match RouteAuth::new(kinds) {
+                match RouteAuth::with_params(kinds, ids) {
                     Ok(auth) => Some(auth),
                     Err(TooManyParams) => {
                         self.error(format!("{path}.auth"), "too many credential query parameters on one route");
@@ -120,6 +142,7 @@ impl Compiler {
             max_body,
             require_content_type: raw.require_content_type,
             cors,
+            state,
         })
     }
 
@@ -259,7 +282,7 @@ impl Compiler {
         let rules = ClaimRules {
             issuers: raw.issuer.map(|i| i.into_vec()).unwrap_or_default(),
             audiences: raw.audience.map(|a| a.into_vec()).unwrap_or_default(),
-            leeway: raw.leeway.map_or(30, |d| d.0.as_secs()),
+            leeway: raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0.as_secs()),
             max_lifetime: raw.max_lifetime.map(|d| d.0.as_secs()),
             required: raw.require.into_iter().collect(),
             path_claim: raw.path_claim,

@@ -6,6 +6,7 @@
 //! request runs against the configuration it started with, even if a reload
 //! swaps in another one meanwhile.
 
+pub mod admit;
 pub mod body;
 pub mod cors;
 pub mod normalize;
@@ -51,6 +52,9 @@ pub struct Shared {
     /// The limits the server started with (the listener's buffers are sized
     /// by them, so a reload does not change them).
     pub limits: crate::config::Limits,
+    /// Use counts and revocations: made at start and kept across reloads,
+    /// so a reload never hands a link its uses back.
+    pub store: Arc<crate::store::Store>,
 }
 
 /// Facts about the connection a request came on.
@@ -299,6 +303,19 @@ async fn pipeline(
         return Err(Rejection::LengthRequired);
     }
 
+    // limit: use counts and revocation (SPEC §11). After verification, so
+    // a cached verdict never skips it; after every other refusal, so a
+    // refused request never takes a use.
+    let use_guard = match (&route.state, &grant) {
+        (Some(policy), Some(grant)) => {
+            admit::admit(policy, &shared.store, &parts.method, grant).await.map_err(|error| Rejection::Auth {
+                denial: Denial { error, carrier: Some(grant.carrier) },
+                bearer: route.auth.as_ref().is_some_and(auth::RouteAuth::accepts_bearer),
+            })?
+        }
+        _ => None,
+    };
+
     // strip
     let upstream = &route.upstream;
     let forward = strip::Forward {
@@ -328,6 +345,11 @@ async fn pipeline(
     let mut resp = sent.and_then(crate::upstream::check_framing).map_err(Rejection::Upstream)?;
     if let Some(s3) = &upstream.s3 {
         resp = object::response(s3, &route, resp).await?;
+    }
+    // A use whose answer failed (an early return above, or an error status)
+    // is given back when its guard drops.
+    if let Some(guard) = use_guard {
+        guard.settle(resp.status());
     }
 
     // respond

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use crate::auth::cache::{CacheKey, Verdict};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::{JwtKey, JwtKeySource};
-use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext, cookie, query};
+use crate::auth::{AuthRequest, Facts, Grant, Kind, Presented, VerifyContext, cookie, query};
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -73,6 +73,10 @@ pub struct Verified {
     pub exp: u64,
     /// Headers to add upstream, from `forward_claims`.
     pub headers: Arc<[(HeaderName, HeaderValue)]>,
+    /// `jti`, `sub`, `iat` and `exp`, for the use-limit and revocation
+    /// stage: cached with the verdict, since that stage runs on every
+    /// request, cached or not.
+    pub facts: Facts,
 }
 
 /// The kind: a JWT from the `Authorization` header, the route's query
@@ -146,7 +150,9 @@ impl Kind for JwtPolicy {
             }
         };
         match verdict {
-            Verdict::Allow(verified) => Ok(Grant { headers: verified.headers, ..Grant::plain(cred.carrier) }),
+            Verdict::Allow(verified) => {
+                Ok(Grant { headers: verified.headers, facts: verified.facts, ..Grant::plain(cred.carrier) })
+            }
             Verdict::Deny(error) => Err(error),
         }
     }
@@ -300,7 +306,11 @@ impl JwtPolicy {
             let value = HeaderValue::try_from(text).map_err(|_| AuthError::ClaimMismatch)?;
             headers.push((header.clone(), value));
         }
-        Ok(Verified { exp, headers: headers.into() })
+        // Only string ids and subjects are ids (RFC 7519 §4.1.2, §4.1.7); a
+        // number there is no id, so a use-limited route refuses the token.
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(Arc::from);
+        let facts = Facts { id: text("jti"), subject: text("sub"), issued_at: iat, expires_at: Some(exp) };
+        Ok(Verified { exp, headers: headers.into(), facts })
     }
 }
 
@@ -416,6 +426,8 @@ mod tests {
         let t = token(json!({"sub": "alice", "exp": now() + 60}), Some("k1"));
         let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.headers[0].1, "alice");
+        assert_eq!(v.facts.subject.as_deref(), Some("alice"));
+        assert_eq!(v.facts.id, None);
         let no_kid = token(json!({"sub": "alice", "exp": now() + 60}), None);
         assert!(p.verify(&no_kid, "/x", now()).is_ok());
     }
@@ -469,6 +481,20 @@ mod tests {
         let mut missing_aud = base.clone();
         missing_aud.as_object_mut().map(|o| o.remove("aud"));
         assert_eq!(p.verify(&token(missing_aud, None), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
+    }
+
+    #[test]
+    fn facts_for_the_stateful_stage() {
+        let p = policy(ClaimRules::default());
+        let (iat, exp) = (now() - 5, now() + 60);
+        let t = token(json!({"jti": "j-1", "sub": "bob", "iat": iat, "exp": exp}), None);
+        let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
+        let want =
+            Facts { id: Some("j-1".into()), subject: Some("bob".into()), issued_at: Some(iat), expires_at: Some(exp) };
+        assert_eq!(v.facts, want);
+        let numeric = token(json!({"jti": 7, "sub": 8, "exp": exp}), None);
+        let v = p.verify(&numeric, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((v.facts.id, v.facts.subject), (None, None), "only strings are ids and subjects");
     }
 
     #[test]
