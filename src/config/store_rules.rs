@@ -164,3 +164,85 @@ impl Compiler {
         Some(policy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use prometheus::Registry;
+
+    use crate::config::compile_str;
+    use crate::metrics::Metrics;
+    use crate::store::{RedisMode, StoreSettings};
+
+    fn compile(yaml: &str, dir: &Path) -> Result<crate::config::Config, Vec<String>> {
+        let metrics = Metrics::new(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
+        compile_str(yaml, dir, &metrics).map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    fn dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("k"), "0123456789abcdef0123456789abcdef").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("url"), "redis://:pw@127.0.0.1:6379/0\n").unwrap_or_else(|e| panic!("{e}"));
+        dir
+    }
+
+    const HEAD: &str = "keys: { k: { hmac: { secret_file: k } } }\nupstreams: { u: { url: \"http://127.0.0.1:9\" } }\n";
+
+    #[test]
+    fn store_and_route_errors_name_their_yaml_path() {
+        let d = dir();
+        let yaml = format!(
+            "{HEAD}store: {{ redis: {{ url_env: TOLLGATE_TEST_SURELY_UNSET, key_prefix: \"a{{b}}\", mode: sentinel }} }}\n\
+             routes:\n\
+             - {{ name: r, prefix: /r/, upstream: u, auth: {{ signed_url: {{ keys: [k] }}, use_limit: {{ uses: 0, grace: 2d }} }} }}\n\
+             - {{ name: s, prefix: /s/, upstream: u, auth: {{ jwt: {{ keys: [k], from: [query], query_param: jti, path_claim: p }}, revocation: true }} }}\n\
+             - {{ name: t, prefix: /t/, upstream: u, auth: {{ signed_url: {{ keys: [k] }}, use_limit: {{ uses: 1, on_store_error: maybe }} }} }}\n"
+        );
+        let errs = compile(&yaml, d.path()).err().unwrap_or_default();
+        for want in [
+            "store.redis.url_env: environment variable TOLLGATE_TEST_SURELY_UNSET is not set",
+            "routes[0].auth.use_limit.uses: must be at least 1",
+            "routes[0].auth.use_limit.grace: at most 1d",
+            "routes[1].auth.jwt.query_param: jti is the signed URL's id",
+            "routes[2].auth.use_limit.on_store_error: unknown variant `maybe`",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(want)), "missing {want:?} in {errs:#?}");
+        }
+        let both = format!("{HEAD}store: {{ memory: {{}}, redis: {{ url_file: url }} }}\nroutes: []\n");
+        assert!(
+            compile(&both, d.path()).err().unwrap_or_default().iter().any(|e| e.starts_with("store: set exactly one"))
+        );
+        let braces = format!(
+            "{HEAD}store: {{ redis: {{ url_file: url, key_prefix: \"x{{\" }} }}\n\
+             routes: [ {{ name: r, prefix: /r/, upstream: u, auth: none }} ]\n"
+        );
+        let errs = compile(&braces, d.path()).err().unwrap_or_default();
+        assert!(errs.iter().any(|e| e.starts_with("store.redis.key_prefix")), "{errs:#?}");
+        assert!(!errs.iter().any(|e| e.contains("pw@")), "the URL's password leaked: {errs:#?}");
+    }
+
+    #[test]
+    fn revocation_lifetime_is_the_longest_bound_and_defaults_to_a_week() {
+        let d = dir();
+        let yaml = format!(
+            "{HEAD}store: {{ redis: {{ url_file: url, mode: cluster }} }}\n\
+             routes:\n\
+             - {{ name: a, prefix: /a/, upstream: u, auth: {{ signed_url: {{ keys: [k], max_ttl: 2h }}, revocation: true }} }}\n\
+             - {{ name: b, prefix: /b/, upstream: u, auth: {{ jwt: {{ keys: [k], max_lifetime: 3h, leeway: 10s }}, revocation: {{ on_store_error: allow }} }} }}\n\
+             - {{ name: c, prefix: /c/, upstream: u, auth: {{ signed_url: {{ keys: [k] }}, use_limit: {{ uses: 3 }} }} }}\n"
+        );
+        let config = compile(&yaml, d.path()).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(config.revocation_lifetime.map(|d| d.as_secs()), Some(3 * 3600 + 10));
+        assert!(matches!(&config.store, StoreSettings::Redis(r) if r.mode == RedisMode::Cluster));
+        assert!(config.needs_store() && config.warnings.is_empty(), "{:?}", config.warnings);
+        let b = config.routes.lookup(None, "/b/x").and_then(|r| r.state.as_ref()).map(|s| s.fail_open);
+        assert_eq!(b, Some(true));
+        let unbounded = yaml
+            .replace("max_ttl: 2h", "max_ttl: 1h")
+            .replace("jwt: { keys: [k], max_lifetime: 3h, leeway: 10s }", "jwt: { keys: [k] }");
+        let config = compile(&unbounded, d.path()).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(config.revocation_lifetime, Some(super::DEFAULT_REVOCATION_KEEP));
+        assert!(config.warnings.iter().any(|w| w.path == "routes[1].auth.revocation"), "{:?}", config.warnings);
+    }
+}

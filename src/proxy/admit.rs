@@ -10,10 +10,12 @@
 //! A use begins with the first request whose answer is a success (below
 //! 400) and lasts the route's grace window: requests inside it (Range,
 //! resumes, a browser's re-fetch) are the same use. The request that opens
-//! a use holds a [`UseGuard`]; unless the answer turns out a success, the
-//! guard gives the use back when it is dropped (an upstream error, a 5xx or
-//! 4xx, the client leaving before the answer). HEAD never counts, it only
-//! looks; preflights are answered before this stage.
+//! a use holds a [`UseGuard`]; unless the answer turns out a success (an
+//! upstream error, a 5xx or 4xx), the guard gives the use back before the
+//! answer leaves, and if the client leaves before the answer, when it is
+//! dropped. The decision is made at the response head: a body that breaks
+//! off later still counts as a use. HEAD never counts, it only looks;
+//! preflights are answered before this stage.
 //!
 //! When the store fails, the route fails closed (503 `store_unavailable`)
 //! unless it opted to fail open; both are counted.
@@ -61,9 +63,17 @@ pub struct UseGuard {
 }
 
 impl UseGuard {
-    /// Keeps the use if `status` is a success; gives it back otherwise.
-    pub fn settle(mut self, status: StatusCode) {
-        self.kept = status.as_u16() < 400;
+    /// Keeps the use if `status` is a success; gives it back otherwise,
+    /// before the answer leaves.
+    pub async fn settle(mut self, status: StatusCode) {
+        if status.as_u16() >= 400 {
+            self.counters.get(UseResult::GivenBack).inc();
+            // If this request is dropped mid-way, `Drop` gives it back
+            // again: a give-back is idempotent (it ends the ticket's
+            // generation).
+            let _ = self.store.give_back(&self.ticket).await;
+        }
+        self.kept = true;
     }
 }
 
@@ -72,9 +82,9 @@ impl Drop for UseGuard {
         if self.kept {
             return;
         }
-        self.counters.get(UseResult::GivenBack).inc();
-        // Not awaited: the answer need not wait for it, and a dropped
-        // request cannot await anything.
+        // The request ended before its answer was known (the client left):
+        // no answer was delivered, so no use. Spawned: a dropped request
+        // cannot await anything.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (store, ticket) = (self.store.clone(), self.ticket);
             rt.spawn(async move {

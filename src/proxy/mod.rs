@@ -316,41 +316,48 @@ async fn pipeline(
         _ => None,
     };
 
-    // strip
-    let upstream = &route.upstream;
-    let forward = strip::Forward {
-        scheme: &upstream.settings.scheme,
-        authority: &upstream.settings.authority,
-        host: (!upstream.settings.preserve_host).then_some(&upstream.host),
-        path_and_query: forward_pq,
-        grant: grant.as_ref(),
-        cookies: route.auth.as_ref().map_or(&[], auth::RouteAuth::cookies),
-        claim_headers: &rt.config.claim_headers,
-        peer: conn.peer,
-        tls: conn.tls,
-        trust_forwarded: rt.config.trust_forwarded_headers,
-    };
-    strip::upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
-    if let Some(s3) = &upstream.s3 {
-        object::sign(s3, &route, &mut parts)?;
-    }
-    let body = if has_body(&parts.method, &parts.headers) {
-        RequestBody::new(body, route.max_body)
-    } else {
-        RequestBody::empty()
-    };
+    // strip, forward: in one block, so that however it ends the use is
+    // settled before the answer leaves (a client retrying at once after a
+    // failure finds its use given back).
+    let answer = async {
+        // strip
+        let upstream = &route.upstream;
+        let forward = strip::Forward {
+            scheme: &upstream.settings.scheme,
+            authority: &upstream.settings.authority,
+            host: (!upstream.settings.preserve_host).then_some(&upstream.host),
+            path_and_query: forward_pq,
+            grant: grant.as_ref(),
+            cookies: route.auth.as_ref().map_or(&[], auth::RouteAuth::cookies),
+            claim_headers: &rt.config.claim_headers,
+            peer: conn.peer,
+            tls: conn.tls,
+            trust_forwarded: rt.config.trust_forwarded_headers,
+        };
+        strip::upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
+        if let Some(s3) = &upstream.s3 {
+            object::sign(s3, &route, &mut parts)?;
+        }
+        let body = if has_body(&parts.method, &parts.headers) {
+            RequestBody::new(body, route.max_body)
+        } else {
+            RequestBody::empty()
+        };
 
-    // forward
-    let sent = upstream.send(Request::from_parts(parts, body)).await;
-    let mut resp = sent.and_then(crate::upstream::check_framing).map_err(Rejection::Upstream)?;
-    if let Some(s3) = &upstream.s3 {
-        resp = object::response(s3, &route, resp).await?;
+        // forward
+        let sent = upstream.send(Request::from_parts(parts, body)).await;
+        let mut resp = sent.and_then(crate::upstream::check_framing).map_err(Rejection::Upstream)?;
+        if let Some(s3) = &upstream.s3 {
+            resp = object::response(s3, &route, resp).await?;
+        }
+        Ok::<_, Rejection>(resp)
     }
-    // A use whose answer failed (an early return above, or an error status)
-    // is given back when its guard drops.
+    .await;
     if let Some(guard) = use_guard {
-        guard.settle(resp.status());
+        let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, Response::status);
+        guard.settle(status).await;
     }
+    let resp = answer?;
 
     // respond
     let resp = strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier), reinsert.as_ref());

@@ -60,13 +60,15 @@ end
 return {2, g}
 ";
 
-/// Gives a use back if `g` is still the use's generation.
+/// Gives a use back if `g` is still the use's generation, and ends that
+/// generation (so a second give-back of the same ticket does nothing).
 /// KEYS: use record. ARGV: generation.
 const GIVE_BACK: &str = r"
 local rec = redis.call('HMGET', KEYS[1], 'n', 'g')
 local n = tonumber(rec[1]) or 0
 if rec[2] == ARGV[1] and n > 0 then
   redis.call('HSET', KEYS[1], 'n', n - 1, 'w', 0)
+  redis.call('HINCRBY', KEYS[1], 'g', 1)
   return 1
 end
 return 0
