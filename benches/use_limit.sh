@@ -38,6 +38,7 @@ wait_port() {
   echo "bench: port $1 never opened" >&2; exit 1
 }
 
+chmod 755 "$work"   # nginx workers run as nobody
 mkdir -p "$work/www/plain" "$work/www/once" "$work/www/mem" "$work/tmp"
 head -c 1024 /dev/urandom > "$work/www/plain/f.bin"
 cp "$work/www/plain/f.bin" "$work/www/once/f.bin"
@@ -60,7 +61,7 @@ http {
 }
 EOF
 /usr/sbin/nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
-redis-server --bind 127.0.0.1 --port "$RD" --save "" --appendonly no --dir "$work" >/dev/null & pids+=($!)
+redis-server --bind 127.0.0.1 --port "$RD" --save "" --appendonly no --dir "$work" >/dev/null 2>&1 & pids+=($!)
 printf 'redis://127.0.0.1:%s' "$RD" > "$work/redis.url"
 
 tg_config() { # listen admin store
@@ -82,8 +83,8 @@ EOF
 }
 tg_config "$TR" "$TRA" "{ redis: { url_file: redis.url } }" > "$work/redis.yaml"
 tg_config "$TM" "$TMA" "{ memory: {} }" > "$work/memory.yaml"
-(cd "$work" && "$bin" serve --config redis.yaml 2>"$work/tg-redis.log") & pids+=($!)
-(cd "$work" && "$bin" serve --config memory.yaml 2>"$work/tg-memory.log") & pids+=($!)
+"$bin" serve --config "$work/redis.yaml" 2>"$work/tg-redis.log" & pids+=($!)
+"$bin" serve --config "$work/memory.yaml" 2>"$work/tg-memory.log" & pids+=($!)
 for p in $BK $RD $TR $TM; do wait_port "$p"; done
 
 # Link lists: one file per (row, round), plus one for the warm-up.
@@ -122,7 +123,7 @@ for row in once mem; do
   link=$(sed -n 1p "$work/$row-$rounds.txt")
   a=$(curl -s -o /dev/null -w '%{http_code}' "$(url_of $row)$link")
   b=$(curl -s -o /dev/null -w '%{http_code}' "$(url_of $row)$link")
-  [ "$a $b" = "200 410" ] || { echo "bench: $row link answered $a then $b (want 200 then 410)" >&2; exit 1; }
+  [ "$a $b" = "200 410" ] || { echo "bench: $row link answered $a then $b (want 200 then 410): $(curl -s "$(url_of $row)$link")" >&2; exit 1; }
 done
 
 run() { # row round seconds -> "rps p50_ms p99_ms"

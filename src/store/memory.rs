@@ -6,22 +6,32 @@
 //! `tollgate revoke` writes and the server re-reads when it changes: no
 //! network endpoint can write them.
 //!
-//! Records are dropped when they expire (swept every [`SWEEP_EVERY`]
-//! operations), never because the map is full: evicting a live use record
-//! would hand the link its uses back.
+//! Records are dropped when they expire (each shard swept every
+//! [`SWEEP_EVERY`] new uses), never because the map is full: evicting a
+//! live use record would hand the link its uses back. The map is split in
+//! [`SHARDS`] by the id's digest, so workers rarely wait on each other and
+//! a map that grows rehashes a small shard, not everything, under its lock.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
 use super::revocations::Revocations;
 use super::{Admission, AdmitQuery, Digest, Ticket, UseKey};
 
-/// Sweep expired use records once per this many new uses.
-const SWEEP_EVERY: u64 = 4096;
+/// Sweep a shard's expired use records once per this many new uses in it.
+const SWEEP_EVERY: u64 = 1024;
+
+/// Independent parts of the use map.
+pub const SHARDS: usize = 64;
+
+#[derive(Default)]
+struct Shard {
+    uses: HashMap<UseKey, UseRecord>,
+    begun: u64,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct UseRecord {
@@ -36,20 +46,18 @@ struct UseRecord {
 
 /// Use records and revocations of one process.
 pub struct MemoryStore {
-    uses: Mutex<HashMap<UseKey, UseRecord>>,
+    shards: Box<[Mutex<Shard>]>,
     revocations: ArcSwap<Revocations>,
     revocations_file: Option<PathBuf>,
-    begun: AtomicU64,
 }
 
 impl MemoryStore {
     /// An empty store; revocations are loaded by [`MemoryStore::reload_revocations`].
     pub fn new(revocations_file: Option<PathBuf>) -> Self {
         let store = MemoryStore {
-            uses: Mutex::new(HashMap::new()),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             revocations: ArcSwap::from_pointee(Revocations::default()),
             revocations_file,
-            begun: AtomicU64::new(0),
         };
         store.reload_revocations();
         store
@@ -83,12 +91,12 @@ impl MemoryStore {
             return Admission::Allowed;
         };
         let key = UseKey { id: query.id, route: limit.route };
-        let Ok(mut uses) = self.uses.lock() else {
+        let Ok(mut shard) = self.shard(&key).lock() else {
             // A panic while holding the lock cannot leave a half-written
             // record (every write is one assignment); refuse anyway.
             return Admission::Replayed;
         };
-        let record = uses.get(&key).copied();
+        let record = shard.uses.get(&key).copied();
         if let Some(r) = record {
             if now_ms < r.window_end_ms {
                 return Admission::SameUse;
@@ -104,7 +112,7 @@ impl MemoryStore {
         }
         let old = record.unwrap_or(UseRecord { used: 0, window_end_ms: 0, generation: 0, keep_until: 0 });
         let generation = old.generation + 1;
-        uses.insert(
+        shard.uses.insert(
             key,
             UseRecord {
                 used: old.used + 1,
@@ -113,16 +121,17 @@ impl MemoryStore {
                 keep_until: limit.keep_until.max(old.keep_until),
             },
         );
-        if self.begun.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        shard.begun += 1;
+        if shard.begun.is_multiple_of(SWEEP_EVERY) {
             let now = now_ms / 1000;
-            uses.retain(|_, r| r.keep_until >= now);
+            shard.uses.retain(|_, r| r.keep_until >= now);
         }
         Admission::NewUse(Ticket { key, generation })
     }
 
     pub fn give_back(&self, ticket: &Ticket) {
-        if let Ok(mut uses) = self.uses.lock()
-            && let Some(r) = uses.get_mut(&ticket.key)
+        if let Ok(mut shard) = self.shard(&ticket.key).lock()
+            && let Some(r) = shard.uses.get_mut(&ticket.key)
             && r.generation == ticket.generation
             && r.used > 0
         {
@@ -138,7 +147,11 @@ impl MemoryStore {
 
     /// Use records held now (tests and diagnostics).
     pub fn records(&self) -> usize {
-        self.uses.lock().map_or(0, |u| u.len())
+        self.shards.iter().map(|s| s.lock().map_or(0, |s| s.uses.len())).sum()
+    }
+
+    fn shard(&self, key: &UseKey) -> &Mutex<Shard> {
+        &self.shards[usize::from(key.id.0[0]) % SHARDS]
     }
 }
 
@@ -163,6 +176,20 @@ mod tests {
         assert_eq!(s.admit(&q, 10_500), Admission::SameUse);
         assert_eq!(s.admit(&q, 11_000), Admission::Replayed);
         assert_eq!(s.admit(&query(1, 1000, true), 11_000), Admission::Replayed, "HEAD sees it used up");
+    }
+
+    #[test]
+    fn expired_records_are_swept() {
+        let s = MemoryStore::new(None);
+        for i in 0..(SHARDS as u64 * SWEEP_EVERY * 2) {
+            let q = AdmitQuery {
+                id: Digest::id(&i.to_string()),
+                check_revoked: false,
+                limit: Some(UseQuery { route: Digest::route("r"), uses: 1, grace_ms: 0, peek: false, keep_until: 5 }),
+            };
+            assert!(matches!(s.admit(&q, 10_000), Admission::NewUse(_)));
+        }
+        assert!(s.records() < SHARDS * SWEEP_EVERY as usize, "{} records kept", s.records());
     }
 
     #[test]
