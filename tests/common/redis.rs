@@ -14,6 +14,8 @@ pub struct Redis {
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A config file (redis-server reads it from its first argument).
+    conf: Option<PathBuf>,
     extra: Vec<String>,
 }
 
@@ -25,9 +27,20 @@ impl Redis {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> Redis {
+        Self::start_from(None, extra)
+    }
+
+    /// Starts a server from config text (written to its own directory) and
+    /// extra arguments.
+    pub fn start_from(conf: Option<&str>, extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
+        let conf = conf.map(|text| {
+            let path = dir.path().join("redis.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut r = Redis { addr: "127.0.0.1:0".parse().unwrap(), dir, child: None, extra };
+        let mut r = Redis { addr: "127.0.0.1:0".parse().unwrap(), dir, child: None, conf, extra };
         for _ in 0..5 {
             r.addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             if r.spawn() {
@@ -40,6 +53,7 @@ impl Redis {
     fn spawn(&mut self) -> bool {
         let bin = require("redis-server", &["/usr/bin/redis-server"]);
         let mut child = Command::new(bin)
+            .args(&self.conf)
             .args(["--bind", "127.0.0.1", "--port", &self.addr.port().to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
             .arg("--dir")
@@ -144,5 +158,23 @@ impl RedisCluster {
     /// Seed URLs, comma-separated (`store.redis` with `mode: cluster`).
     pub fn urls(&self) -> String {
         self.nodes.iter().map(Redis::url).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// A master and one Sentinel watching it as `mymaster` (quorum 1).
+pub struct RedisSentinel {
+    pub master: Redis,
+    pub sentinel: Redis,
+}
+
+impl RedisSentinel {
+    pub fn start() -> RedisSentinel {
+        let master = Redis::start();
+        let port = master.addr.port();
+        // Sentinel rewrites its config file, so each gets its own copy.
+        let conf =
+            format!("sentinel monitor mymaster 127.0.0.1 {port} 1\nsentinel down-after-milliseconds mymaster 5000\n");
+        let sentinel = Redis::start_from(Some(&conf), &["--sentinel"]);
+        RedisSentinel { master, sentinel }
     }
 }
