@@ -27,7 +27,7 @@ use http::{Method, StatusCode};
 
 use crate::auth::{AuthError, Grant, unix_now};
 use crate::metrics::{UseCounters, UseResult};
-use crate::store::{Admission, AdmitQuery, Digest, Store, StoreError, Ticket, UseQuery};
+use crate::store::{Admission, AdmitQuery, Digest, Store, Ticket, UseQuery};
 
 /// A route's use limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,19 +145,18 @@ pub async fn admit(
     };
     let (admission, before) = match (admission, before) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return store_failed(policy, e, guard),
+        // The store logs and counts its own errors.
+        (Err(_), _) | (_, Err(_)) => return store_failed(policy, guard),
     };
     // Everything issued before the subject's revocation (or at an unknown
     // time) is revoked.
     let subject_revoked = before.is_some_and(|t| facts.issued_at.is_none_or(|iat| iat < t));
     if subject_revoked || admission == Some(Admission::Revoked) {
         if let Some(mut g) = guard {
-            // Not a use: given back silently.
+            // A use just begun by a revoked credential (its subject was
+            // revoked): nothing to give back, it can never be used again
+            // before it expires.
             g.kept = true;
-            let (store, ticket) = (store.clone(), g.ticket);
-            tokio::spawn(async move {
-                let _ = store.give_back(&ticket).await;
-            });
         }
         count(UseResult::Revoked);
         return Err(AuthError::Revoked);
@@ -184,11 +183,7 @@ pub async fn admit(
 }
 
 /// The store failed: 503, or on with the request where the route allows.
-fn store_failed(
-    policy: &StatePolicy,
-    _error: StoreError,
-    guard: Option<UseGuard>,
-) -> Result<Option<UseGuard>, AuthError> {
+fn store_failed(policy: &StatePolicy, guard: Option<UseGuard>) -> Result<Option<UseGuard>, AuthError> {
     if policy.fail_open {
         policy.counters.get(UseResult::FailOpen).inc();
         Ok(guard)

@@ -30,6 +30,7 @@ pub mod revocations;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
@@ -230,6 +231,9 @@ pub struct RedisSettings {
 pub struct Store {
     backend: Backend,
     metrics: StoreMetrics,
+    /// When a store failure was last logged (ms since the epoch): at most
+    /// one line a second, however many requests fail during an outage.
+    last_logged_ms: AtomicU64,
 }
 
 enum Backend {
@@ -244,7 +248,7 @@ impl Store {
             StoreSettings::Memory(m) => Backend::Memory(memory::MemoryStore::new(m.revocations_file.clone())),
             StoreSettings::Redis(r) => Backend::Redis(Box::new(redis::RedisStore::new(r)?)),
         };
-        Ok(Store { backend, metrics })
+        Ok(Store { backend, metrics, last_logged_ms: AtomicU64::new(0) })
     }
 
     /// `memory` or `redis`.
@@ -340,7 +344,13 @@ impl Store {
         self.metrics.duration(op).observe(start.elapsed().as_secs_f64());
         if let Err(e) = &result {
             self.metrics.error(op).inc();
-            tracing::warn!(op = op.label(), error = %e, "Store operation failed");
+            let now = now_ms();
+            let last = self.last_logged_ms.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= 1000
+                && self.last_logged_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            {
+                tracing::warn!(op = op.label(), error = %e, "Store operation failed (at most one line a second)");
+            }
         }
         result
     }
