@@ -18,6 +18,19 @@ use tollgate::auth::unix_now;
 
 const FILE: &[u8] = b"0123456789abcdefghij";
 
+/// An upstream that accepts connections and never answers.
+fn silent_upstream() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
 /// The routes every test here uses; `{store}` is the `store.redis` entry.
 fn config(nginx: &Nginx, store: &str) -> String {
     format!(
@@ -30,6 +43,7 @@ keys:
   media: {{ hmac: {{ secret_file: media.key }} }}
 upstreams:
   files: {{ url: "http://{nginx}" }}
+  silent: {{ url: "http://{silent}" }}
 store:
   redis: {{ {store}, timeout: 250ms }}
 routes:
@@ -58,8 +72,15 @@ routes:
     prefix: /plain/
     upstream: files
     auth: {{ signed_url: {{ keys: [media] }} }}
+  - name: silent
+    prefix: /silent/
+    upstream: silent
+    auth:
+      signed_url: {{ keys: [media], max_ttl: 1h }}
+      use_limit: {{ uses: 1 }}
 "#,
-        nginx = nginx.addr
+        nginx = nginx.addr,
+        silent = silent_upstream(),
     )
 }
 
@@ -229,6 +250,35 @@ async fn failed_answers_give_the_use_back() {
     assert_eq!((r.status, r.code().as_str()), (403, "claim_mismatch"));
     let given_back = r#"tollgate_use_limit_total{result="given_back",route="once"}"#;
     assert_eq!(metric(&s.a, given_back) + metric(&s.b, given_back), 3.0);
+}
+
+/// A client that leaves before the answer took no use: its use is given
+/// back in Redis (the record's count returns to 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_before_the_answer_takes_no_use() {
+    let s = setup().await;
+    let link = s.link("/silent/file.txt", "left-early");
+    let key = format!(
+        "tollgate:{{{}}}:use:{}",
+        tollgate::store::Digest::id("left-early").hex(),
+        &tollgate::store::Digest::route("silent").hex()[..32]
+    );
+    let (http, url) = (s.http.clone(), s.a.url(&link));
+    let request = tokio::spawn(async move { http.get(&url).await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.redis.cli(&["hget", &key, "n"]).trim() != "1" {
+        assert!(Instant::now() < deadline, "the use never began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The client leaves while the upstream is still silent.
+    request.abort();
+    assert!(request.await.is_err(), "the silent upstream answered");
+    while s.redis.cli(&["hget", &key, "n"]).trim() != "0" {
+        assert!(Instant::now() < deadline, "the use was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let name = r#"tollgate_use_limit_total{result="given_back",route="silent"}"#;
+    assert_eq!(metric(&s.a, name), 1.0);
 }
 
 /// `tollgate revoke` (the binary, Redis URL from the environment) is

@@ -59,7 +59,10 @@ pub struct UseGuard {
     store: Arc<Store>,
     ticket: Ticket,
     counters: UseCounters,
-    kept: bool,
+    /// Settled: kept, or given back.
+    settled: bool,
+    /// Counted as given back (once, however it is given back).
+    counted: bool,
 }
 
 impl UseGuard {
@@ -67,24 +70,32 @@ impl UseGuard {
     /// before the answer leaves.
     pub async fn settle(mut self, status: StatusCode) {
         if status.as_u16() >= 400 {
-            self.counters.get(UseResult::GivenBack).inc();
+            self.count_given_back();
             // If this request is dropped mid-way, `Drop` gives it back
             // again: a give-back is idempotent (it ends the ticket's
             // generation).
             let _ = self.store.give_back(&self.ticket).await;
         }
-        self.kept = true;
+        self.settled = true;
+    }
+
+    fn count_given_back(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.counters.get(UseResult::GivenBack).inc();
+        }
     }
 }
 
 impl Drop for UseGuard {
     fn drop(&mut self) {
-        if self.kept {
+        if self.settled {
             return;
         }
         // The request ended before its answer was known (the client left):
         // no answer was delivered, so no use. Spawned: a dropped request
         // cannot await anything.
+        self.count_given_back();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (store, ticket) = (self.store.clone(), self.ticket);
             rt.spawn(async move {
@@ -138,9 +149,13 @@ pub async fn admit(
     let (admission, before) = tokio::join!(admit, by_subject);
     // A use begun by this request, to give back if it is refused after all.
     let guard = match &admission {
-        Ok(Some(Admission::NewUse(ticket))) => {
-            Some(UseGuard { store: store.clone(), ticket: *ticket, counters: policy.counters.clone(), kept: false })
-        }
+        Ok(Some(Admission::NewUse(ticket))) => Some(UseGuard {
+            store: store.clone(),
+            ticket: *ticket,
+            counters: policy.counters.clone(),
+            settled: false,
+            counted: false,
+        }),
         _ => None,
     };
     let (admission, before) = match (admission, before) {
@@ -156,7 +171,7 @@ pub async fn admit(
             // A use just begun by a revoked credential (its subject was
             // revoked): nothing to give back, it can never be used again
             // before it expires.
-            g.kept = true;
+            g.settled = true;
         }
         count(UseResult::Revoked);
         return Err(AuthError::Revoked);
