@@ -183,6 +183,11 @@ async fn one_time_signed_link_fired_at_two_replicas_succeeds_once() {
     assert_eq!(first_uses(&s, "once"), 1.0);
     let again = s.http.get(&s.b.url(&link)).await;
     assert_eq!((again.status, again.code().as_str()), (410, "replayed"));
+    // Another id cannot be swapped in (signed) or added (one id per link).
+    let swapped = s.http.get(&s.a.url(&link.replace("jti=order-1", "jti=order-2"))).await;
+    assert_eq!((swapped.status, swapped.code().as_str()), (403, "bad_signature"));
+    let doubled = s.http.get(&s.a.url(&format!("{link}&jti=order-2"))).await;
+    assert_eq!((doubled.status, doubled.code().as_str()), (400, "malformed"));
 }
 
 /// The same for a JWT carrying a `jti`, from the Authorization header.
