@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz` (the process serves),
-//! `/readyz` (start-up done and not shutting down). Kept off the proxy port
+//! `/readyz` (start-up done and not shutting down; with the store's state
+//! when some route needs the store). Kept off the proxy port
 //! so probes and scrapes never pass through authentication or routing.
 
 use std::convert::Infallible;
@@ -49,8 +50,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, lifecycle: Arc<Li
             let io = TimedIo::new(stream, activity.clone(), Duration::from_secs(10), Duration::from_secs(30));
             let service = service_fn(move |req| {
                 let guard = activity.start();
-                let resp = answer(&req, &shared, &lifecycle).map(|body| Tracked::new(body, guard));
-                async move { Ok::<_, Infallible>(resp) }
+                let (shared, lifecycle) = (shared.clone(), lifecycle.clone());
+                async move {
+                    let resp = answer(&req, &shared, &lifecycle).await.map(|body| Tracked::new(body, guard));
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = builder.serve_connection(TokioIo::new(io), service).await;
             drop(permit);
@@ -58,7 +62,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, lifecycle: Arc<Li
     }
 }
 
-fn answer(req: &Request<Incoming>, shared: &Shared, lifecycle: &Lifecycle) -> Response<ResponseBody> {
+async fn answer(req: &Request<Incoming>, shared: &Shared, lifecycle: &Lifecycle) -> Response<ResponseBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     }
@@ -70,10 +74,32 @@ fn answer(req: &Request<Incoming>, shared: &Shared, lifecycle: &Lifecycle) -> Re
             resp
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if lifecycle.is_ready() && shared.runtime.load().config.needs_store() => {
+            ready_with_store(shared).await
+        }
         "/readyz" if lifecycle.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" if lifecycle.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         _ => error_response(StatusCode::NOT_FOUND, "no_route"),
+    }
+}
+
+/// Readiness when some route needs the store: the store is pinged (within
+/// its timeout) and reported. Its failure makes the answer 503 only when
+/// the store is `required_for_ready`: every replica shares one store, so
+/// taking them all out of the Service would stop the routes that need no
+/// store too.
+async fn ready_with_store(shared: &Shared) -> Response<ResponseBody> {
+    let store = &shared.store;
+    match store.ping().await {
+        Ok(()) => text(
+            StatusCode::OK,
+            if store.kind() == "redis" { "ready\nstore: redis ok\n" } else { "ready\nstore: memory\n" },
+        ),
+        Err(_) if store.required_for_ready() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "not ready\nstore: redis unreachable\n")
+        }
+        Err(_) => text(StatusCode::OK, "ready\nstore: redis unreachable\n"),
     }
 }
 

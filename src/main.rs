@@ -90,6 +90,10 @@ enum Command {
         format: Format,
         #[command(flatten)]
         cdn: Box<CdnArgs>,
+        /// The link's id (`jti` parameter, signed): what use limits count
+        /// and `tollgate revoke --jti` names.
+        #[arg(long, conflicts_with = "path_token")]
+        jti: Option<String>,
     },
     /// Mint a JWT for testing.
     Token {
@@ -116,6 +120,29 @@ enum Command {
         /// Extra claim `name=value` (value parsed as JSON when it is JSON).
         #[arg(long = "claim")]
         claims: Vec<String>,
+        /// The token's id (`jti` claim, a string).
+        #[arg(long)]
+        jti: Option<String>,
+    },
+    /// Revoke a credential by id, or everything a subject was issued before
+    /// a moment, in the configured store (SPEC §11).
+    Revoke {
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// The credential's id (JWT `jti` claim or signed URL `jti` parameter).
+        #[arg(long, required_unless_present = "sub", conflicts_with = "sub")]
+        jti: Option<String>,
+        /// The subject (JWT `sub`) whose credentials to revoke.
+        #[arg(long)]
+        sub: Option<String>,
+        /// With --sub: revoke what was issued (`iat`) before this instant,
+        /// unix seconds (default: everything issued up to now).
+        #[arg(long, requires = "sub")]
+        before: Option<u64>,
+        /// Keep the revocation this long (default: the longest credential
+        /// lifetime a route that checks revocations accepts, e.g. 1d).
+        #[arg(long)]
+        keep: Option<String>,
     },
     /// Run a self-contained demo and print URLs to try.
     Demo {
@@ -296,7 +323,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker, format, cdn } => {
+        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker, format, cdn, jti } => {
+            let target = match jti {
+                Some(id) => tools::with_id(&target, &id)?,
+                None => target,
+            };
             let exp = match exp {
                 Some(e) => e,
                 None => tollgate::auth::unix_now() + config::duration::parse_duration(&ttl)?.as_secs(),
@@ -320,7 +351,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             println!("{url}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token { key, private_key, alg, ttl, kid, sub, iss, aud, paths, claims } => {
+        Command::Token { key, private_key, alg, ttl, kid, sub, iss, aud, paths, claims, jti } => {
             let alg: Algorithm = alg.parse().map_err(|_| format!("unknown algorithm {alg:?}"))?;
             let key = match private_key {
                 Some(path) => TokenKey::PrivatePem(
@@ -329,7 +360,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 None => TokenKey::Secret(key.secret()?),
             };
             let mut body = serde_json::Map::new();
-            for (name, value) in [("sub", sub), ("iss", iss), ("aud", aud)] {
+            for (name, value) in [("sub", sub), ("iss", iss), ("aud", aud), ("jti", jti)] {
                 if let Some(v) = value {
                     body.insert(name.into(), v.into());
                 }
@@ -343,6 +374,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             let ttl = config::duration::parse_duration(&ttl)?.as_secs();
             println!("{}", tools::token(&key, alg, kid.as_deref(), ttl, body)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revoke { config, jti, sub, before, keep } => {
+            let metrics = Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?;
+            let rt = runtime()?;
+            let loaded = {
+                let _guard = rt.enter();
+                config::load(&config, &metrics).map_err(|e| format!("{}:\n{e}", config.display()))?
+            };
+            let target = match (jti, sub) {
+                (Some(id), _) => tools::RevokeTarget::Id(id),
+                (None, Some(sub)) => tools::RevokeTarget::Subject { sub, before },
+                (None, None) => return Err("give --jti or --sub".to_owned()),
+            };
+            let keep = keep.map(|k| config::duration::parse_duration(&k)).transpose()?;
+            let line = rt.block_on(tools::revoke(&loaded, &metrics, &target, keep))?;
+            println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, admin } => {

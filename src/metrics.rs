@@ -117,6 +117,115 @@ impl RetryReason {
     }
 }
 
+/// What the use-limit and revocation stage decided (SPEC §11),
+/// `tollgate_use_limit_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UseResult {
+    /// A new use began (the first successful answer opens it).
+    FirstUse,
+    /// Inside the grace window of a use: the same use, not counted again.
+    SameUse,
+    /// HEAD: looked at, never counted.
+    NotCounted,
+    /// Used up: 410.
+    Replayed,
+    /// Revoked: 401/403.
+    Revoked,
+    /// The answer was not a success, so the use was given back.
+    GivenBack,
+    /// A use-limited route got a credential without an id: 403.
+    NoId,
+    /// The store failed and the route fails closed: 503.
+    FailClosed,
+    /// The store failed and the route opted to fail open: served unchecked.
+    FailOpen,
+}
+
+impl UseResult {
+    pub const ALL: [UseResult; 9] = [
+        UseResult::FirstUse,
+        UseResult::SameUse,
+        UseResult::NotCounted,
+        UseResult::Replayed,
+        UseResult::Revoked,
+        UseResult::GivenBack,
+        UseResult::NoId,
+        UseResult::FailClosed,
+        UseResult::FailOpen,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UseResult::FirstUse => "first_use",
+            UseResult::SameUse => "same_use",
+            UseResult::NotCounted => "not_counted",
+            UseResult::Replayed => "replayed",
+            UseResult::Revoked => "revoked",
+            UseResult::GivenBack => "given_back",
+            UseResult::NoId => "no_id",
+            UseResult::FailClosed => "fail_closed",
+            UseResult::FailOpen => "fail_open",
+        }
+    }
+}
+
+/// Store operations, `tollgate_store_errors_total{op}` and
+/// `tollgate_store_duration_seconds{op}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Count a use and check a revocation by id (one round trip).
+    Admit,
+    /// Look up a subject's revocation.
+    Subject,
+    /// Give a failed use back.
+    GiveBack,
+    /// Write a revocation.
+    Revoke,
+    /// Readiness check.
+    Ping,
+}
+
+impl StoreOp {
+    pub const ALL: [StoreOp; 5] = [StoreOp::Admit, StoreOp::Subject, StoreOp::GiveBack, StoreOp::Revoke, StoreOp::Ping];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreOp::Admit => "admit",
+            StoreOp::Subject => "subject",
+            StoreOp::GiveBack => "give_back",
+            StoreOp::Revoke => "revoke",
+            StoreOp::Ping => "ping",
+        }
+    }
+}
+
+/// Per-operation store handles, resolved once.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    errors: Vec<IntCounter>,
+    duration: Vec<Histogram>,
+}
+
+impl StoreMetrics {
+    pub fn error(&self, op: StoreOp) -> &IntCounter {
+        &self.errors[op as usize]
+    }
+
+    pub fn duration(&self, op: StoreOp) -> &Histogram {
+        &self.duration[op as usize]
+    }
+}
+
+/// A route's `tollgate_use_limit_total` handles, one per [`UseResult`].
+#[derive(Clone)]
+pub struct UseCounters(Vec<IntCounter>);
+
+impl UseCounters {
+    pub fn get(&self, result: UseResult) -> &IntCounter {
+        &self.0[result as usize]
+    }
+}
+
 /// Cache hit and miss counters.
 #[derive(Clone)]
 pub struct CacheCounters {
@@ -172,7 +281,13 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     pub jwks_age: IntGaugeVec,
     unmatched: RouteMetrics,
+    pub store: StoreMetrics,
+    use_limit: IntCounterVec,
 }
+
+/// Store round trips are sub-millisecond on a LAN; the top buckets show
+/// timeouts.
+const STORE_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 const DURATION_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -237,6 +352,29 @@ impl Metrics {
         registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(jwks_fetches.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
+        let use_limit = IntCounterVec::new(
+            Opts::new("tollgate_use_limit_total", "Use-limit and revocation decisions, by route and result."),
+            &["route", "result"],
+        )?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "tollgate_store_errors_total",
+                "Failed or timed-out operations on the shared store, by operation.",
+            ),
+            &["op"],
+        )?;
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new("tollgate_store_duration_seconds", "Time of operations on the shared store.")
+                .buckets(STORE_BUCKETS.to_vec()),
+            &["op"],
+        )?;
+        registry.register(Box::new(use_limit.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(store_duration.clone()))?;
+        let store = StoreMetrics {
+            errors: StoreOp::ALL.iter().map(|op| store_errors.with_label_values(&[op.label()])).collect(),
+            duration: StoreOp::ALL.iter().map(|op| store_duration.with_label_values(&[op.label()])).collect(),
+        };
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for result in ["ok", "error"] {
             reloads.with_label_values(&[result]);
@@ -257,7 +395,15 @@ impl Metrics {
             jwks_fetches,
             jwks_age,
             unmatched,
+            store,
+            use_limit,
         })
+    }
+
+    /// A use-limited (or revocation-checking) route's decision counters,
+    /// created with zero values.
+    pub fn use_counters(&self, route: &str) -> UseCounters {
+        UseCounters(UseResult::ALL.iter().map(|r| self.use_limit.with_label_values(&[route, r.label()])).collect())
     }
 
     /// Handles for a route (created with zero values so dashboards see
@@ -319,6 +465,7 @@ mod tests {
         let r = m.route("media", &["malformed", "expired"]);
         r.outcome(Outcome::Forwarded).inc();
         r.denied(1).map(IntCounter::inc);
+        m.use_counters("dl").get(UseResult::Replayed).inc();
         let text = m.render();
         for needle in [
             r#"tollgate_requests_total{outcome="forwarded",route="media"} 1"#,
@@ -331,6 +478,9 @@ mod tests {
             r#"tollgate_upstream_errors_total{kind="timeout",route="media"} 0"#,
             r#"tollgate_upstream_retries_total{reason="closed",route="media"} 0"#,
             r#"tollgate_upstream_retries_total{reason="reset",route="media"} 0"#,
+            r#"tollgate_use_limit_total{result="replayed",route="dl"} 1"#,
+            r#"tollgate_store_errors_total{op="admit"} 0"#,
+            r#"tollgate_store_duration_seconds_bucket{op="give_back",le="0.001"} 0"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -11,6 +11,7 @@ use http::Method;
 
 use crate::auth::RouteAuth;
 use crate::metrics::RouteMetrics;
+use crate::proxy::admit::StatePolicy;
 use crate::proxy::cors::Cors;
 use crate::upstream::Upstream;
 
@@ -33,6 +34,8 @@ pub struct Route {
     pub require_content_type: Option<String>,
     /// CORS rules, when the route is read cross-origin.
     pub cors: Option<Cors>,
+    /// Use limits and revocation (SPEC §11), checked after verification.
+    pub state: Option<StatePolicy>,
     pub metrics: RouteMetrics,
 }
 

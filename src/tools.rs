@@ -1,5 +1,6 @@
 //! `tollgate sign` and `tollgate token`: what a backend does to grant access,
-//! for scripts, tests and first steps.
+//! for scripts, tests and first steps; `tollgate revoke`: how an operator
+//! takes it back.
 
 use std::path::Path;
 
@@ -225,6 +226,73 @@ pub fn sign_cloud_cdn(key: &[u8], req: &CloudCdnSign<'_>) -> Result<String, Stri
     Ok(cloud_cdn::CloudCdn::sign_url(&key, req.url, req.expires, req.url_prefix))
 }
 
+/// Adds a `jti` (a link's id, SPEC §11) to a target's query, encoded
+/// strictly; it is then signed like every other parameter.
+pub fn with_id(target: &str, id: &str) -> Result<String, String> {
+    if id.is_empty() {
+        return Err("--jti must not be empty".to_owned());
+    }
+    let mut out = target.trim_end_matches('?').to_owned();
+    out.push(if out.contains('?') { '&' } else { '?' });
+    out.push_str(crate::auth::query::ID_PARAM);
+    out.push('=');
+    crate::auth::query::encode_strict(id.as_bytes(), &mut out);
+    Ok(out)
+}
+
+/// What `tollgate revoke` revokes.
+#[derive(Debug, Clone)]
+pub enum RevokeTarget {
+    /// One credential, by its `jti`.
+    Id(String),
+    /// Everything `sub` was issued before `before` (unix seconds; default:
+    /// up to and including the current second).
+    Subject { sub: String, before: Option<u64> },
+}
+
+/// Writes a revocation to the configured store: Redis directly, the memory
+/// store through its revocations file (which the running server watches).
+/// It is kept `keep` (default: the longest credential lifetime a route
+/// that checks revocations accepts). Returns a line for the operator.
+pub async fn revoke(
+    config: &crate::config::Config,
+    metrics: &crate::metrics::Metrics,
+    target: &RevokeTarget,
+    keep: Option<std::time::Duration>,
+) -> Result<String, String> {
+    use crate::store::{Digest, Revocation, Store, StoreSettings, revocations::Revocations};
+    let keep = keep
+        .or(config.revocation_lifetime)
+        .ok_or("no route checks revocations: set `revocation: true` on a route's auth")?
+        .as_secs();
+    let now = unix_now();
+    let revocation = match target {
+        RevokeTarget::Id(id) if id.is_empty() => return Err("--jti must not be empty".to_owned()),
+        RevokeTarget::Id(id) => Revocation::Id { id: Digest::id(id), until: now + keep },
+        RevokeTarget::Subject { sub, before } => {
+            let before = before.unwrap_or(now + 1);
+            Revocation::Subject { subject: Digest::subject(sub), before, until: before.max(now) + keep }
+        }
+    };
+    let until = match revocation {
+        Revocation::Id { until, .. } | Revocation::Subject { until, .. } => until,
+    };
+    match &config.store {
+        StoreSettings::Memory(m) => {
+            let path = m.revocations_file.as_ref().ok_or(
+                "the memory store takes revocations from a file: set store.memory.revocations_file (or use redis)",
+            )?;
+            Revocations::append_to(path, &revocation, now)?;
+            Ok(format!("revoked until {until} (unix seconds), written to {}", path.display()))
+        }
+        StoreSettings::Redis(_) => {
+            let store = Store::new(&config.store, metrics.store.clone())?;
+            store.revoke(&revocation).await.map_err(|e| e.to_string())?;
+            Ok(format!("revoked until {until} (unix seconds), in Redis"))
+        }
+    }
+}
+
 /// The key material `tollgate token` signs with.
 pub enum TokenKey {
     Secret(Vec<u8>),
@@ -284,6 +352,14 @@ mod tests {
         assert_eq!(split("http://127.0.0.1:8080"), ("http://127.0.0.1:8080".into(), "/".into()));
         assert_eq!(split("/a"), ("".into(), "/a".into()));
         assert_eq!(split("https://f.example?x=1"), ("https://f.example".into(), "/?x=1".into()));
+    }
+
+    #[test]
+    fn ids_are_added_encoded() {
+        assert_eq!(with_id("/a", "x y"), Ok("/a?jti=x%20y".to_owned()));
+        assert_eq!(with_id("/a?b=1", "k"), Ok("/a?b=1&jti=k".to_owned()));
+        assert_eq!(with_id("/a?", "k"), Ok("/a?jti=k".to_owned()));
+        assert!(with_id("/a", "").is_err());
     }
 
     #[test]

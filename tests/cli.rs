@@ -81,7 +81,7 @@ fn reference_config_passes_check() {
         [("TOLLGATE_MEDIA_KEY", key.as_str()), ("S3_ACCESS_KEY", "test-access"), ("S3_SECRET_KEY", "test-secret")];
     let (code, out, err) = tollgate(&["check", "--config", path.to_str().unwrap()], &env);
     assert_eq!(code, 0, "reference config rejected:\n{err}");
-    assert!(out.contains("ok (4 routes)"), "{out}");
+    assert!(out.contains("ok (5 routes)"), "{out}");
 
     // Without the secret's environment variable, check names the YAML path.
     let (code, _, err) = tollgate(&["check", "--config", path.to_str().unwrap()], &[]);

@@ -130,3 +130,23 @@ async fn sub_resources_and_one_path_links_are_served_as_granted() {
     let both = s.http.get_with(&s.tg.url(&url), &[("cookie", &cookie)]).await;
     assert_eq!(both.status, 200);
 }
+
+/// A one-time or revocable link must not be exchangeable for a cookie that
+/// carries no id: the configuration is refused, naming the field.
+#[test]
+fn cookie_exchange_with_use_limits_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_file(dir.path(), "k.key", &common::random_secret());
+    let metrics = std::sync::Arc::new(tollgate::metrics::Metrics::new(prometheus::Registry::new()).unwrap());
+    let yaml = r#"
+keys: { k: { hmac: { secret_file: k.key } } }
+upstreams: { u: { url: "http://127.0.0.1:1" } }
+routes:
+  - name: dl
+    prefix: /dl/
+    upstream: u
+    auth: { signed_url: { keys: [k] }, cookie_exchange: { key: k }, use_limit: { uses: 1 } }
+"#;
+    let err = tollgate::config::compile_str(yaml, dir.path(), &metrics).err().unwrap().to_string();
+    assert!(err.contains("routes[0].auth.cookie_exchange: cannot be combined with use_limit"), "{err}");
+}

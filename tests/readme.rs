@@ -7,9 +7,14 @@
 //! A driver appended to (or, for Go, placed beside) each snippet reads the
 //! cases as JSON from `CASES` and prints one URL per case; the shell
 //! snippet is called once per case.
+//!
+//! The one-time link and revocation examples (route config, `tollgate sign
+//! --jti`, `tollgate revoke`) run as written against a real redis-server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -426,4 +431,78 @@ async fn readme_cors_example_works() {
     let r = http.get_with(&tg.url("/files/a.txt"), &[origin, ("authorization", &bearer)]).await;
     assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("https://app.example")));
     assert_eq!(r.header("access-control-expose-headers"), Some("content-length, content-range"));
+}
+
+/// The README's one-time link and revocation examples, as written: its
+/// route config passes `tollgate check`; the link minted by its `sign`
+/// line downloads once (and again inside its grace window), the same
+/// route with `grace: 0s` answers the second download 410; its `revoke`
+/// lines refuse the link and everything `alice` was issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_one_time_link_and_revocation_examples_work() {
+    let redis = redis_server::Redis::start();
+    let nginx = Nginx::start(&[("dl/report.pdf", b"%PDF-report")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (media, app) = (common::random_secret(), common::random_secret());
+    common::write_file(dir.path(), "media.key", &media);
+    common::write_file(dir.path(), "app.key", &app);
+    common::write_file(dir.path(), "redis.url", redis.url().as_bytes());
+    let head = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nlog: {{ access_log: false }}\nkeys:\n  \
+         media: {{ hmac: {{ secret_file: media.key }} }}\n  app: {{ hmac: {{ secret_file: app.key }} }}\n\
+         upstreams:\n  files: {{ url: \"http://{}\" }}\n",
+        nginx.addr
+    );
+    let route = snippet("one-time-route");
+    let as_written = common::write_file(dir.path(), "readme.yaml", format!("{head}{route}").as_bytes());
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .env("TOLLGATE_CONFIG", &as_written)
+            .env("TOLLGATE_REDIS_URL", redis.url())
+            .env("TOLLGATE_MEDIA_KEY", String::from_utf8(media.clone()).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&["check"]);
+
+    // In-process replicas read the URL from a file instead of the environment.
+    let in_process = format!("{head}{route}").replace("url_env: TOLLGATE_REDIS_URL", "url_file: redis.url");
+    assert_ne!(in_process, format!("{head}{route}"), "the README's store line changed");
+    let tg = Tollgate::start(&in_process, dir.path()).await;
+    let no_grace = in_process
+        .replace("grace: 30s", "grace: 0s")
+        .replace("url_file: redis.url", "url_file: redis.url, key_prefix: \"v0:\"");
+    assert!(no_grace.contains("grace: 0s"), "the README's grace changed");
+    let strict = Tollgate::start(&no_grace, dir.path()).await;
+    let http = Http::h1();
+
+    let sign = snippet("one-time-sign");
+    let words: Vec<&str> = sign.split_whitespace().collect();
+    assert_eq!(words[..2], ["tollgate", "sign"], "{sign}");
+    let url = cli(&words[1..]).trim().to_owned();
+    let link = url.strip_prefix("https://files.example.com").unwrap_or_else(|| panic!("{url}"));
+    assert!(link.contains("jti=order-1234"), "{link}");
+    let first = http.get(&tg.url(link)).await;
+    assert_eq!((first.status, first.body.as_ref()), (200, &b"%PDF-report"[..]));
+    let resume = http.get_with(&tg.url(link), &[("range", "bytes=5-")]).await;
+    assert_eq!(resume.status, 206, "inside the 30s grace window: the same use");
+    assert_eq!(http.get(&strict.url(link)).await.status, 200);
+    let again = http.get(&strict.url(link)).await;
+    assert_eq!((again.status, again.code().as_str()), (410, "replayed"));
+
+    let alice = common::hs256(&app, json!({"jti": "a-1", "sub": "alice", "iat": tollgate::auth::unix_now() - 10}));
+    let bearer = format!("Bearer {alice}");
+    assert_eq!(http.get_with(&tg.url("/dl/report.pdf"), &[("authorization", &bearer)]).await.status, 200);
+    for line in snippet("revoke-example").lines().filter(|l| !l.trim().is_empty()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[..2], ["tollgate", "revoke"], "{line}");
+        cli(&words[1..]);
+    }
+    let revoked = http.get_with(&tg.url(link), &[("range", "bytes=5-")]).await;
+    assert_eq!((revoked.status, revoked.code().as_str()), (403, "revoked"), "revocation wins over the grace window");
+    let r = http.get_with(&tg.url("/dl/report.pdf"), &[("authorization", &bearer)]).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "revoked"));
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs against, on a fresh Debian machine:
-# nginx (Debian nginx-light), promtool (Debian prometheus), openssl, php-cli and
-# golang-go (README snippets), chromium and ffmpeg (the browser tests), a
-# Python venv (.venv: PyJWT, moto, check-jsonschema, promql-parser,
+# nginx (Debian nginx-light), redis-server (the shared store of use limits and
+# revocations; also brings redis-cli), promtool (Debian prometheus), openssl,
+# php-cli and golang-go (README snippets), chromium and ffmpeg (the browser
+# tests), a Python venv (.venv: PyJWT, moto, check-jsonschema, promql-parser,
 # Playwright, botocore, akamai-edgeauth) and npm's jsonwebtoken, hls.js,
 # @aws-sdk/cloudfront-signer and akamai-edgeauth (tests/js). Idempotent.
 # Any failure is fatal: the suite never skips a missing dependency.
@@ -15,6 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 apt_packages=()
 [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
+command -v redis-server >/dev/null || apt_packages+=(redis-server)
 command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v openssl >/dev/null || apt_packages+=(openssl)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
@@ -28,7 +30,7 @@ command -v go >/dev/null || apt_packages+=(golang-go)
 [ -x /usr/bin/ffmpeg ] || apt_packages+=(ffmpeg)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "setup: installing ${apt_packages[*]}"
-  # Keep the packages' own services from starting (they would bind :80/:9090).
+  # Keep the packages' own services from starting (they would bind :80/:9090/:6379).
   policy=/usr/sbin/policy-rc.d
   created_policy=""
   if [ ! -e "$policy" ]; then
@@ -102,5 +104,8 @@ if ! command -v kubectl >/dev/null; then
 fi
 kubectl_bin=$(command -v kubectl || echo .venv/bin/kubectl)
 "$kubectl_bin" kustomize --help >/dev/null || { echo "setup: no working kubectl" >&2; exit 1; }
+
+# Tests start their own redis-server; both programs must be there.
+redis-server --version >/dev/null && redis-cli --version >/dev/null
 
 echo "setup: done"

@@ -166,7 +166,12 @@ mod tests {
     use std::sync::Arc;
 
     fn allow(exp: u64) -> Verdict {
-        Verdict::Allow(Verified { exp, headers: Arc::from(Vec::new()), scope: None })
+        Verdict::Allow(Verified {
+            exp,
+            headers: Arc::from(Vec::new()),
+            scope: None,
+            facts: crate::auth::Facts::default(),
+        })
     }
 
     #[test]

@@ -55,13 +55,22 @@ pub enum AuthError {
     /// Valid signature for another method.
     WrongMethod,
     /// A required claim is missing or differs (iss, aud, custom claims,
-    /// maximum lifetime).
+    /// maximum lifetime), or a use-limited route got a credential without
+    /// an id.
     ClaimMismatch,
+    /// A use-limited credential is used up (SPEC §11): 410.
+    Replayed,
+    /// The credential, or everything its subject was issued before a
+    /// moment, was revoked (SPEC §11).
+    Revoked,
+    /// The store a use limit or revocation needs did not answer in time:
+    /// 503 with `Retry-After`.
+    StoreUnavailable,
 }
 
 impl AuthError {
     /// Every variant, in `index()` order (for pre-registered metric handles).
-    pub const ALL: [AuthError; 9] = [
+    pub const ALL: [AuthError; 12] = [
         AuthError::MissingCredential,
         AuthError::Malformed,
         AuthError::BadSignature,
@@ -71,10 +80,13 @@ impl AuthError {
         AuthError::WrongResource,
         AuthError::WrongMethod,
         AuthError::ClaimMismatch,
+        AuthError::Replayed,
+        AuthError::Revoked,
+        AuthError::StoreUnavailable,
     ];
 
     /// Every code, in `index()` order (labels of the denial counters).
-    pub const CODES: [&'static str; 9] = [
+    pub const CODES: [&'static str; 12] = [
         "missing_credential",
         "malformed",
         "bad_signature",
@@ -84,6 +96,9 @@ impl AuthError {
         "wrong_resource",
         "wrong_method",
         "claim_mismatch",
+        "replayed",
+        "revoked",
+        "store_unavailable",
     ];
 
     /// The stable error code of SPEC §4.
@@ -117,5 +132,6 @@ mod tests {
         assert_eq!(AuthError::ALL.len(), AuthError::CODES.len());
         assert_eq!(AuthError::BadSignature.code(), "bad_signature");
         assert_eq!(AuthError::ClaimMismatch.code(), "claim_mismatch");
+        assert_eq!(AuthError::StoreUnavailable.code(), "store_unavailable");
     }
 }

@@ -10,7 +10,9 @@
 //!   credential its carrier (the `Authorization` header, a path segment);
 //! - **is it valid** for this method, path and time ([`Kind::verify`]);
 //! - **what does it grant**: the [`Grant`] (claim headers to forward, the
-//!   path segment a path token occupies).
+//!   path segment a path token occupies, and the [`Facts`] the stateful
+//!   stage after verification reads: the credential's id, subject, issue
+//!   and expiry times).
 //!
 //! [`authorize`] is the one place that applies the rule "at most one
 //! credential per request" (SPEC §3): two credentials, of one kind or of
@@ -156,7 +158,15 @@ pub struct TooManyParams;
 impl RouteAuth {
     /// A route accepting `kinds`.
     pub fn new(kinds: Vec<Box<dyn Kind>>) -> Result<Self, TooManyParams> {
-        let names = CredentialNames::new(kinds.iter().flat_map(|k| k.query_params())).ok_or(TooManyParams)?;
+        Self::with_params(kinds, &[])
+    }
+
+    /// A route accepting `kinds` that also treats `extra` query parameters
+    /// as credential parameters (found once, stripped): the signed URL's id
+    /// on routes with use limits or revocation.
+    pub fn with_params(kinds: Vec<Box<dyn Kind>>, extra: &[&str]) -> Result<Self, TooManyParams> {
+        let params = kinds.iter().flat_map(|k| k.query_params()).chain(extra.iter().copied());
+        let names = CredentialNames::new(params).ok_or(TooManyParams)?;
         let mut cookies: Vec<CookieName> = kinds.iter().flat_map(|k| k.cookies()).collect();
         cookies.dedup();
         let mut headers: Vec<HeaderName> = kinds.iter().flat_map(|k| k.headers()).collect();
@@ -265,15 +275,32 @@ pub struct Grant {
     pub path_span: Option<Range<usize>>,
     /// What the credential grants (for cookie exchange), when known.
     pub scope: Option<Scope>,
-    /// The credential's expiry, unix seconds, when it has one.
-    pub expires: Option<u64>,
+    /// What the use-limit and revocation stage (and the cookie exchange's
+    /// expiry) needs to know.
+    pub facts: Facts,
 }
 
 impl Grant {
     /// A grant that forwards nothing of its own.
     pub fn plain(carrier: Carrier) -> Self {
-        Grant { carrier, headers: Arc::from(Vec::new()), path_span: None, scope: None, expires: None }
+        Grant { carrier, headers: Arc::from(Vec::new()), path_span: None, scope: None, facts: Facts::default() }
     }
+}
+
+/// Facts a verified credential states about itself, for the stage after
+/// verification (use limits and revocation, SPEC §11). Never logged: an id
+/// or a subject may be personal data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The credential's id: a JWT's `jti` (a string), a signed URL's `jti`
+    /// parameter on routes that read it.
+    pub id: Option<Arc<str>>,
+    /// A JWT's `sub` (a string).
+    pub subject: Option<Arc<str>>,
+    /// A JWT's `iat`, unix seconds.
+    pub issued_at: Option<u64>,
+    /// The credential's expiry, unix seconds.
+    pub expires_at: Option<u64>,
 }
 
 /// A refused request; `carrier` is known when a credential was found.

@@ -13,6 +13,12 @@ use crate::proxy::normalize::hex;
 /// The parameters of a native signed URL (SPEC §2).
 pub const SIGNED_URL_PARAMS: [&str; 4] = ["exp", "sig", "kid", "prefix"];
 
+/// A signed URL's id (SPEC §11). It is signed like any other parameter
+/// (the canonical query keeps it); on routes with use limits or revocation
+/// it is also a credential parameter: found once, stripped before
+/// forwarding, and read as the link's id.
+pub const ID_PARAM: &str = "jti";
+
 /// Most credential parameter names one route can have.
 pub const MAX_NAMES: usize = 16;
 

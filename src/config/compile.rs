@@ -41,6 +41,7 @@ pub fn compile_str(yaml: &str, base: &Path, metrics: &Metrics) -> Result<Config,
         inputs: Vec::new(),
         used_keys: BTreeSet::new(),
         used_upstreams: BTreeSet::new(),
+        warnings: Vec::new(),
     };
     let value: Value = serde_yaml_ng::from_str(yaml).map_err(|e| one_error("", format!("invalid YAML: {e}")))?;
     if value.is_null() {
@@ -65,6 +66,8 @@ pub(super) struct Compiler {
     pub(super) inputs: Vec<PathBuf>,
     pub(super) used_keys: BTreeSet<String>,
     pub(super) used_upstreams: BTreeSet<String>,
+    /// Likely mistakes found while compiling (see `Config::warnings`).
+    pub(super) warnings: Vec<ConfigError>,
 }
 
 pub(super) fn join(parent: &str, child: &str) -> String {
@@ -203,7 +206,7 @@ impl Compiler {
         claim_headers.dedup();
         // Unused entries are not errors (a key may be staged for rotation),
         // but usually a typo: `check` shows them.
-        let mut warnings = Vec::new();
+        let mut warnings = std::mem::take(&mut self.warnings);
         for (section, names, used) in
             [("upstreams", &declared_upstreams, &self.used_upstreams), ("keys", &declared_keys, &self.used_keys)]
         {
@@ -247,6 +250,13 @@ impl Compiler {
             watch: file.reload.watch.unwrap_or(true),
             interval: file.reload.interval.map_or(Duration::from_secs(2), |d| d.0),
         };
+        let store = self.store(file.store);
+        let revocation_lifetime = routes
+            .iter()
+            .filter_map(|r| r.state.as_ref())
+            .filter(|s| s.revocation)
+            .map(|s| Duration::from_secs(s.revocation_keep))
+            .max();
         let workers = match file.workers {
             Some(0) => {
                 self.error("workers", "must be at least 1");
@@ -269,6 +279,8 @@ impl Compiler {
             reload,
             trust_forwarded_headers: file.trust_forwarded_headers,
             jwks,
+            store,
+            revocation_lifetime,
             source: None,
             inputs: std::mem::take(&mut self.inputs),
             warnings,

@@ -49,6 +49,96 @@ pub struct ConfigFile {
     /// Poll the config file for changes and reload (also on SIGHUP).
     #[serde(default)]
     pub reload: ReloadFile,
+    /// Where use counts and revocations live (SPEC §11): `memory` (the
+    /// default: one replica, uses forgotten on restart) or `redis` (shared
+    /// by every replica). Changes need a restart.
+    pub store: Option<StoreFile>,
+}
+
+/// `store:`: exactly one of `memory` and `redis`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    pub memory: Option<MemoryStoreFile>,
+    pub redis: Option<RedisStoreFile>,
+}
+
+/// `store.memory`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryStoreFile {
+    /// Revocations written by `tollgate revoke` and read by the running
+    /// process when the file changes (no network endpoint writes them).
+    pub revocations_file: Option<PathBuf>,
+}
+
+/// `store.redis`. The URL may hold a password, so it comes from the
+/// environment or a file, never inline.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStoreFile {
+    /// Environment variable holding the URL: `redis://[user:password@]host:port[/db]`,
+    /// or `rediss://` for TLS. Cluster seeds and sentinels: several URLs, comma-separated.
+    pub url_env: Option<String>,
+    /// File holding the URL(s), instead of `url_env`.
+    pub url_file: Option<PathBuf>,
+    /// `standalone` (default), `cluster` or `sentinel`.
+    pub mode: Option<RedisModeFile>,
+    /// The master's name, for `mode: sentinel`.
+    pub master_name: Option<String>,
+    /// Prepended to every key (default `tollgate:`).
+    pub key_prefix: Option<String>,
+    /// Longest a store operation may take, connecting included (default 250ms).
+    pub timeout: Option<HumanDuration>,
+    /// Longest a connection attempt may take (default: `timeout`).
+    pub connect_timeout: Option<HumanDuration>,
+    /// Keep `/readyz` at 503 while Redis is unreachable (default false: the
+    /// routes that need no store keep serving).
+    #[serde(default)]
+    pub required_for_ready: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisModeFile {
+    Standalone,
+    Cluster,
+    Sentinel,
+}
+
+/// `routes[].auth.use_limit`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UseLimitFile {
+    /// Uses one credential (by its `jti`) may have on this route.
+    pub uses: u32,
+    /// How long one use lasts after its first successful answer: Range
+    /// requests and resumes inside it are the same use (default 0s).
+    pub grace: Option<HumanDuration>,
+    /// `deny` (default: 503 store_unavailable) or `allow` (serve unchecked).
+    pub on_store_error: Option<OnStoreError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    Deny,
+    Allow,
+}
+
+/// `routes[].auth.revocation`: `true`, or a map with `on_store_error`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RevocationFile {
+    Enabled(bool),
+    Rules(RevocationRulesFile),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationRulesFile {
+    /// `deny` (default) or `allow`.
+    pub on_store_error: Option<OnStoreError>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -270,6 +360,11 @@ pub enum AuthFile {
 pub struct AuthRulesFile {
     pub signed_url: Option<SignedUrlFile>,
     pub jwt: Option<JwtFile>,
+    /// Limit how often one credential may be used (SPEC §11); the id is the
+    /// JWT `jti` or the signed URL's `jti` parameter.
+    pub use_limit: Option<UseLimitFile>,
+    /// Refuse credentials revoked with `tollgate revoke` (SPEC §11).
+    pub revocation: Option<RevocationFile>,
     /// Exchange a URL credential for a cookie on top-level navigations.
     pub cookie_exchange: Option<CookieExchangeFile>,
     /// CloudFront signed URLs and cookies.

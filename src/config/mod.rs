@@ -8,6 +8,7 @@ pub mod file;
 mod keys;
 mod route_rules;
 pub mod schema;
+mod store_rules;
 mod upstreams;
 
 use std::fmt;
@@ -145,6 +146,12 @@ pub struct Config {
     pub trust_forwarded_headers: bool,
     /// JWKS URLs this configuration fetches.
     pub jwks: Vec<JwksFetch>,
+    /// Where use counts and revocations live (restart to change).
+    pub store: crate::store::StoreSettings,
+    /// How long `tollgate revoke` keeps a revocation: the longest credential
+    /// lifetime a route that checks revocations accepts (`None`: no route
+    /// checks them).
+    pub revocation_lifetime: Option<Duration>,
     /// The file this configuration came from.
     pub source: Option<PathBuf>,
     /// Other files it read (secrets, keys); a change to any triggers a reload.
@@ -161,6 +168,12 @@ impl Config {
 }
 
 impl Config {
+    /// Whether any route checks use limits or revocations (and so needs the
+    /// store).
+    pub fn needs_store(&self) -> bool {
+        self.routes.iter().any(|r| r.state.is_some())
+    }
+
     /// The settings a running server keeps from its start, that differ in
     /// `other` (a reload cannot apply them).
     pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
@@ -173,6 +186,7 @@ impl Config {
             ("limits", self.limits != other.limits),
             ("shutdown", self.shutdown != other.shutdown),
             ("log", self.log.format != other.log.format || self.log.level != other.log.level),
+            ("store", self.store != other.store),
             ("reload", self.reload.watch != other.reload.watch || self.reload.interval != other.reload.interval),
         ];
         for (name, differs) in checks {

@@ -6,16 +6,20 @@ use http::{HeaderName, HeaderValue, Method};
 use super::compile::{Compiler, Known, valid_name};
 use super::file::{AuthFile, CarrierFile, CookieExchangeFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
 use super::keys::CompiledKey;
+use super::store_rules::Bounds;
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use crate::auth::keys::JwtKeySource;
 use crate::auth::kinds::exchanged_cookie::{self, ExchangedCookies};
 use crate::auth::path_token;
 use crate::auth::path_token::PathTokens;
 use crate::auth::signed_url::{self, SignedUrlPolicy};
-use crate::auth::{Kind, RouteAuth, TooManyParams};
+use crate::auth::{Kind, RouteAuth, TooManyParams, query};
 use crate::proxy::cors::Cors;
 use crate::proxy::{cors, normalize};
 use crate::routes::Route;
+
+/// JWT clock leeway when the route sets none (SPEC §3).
+const DEFAULT_LEEWAY: u64 = 30;
 
 impl Compiler {
     pub(super) fn route(&mut self, path: &str, index: usize, raw: RouteFile, known: &Known<'_>) -> Option<Route> {
@@ -57,6 +61,7 @@ impl Compiler {
                 out
             }
         };
+        let mut state = None;
         let auth = match raw.auth {
             AuthFile::None => None,
             AuthFile::Rules(rules) => {
@@ -72,6 +77,23 @@ impl Compiler {
                         "set signed_url, jwt, cloudfront, edgeauth, cloud_cdn or secure_link, or write `auth: none`",
                     );
                 }
+                let leeway = rules.jwt.as_ref().and_then(|j| j.leeway).map_or(DEFAULT_LEEWAY, |d| d.0.as_secs());
+                let bounds = Bounds {
+                    signed_url: rules.signed_url.as_ref().map(|s| s.max_ttl.map(|d| d.0.as_secs())),
+                    jwt: rules.jwt.as_ref().map(|j| j.max_lifetime.map(|d| d.0.as_secs() + leeway)),
+                    leeway,
+                };
+                state = self.state_policy(&format!("{path}.auth"), &raw.name, &rules, &bounds, known.metrics);
+                if state.is_some() && rules.jwt.as_ref().and_then(|j| j.query_param.as_deref()) == Some(query::ID_PARAM)
+                {
+                    self.error(
+                        format!("{path}.auth.jwt.query_param"),
+                        "jti is the signed URL's id on routes with use_limit or revocation",
+                    );
+                }
+                // The signed URL's id is a credential parameter where it
+                // is read: found once, stripped before forwarding.
+                let ids: &[&str] = if state.is_some() && rules.signed_url.is_some() { &[query::ID_PARAM] } else { &[] };
                 // The route's credential kinds: one line per kind.
                 let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
                 if let Some(raw) = rules.signed_url {
@@ -97,10 +119,18 @@ impl Compiler {
                     kinds.extend(self.cloud_cdn(&format!("{path}.auth.cloud_cdn"), raw, known).map(boxed));
                 }
                 self.distinct_params(&format!("{path}.auth"), &kinds);
+                if rules.cookie_exchange.is_some() && state.is_some() {
+                    // A cookie carries no id: exchanging a one-time or
+                    // revocable link for one would escape the limit.
+                    self.error(
+                        format!("{path}.auth.cookie_exchange"),
+                        "cannot be combined with use_limit or revocation (the cookie would escape them)",
+                    );
+                }
                 let exchange = rules
                     .cookie_exchange
                     .and_then(|raw| self.cookie_exchange(&format!("{path}.auth.cookie_exchange"), raw, known));
-                match RouteAuth::new(kinds) {
+                match RouteAuth::with_params(kinds, ids) {
                     Ok(auth) => Some(match exchange {
                         Some(exchange) => auth.with_exchange(exchange),
                         None => auth,
@@ -149,6 +179,7 @@ impl Compiler {
             max_body,
             require_content_type: raw.require_content_type,
             cors,
+            state,
         })
     }
 
@@ -330,7 +361,7 @@ impl Compiler {
         let rules = ClaimRules {
             issuers: raw.issuer.map(|i| i.into_vec()).unwrap_or_default(),
             audiences: raw.audience.map(|a| a.into_vec()).unwrap_or_default(),
-            leeway: raw.leeway.map_or(30, |d| d.0.as_secs()),
+            leeway: raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0.as_secs()),
             max_lifetime: raw.max_lifetime.map(|d| d.0.as_secs()),
             required: raw.require.into_iter().collect(),
             path_claim: raw.path_claim,

@@ -6,6 +6,7 @@
 //! request runs against the configuration it started with, even if a reload
 //! swaps in another one meanwhile.
 
+pub mod admit;
 pub mod body;
 pub mod cors;
 pub mod normalize;
@@ -52,6 +53,9 @@ pub struct Shared {
     /// The limits the server started with (the listener's buffers are sized
     /// by them, so a reload does not change them).
     pub limits: crate::config::Limits,
+    /// Use counts and revocations: made at start and kept across reloads,
+    /// so a reload never hands a link its uses back.
+    pub store: Arc<crate::store::Store>,
 }
 
 /// Facts about the connection a request came on.
@@ -259,7 +263,7 @@ async fn pipeline(
             && grant.carrier.in_url()
             && parts.method == Method::GET
             && is_navigation(&parts.headers)
-            && let (Some(scope), Some(exp)) = (&grant.scope, grant.expires)
+            && let (Some(scope), Some(exp)) = (&grant.scope, grant.facts.expires_at)
         {
             let path = match &grant.path_span {
                 Some(span) => Cow::Owned(format!("{}{}", &raw_path[..span.start], &raw_path[span.end..])),
@@ -303,37 +307,62 @@ async fn pipeline(
         return Err(Rejection::LengthRequired);
     }
 
-    // strip
-    let upstream = &route.upstream;
-    let forward = strip::Forward {
-        scheme: &upstream.settings.scheme,
-        authority: &upstream.settings.authority,
-        host: (!upstream.settings.preserve_host).then_some(&upstream.host),
-        path_and_query: forward_pq,
-        grant: grant.as_ref(),
-        cookies: route.auth.as_ref().map_or(&[], auth::RouteAuth::cookies),
-        credential_headers: route.auth.as_ref().map_or(&[], auth::RouteAuth::credential_headers),
-        claim_headers: &rt.config.claim_headers,
-        peer: conn.peer,
-        tls: conn.tls,
-        trust_forwarded: rt.config.trust_forwarded_headers,
-    };
-    strip::upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
-    if let Some(s3) = &upstream.s3 {
-        object::sign(s3, &route, &mut parts)?;
-    }
-    let body = if has_body(&parts.method, &parts.headers) {
-        RequestBody::new(body, route.max_body)
-    } else {
-        RequestBody::empty()
+    // limit: use counts and revocation (SPEC §11). After verification, so
+    // a cached verdict never skips it; after every other refusal, so a
+    // refused request never takes a use.
+    let use_guard = match (&route.state, &grant) {
+        (Some(policy), Some(grant)) => {
+            admit::admit(policy, &shared.store, &parts.method, grant).await.map_err(|error| Rejection::Auth {
+                denial: Denial { error, carrier: Some(grant.carrier) },
+                bearer: route.auth.as_ref().is_some_and(auth::RouteAuth::accepts_bearer),
+            })?
+        }
+        _ => None,
     };
 
-    // forward
-    let sent = upstream.send(Request::from_parts(parts, body), &route.metrics).await;
-    let mut resp = sent.and_then(crate::upstream::check_framing).map_err(Rejection::Upstream)?;
-    if let Some(s3) = &upstream.s3 {
-        resp = object::response(s3, &route, resp).await?;
+    // strip, forward: in one block, so that however it ends the use is
+    // settled before the answer leaves (a client retrying at once after a
+    // failure finds its use given back).
+    let answer = async {
+        // strip
+        let upstream = &route.upstream;
+        let forward = strip::Forward {
+            scheme: &upstream.settings.scheme,
+            authority: &upstream.settings.authority,
+            host: (!upstream.settings.preserve_host).then_some(&upstream.host),
+            path_and_query: forward_pq,
+            grant: grant.as_ref(),
+            cookies: route.auth.as_ref().map_or(&[], auth::RouteAuth::cookies),
+            credential_headers: route.auth.as_ref().map_or(&[], auth::RouteAuth::credential_headers),
+            claim_headers: &rt.config.claim_headers,
+            peer: conn.peer,
+            tls: conn.tls,
+            trust_forwarded: rt.config.trust_forwarded_headers,
+        };
+        strip::upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
+        if let Some(s3) = &upstream.s3 {
+            object::sign(s3, &route, &mut parts)?;
+        }
+        let body = if has_body(&parts.method, &parts.headers) {
+            RequestBody::new(body, route.max_body)
+        } else {
+            RequestBody::empty()
+        };
+
+        // forward
+        let sent = upstream.send(Request::from_parts(parts, body), &route.metrics).await;
+        let mut resp = sent.and_then(crate::upstream::check_framing).map_err(Rejection::Upstream)?;
+        if let Some(s3) = &upstream.s3 {
+            resp = object::response(s3, &route, resp).await?;
+        }
+        Ok::<_, Rejection>(resp)
     }
+    .await;
+    if let Some(guard) = use_guard {
+        let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, Response::status);
+        guard.settle(status).await;
+    }
+    let resp = answer?;
 
     // respond
     let resp = strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier), reinsert.as_ref());

@@ -2,7 +2,7 @@
 //! code, `WWW-Authenticate`. Bodies are tiny fixed JSON: no addresses, OS
 //! errors, paths or credentials ever reach a client.
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::body::ResponseBody;
@@ -108,6 +108,9 @@ impl Rejection {
                 if let Some(v) = www_authenticate(denial, bearer) {
                     headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
                 }
+                if denial.error == AuthError::StoreUnavailable {
+                    headers.insert(RETRY_AFTER, HeaderValue::from_static(STORE_RETRY_AFTER));
+                }
             }
             _ => {}
         }
@@ -132,12 +135,19 @@ pub fn see_other(location: &str, cookie: &str) -> Response<ResponseBody> {
     resp
 }
 
+/// Seconds a client is asked to wait after `store_unavailable`: long
+/// enough for a Redis failover or restart, short enough for a person.
+pub const STORE_RETRY_AFTER: &str = "5";
+
 /// 401 for a missing credential or a bad bearer header token; 403 for a bad
 /// URL or cookie credential and for a valid credential that does not grant
-/// this request; 400 for a malformed one.
+/// this request; 400 for a malformed one; 410 for a used-up one; 503 when
+/// the store the route needs is unreachable.
 fn auth_status(denial: Denial) -> StatusCode {
     match (denial.error, denial.carrier) {
         (AuthError::Malformed, _) => StatusCode::BAD_REQUEST,
+        (AuthError::Replayed, _) => StatusCode::GONE,
+        (AuthError::StoreUnavailable, _) => StatusCode::SERVICE_UNAVAILABLE,
         (AuthError::MissingCredential, _) => StatusCode::UNAUTHORIZED,
         (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch, _) => StatusCode::FORBIDDEN,
         (_, Some(Carrier::Header)) => StatusCode::UNAUTHORIZED,
@@ -148,7 +158,7 @@ fn auth_status(denial: Denial) -> StatusCode {
 fn www_authenticate(denial: Denial, bearer: bool) -> Option<&'static str> {
     match (denial.error, denial.carrier) {
         (AuthError::MissingCredential, _) if bearer => Some(r#"Bearer realm="tollgate""#),
-        (AuthError::Malformed, _) => None,
+        (AuthError::Malformed | AuthError::Replayed | AuthError::StoreUnavailable, _) => None,
         (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch, Some(Carrier::Header)) => {
             Some(r#"Bearer error="insufficient_scope""#)
         }
@@ -201,6 +211,13 @@ mod tests {
             (Rejection::Upstream(UpstreamError::Failed(UpstreamErrorKind::Credentials)), 502, "upstream_unavailable"),
             (Rejection::Upstream(UpstreamError::Timeout), 504, "upstream_timeout"),
             (Rejection::TooLarge, 413, "payload_too_large"),
+            (auth(Replayed, Some(Carrier::SignedUrl)), 410, "replayed"),
+            (auth(Replayed, Some(Carrier::Header)), 410, "replayed"),
+            (auth(Revoked, Some(Carrier::Header)), 401, "revoked"),
+            (auth(Revoked, Some(Carrier::Query)), 403, "revoked"),
+            (auth(Revoked, Some(Carrier::SignedUrl)), 403, "revoked"),
+            (auth(StoreUnavailable, Some(Carrier::SignedUrl)), 503, "store_unavailable"),
+            (auth(StoreUnavailable, Some(Carrier::Header)), 503, "store_unavailable"),
         ];
         for (rejection, status, code) in rows {
             let (s, c) = rejection.status_and_code();
@@ -222,6 +239,14 @@ mod tests {
         let signed_only =
             Rejection::Auth { denial: Denial { error: AuthError::MissingCredential, carrier: None }, bearer: false };
         assert_eq!(get(signed_only), None);
+        assert_eq!(
+            get(auth(AuthError::Revoked, Some(Carrier::Header))).as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        assert_eq!(get(auth(AuthError::Replayed, Some(Carrier::Header))), None);
+        let busy = auth(AuthError::StoreUnavailable, Some(Carrier::Header)).into_response();
+        assert_eq!(busy.headers().get(WWW_AUTHENTICATE), None);
+        assert_eq!(busy.headers().get(RETRY_AFTER).map(HeaderValue::as_bytes), Some(STORE_RETRY_AFTER.as_bytes()));
         let r = Rejection::MethodNotAllowed(HeaderValue::from_static("GET, HEAD")).into_response();
         assert_eq!(r.headers().get(ALLOW).map(HeaderValue::as_bytes), Some(&b"GET, HEAD"[..]));
     }

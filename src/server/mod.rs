@@ -72,6 +72,8 @@ pub struct Handle {
     shutdown: watch::Sender<bool>,
     workers: Vec<oneshot::Receiver<bool>>,
     admin_task: JoinHandle<()>,
+    /// Watches the memory store's revocations file.
+    store_task: Option<JoinHandle<()>>,
     tls: Option<Arc<tls::TlsReloader>>,
 }
 
@@ -90,6 +92,9 @@ impl Handle {
             clean &= worker.await.unwrap_or(false);
         }
         self.admin_task.abort();
+        if let Some(t) = self.store_task {
+            t.abort();
+        }
         clean
     }
 
@@ -129,7 +134,17 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
         Some(settings) => Some(Arc::new(tls::TlsReloader::new(settings.clone()).map_err(io::Error::other)?)),
         None => None,
     };
-    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(Runtime::new(config)), metrics, limits });
+    let store = crate::store::Store::new(&config.store, metrics.store.clone()).map_err(io::Error::other)?;
+    let store = Arc::new(store);
+    let store_task = store.memory().and_then(|m| m.revocations_file().cloned()).map(|path| {
+        let store = store.clone();
+        tokio::spawn(crate::store::revocations::watch(path, move || {
+            if let Some(m) = store.memory() {
+                m.reload_revocations();
+            }
+        }))
+    });
+    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(Runtime::new(config)), metrics, limits, store });
     let lifecycle = Arc::new(Lifecycle::default());
     let (tx, rx) = watch::channel(false);
     let waits_for_keys = shared.runtime.load().config.jwks.iter().any(|j| j.required_for_ready);
@@ -168,7 +183,8 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
     }
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     tokio::spawn(accept(listener, slots, permits, limits.max_connections, rx, shutdown_settings.grace));
-    let handle = Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, workers, admin_task, tls };
+    let handle =
+        Handle { proxy_addr, admin_addr, shared, lifecycle, shutdown: tx, workers, admin_task, store_task, tls };
     start_key_refreshers(&handle, None);
     Ok(handle)
 }

@@ -94,7 +94,7 @@ pub struct Upstream {
 type UpstreamClient = Client<TrackingConnector, RequestBody>;
 
 /// Most worker threads with pools of their own (more share them).
-const MAX_POOLS: usize = 64;
+pub const MAX_POOLS: usize = 64;
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
@@ -103,6 +103,12 @@ thread_local! {
 /// Marks the current thread as worker `id` (selects its connection pools).
 pub fn set_worker(id: usize) {
     WORKER.with(|w| w.set(id % MAX_POOLS));
+}
+
+/// The current thread's worker number, `0..MAX_POOLS` (0 off the workers):
+/// selects per-worker connections (here, and the store's).
+pub fn worker() -> usize {
+    WORKER.with(Cell::get)
 }
 
 impl Upstream {
@@ -147,7 +153,7 @@ impl Upstream {
 
     /// This worker's pooled client.
     fn client(&self) -> &UpstreamClient {
-        let slot = &self.clients[WORKER.with(Cell::get)];
+        let slot = &self.clients[worker()];
         slot.get_or_init(|| {
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(self.settings.pool_idle_timeout)

@@ -37,7 +37,7 @@ use super::cdn::{self, Cidr, Origins};
 use crate::auth::cache::{CacheKey, Verdict};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::jwt::Verified;
-use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, VerifyContext, cookie};
+use crate::auth::{AuthRequest, CookieName, Facts, Grant, Kind, Presented, VerifyContext, cookie};
 
 /// The query parameters of a CloudFront signed URL.
 pub const URL_PARAMS: [&str; 5] = ["Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm"];
@@ -251,7 +251,12 @@ impl Kind for CloudFront {
             None => {
                 ctx.counters.miss.inc();
                 let verdict = match self.check(&fields, &target, req.client_ip, ctx.now) {
-                    Ok(exp) => Verdict::Allow(Verified { exp, headers: Arc::from(Vec::new()), scope: None }),
+                    Ok(exp) => Verdict::Allow(Verified {
+                        exp,
+                        headers: Arc::from(Vec::new()),
+                        scope: None,
+                        facts: Facts { expires_at: Some(exp), ..Facts::default() },
+                    }),
                     Err(e) => Verdict::Deny(e),
                 };
                 ctx.cache.insert(key, verdict.clone(), ctx.now);

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::signed_url::{self, ToSign};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::HmacKey;
-use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, Scope, Tracer, VerifyContext, cookie};
+use crate::auth::{AuthRequest, CookieName, Facts, Grant, Kind, Presented, Scope, Tracer, VerifyContext, cookie};
 
 /// First line of an exchanged cookie's string to sign.
 pub const SCHEME_COOKIE: &str = "TOLLGATE-HMAC-SHA256-COOKIE";
@@ -190,7 +190,8 @@ impl Kind for ExchangedCookies {
             return Err(AuthError::WrongResource);
         }
         t.step("scope", true, format_args!("{:?} is covered", req.path));
-        Ok(Grant { scope: Some(value.scope), expires: Some(exp), ..Grant::plain(Carrier::Cookie) })
+        let facts = Facts { expires_at: Some(exp), ..Facts::default() };
+        Ok(Grant { scope: Some(value.scope), facts, ..Grant::plain(Carrier::Cookie) })
     }
 }
 

@@ -27,7 +27,7 @@ use crate::auth::cache::{CacheKey, Verdict};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::{JwtKey, JwtKeySource};
 use crate::auth::{
-    AuthRequest, CookieName, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext, cookie, query,
+    AuthRequest, CookieName, Facts, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext, cookie, query,
 };
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
@@ -77,6 +77,10 @@ pub struct Verified {
     pub headers: Arc<[(HeaderName, HeaderValue)]>,
     /// The path pattern of the path claim that granted the request.
     pub scope: Option<Scope>,
+    /// `jti`, `sub`, `iat` and `exp`, for the use-limit and revocation
+    /// stage: cached with the verdict, since that stage runs on every
+    /// request, cached or not.
+    pub facts: Facts,
 }
 
 /// The kind: a JWT from the `Authorization` header, the route's query
@@ -153,7 +157,7 @@ impl Kind for JwtPolicy {
             Verdict::Allow(verified) => Ok(Grant {
                 headers: verified.headers,
                 scope: Some(verified.scope.unwrap_or_else(|| Scope::Path(req.path.into()))),
-                expires: Some(verified.exp),
+                facts: verified.facts,
                 ..Grant::plain(cred.carrier)
             }),
             Verdict::Deny(error) => Err(error),
@@ -395,7 +399,11 @@ impl JwtPolicy {
             let value = HeaderValue::try_from(text).map_err(|_| AuthError::ClaimMismatch)?;
             headers.push((header.clone(), value));
         }
-        Ok(Verified { exp, headers: headers.into(), scope })
+        // Only string ids and subjects are ids (RFC 7519 §4.1.2, §4.1.7); a
+        // number there is no id, so a use-limited route refuses the token.
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(Arc::from);
+        let facts = Facts { id: text("jti"), subject: text("sub"), issued_at: iat, expires_at: Some(exp) };
+        Ok(Verified { exp, headers: headers.into(), scope, facts })
     }
 }
 
@@ -536,6 +544,8 @@ mod tests {
         let t = token(json!({"sub": "alice", "exp": now() + 60}), Some("k1"));
         let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.headers[0].1, "alice");
+        assert_eq!(v.facts.subject.as_deref(), Some("alice"));
+        assert_eq!(v.facts.id, None);
         let no_kid = token(json!({"sub": "alice", "exp": now() + 60}), None);
         assert!(p.verify(&no_kid, "/x", now()).is_ok());
     }
@@ -589,6 +599,20 @@ mod tests {
         let mut missing_aud = base.clone();
         missing_aud.as_object_mut().map(|o| o.remove("aud"));
         assert_eq!(p.verify(&token(missing_aud, None), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
+    }
+
+    #[test]
+    fn facts_for_the_stateful_stage() {
+        let p = policy(ClaimRules::default());
+        let (iat, exp) = (now() - 5, now() + 60);
+        let t = token(json!({"jti": "j-1", "sub": "bob", "iat": iat, "exp": exp}), None);
+        let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
+        let want =
+            Facts { id: Some("j-1".into()), subject: Some("bob".into()), issued_at: Some(iat), expires_at: Some(exp) };
+        assert_eq!(v.facts, want);
+        let numeric = token(json!({"jti": 7, "sub": 8, "exp": exp}), None);
+        let v = p.verify(&numeric, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((v.facts.id, v.facts.subject), (None, None), "only strings are ids and subjects");
     }
 
     #[test]

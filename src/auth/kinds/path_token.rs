@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use super::signed_url::{self, SignedUrlPolicy, ToSign};
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::{AuthRequest, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
+use crate::auth::{AuthRequest, Facts, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a path token's string to sign.
@@ -55,7 +55,7 @@ impl Kind for PathTokens {
         let prefix = normalize::check_path(token.raw_prefix(req.raw_path)).map_err(|_| AuthError::Malformed)?;
         Ok(Grant {
             scope: Some(Scope::Prefix(prefix.decoded.into())),
-            expires: signed_url::parse_exp(token.exp),
+            facts: Facts { expires_at: signed_url::parse_exp(token.exp), ..Facts::default() },
             path_span: Some(token.span),
             ..Grant::plain(Carrier::PathToken)
         })

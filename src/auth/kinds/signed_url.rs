@@ -22,8 +22,8 @@ use std::borrow::Cow;
 
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::keys::HmacKey;
-use crate::auth::query::{self, CredentialNames, Found, SIGNED_URL_PARAMS};
-use crate::auth::{AuthRequest, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
+use crate::auth::query::{self, CredentialNames, Found, ID_PARAM, SIGNED_URL_PARAMS};
+use crate::auth::{AuthRequest, Facts, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
 use crate::proxy::normalize;
 
 /// First line of a one-path grant's string to sign.
@@ -62,15 +62,27 @@ impl Kind for SignedUrlPolicy {
         Ok(())
     }
 
-    /// One HMAC: cheaper than a cache lookup, so never cached.
+    /// One HMAC: cheaper than a cache lookup, so never cached. The `jti`
+    /// parameter is the link's id where the route reads it (it is then one
+    /// of the route's credential parameters, see [`ID_PARAM`]); it is bound
+    /// by the signature either way.
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         verify_traced(self, req.method, req.path, req.query, req.found, ctx.now, &mut ctx.tracer())?;
         let scope = match req.found.get("prefix").and_then(decode_prefix) {
             Some(prefix) => Scope::Prefix(prefix.into()),
             None => Scope::Path(req.path.into()),
         };
-        let expires = req.found.get("exp").and_then(parse_exp);
-        Ok(Grant { scope: Some(scope), expires, ..Grant::plain(Carrier::SignedUrl) })
+        let id = match req.found.get(ID_PARAM) {
+            None => None,
+            Some(raw) => {
+                let bytes = query::decode_component(raw).map_err(|_| AuthError::Malformed)?;
+                let text = std::str::from_utf8(&bytes).map_err(|_| AuthError::Malformed)?;
+                (!text.is_empty()).then(|| Arc::from(text))
+            }
+        };
+        let expires_at = req.found.get("exp").and_then(parse_exp);
+        let facts = Facts { id, expires_at, ..Facts::default() };
+        Ok(Grant { scope: Some(scope), facts, ..Grant::plain(Carrier::SignedUrl) })
     }
 }
 

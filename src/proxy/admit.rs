@@ -1,0 +1,209 @@
+//! The stage after verification: use limits and revocation (SPEC §11).
+//!
+//! It runs on every request of a route that has `use_limit` or
+//! `revocation`, after the credential is verified (from the verdict cache
+//! or not: the cache holds verification only, never a use) and before
+//! anything is forwarded. One store round trip answers both questions for
+//! a credential id; a subject's revocation is looked up alongside, in
+//! parallel.
+//!
+//! A use begins with the first request whose answer is a success (below
+//! 400) and lasts the route's grace window: requests inside it (Range,
+//! resumes, a browser's re-fetch) are the same use. The request that opens
+//! a use holds a [`UseGuard`]; unless the answer turns out a success (an
+//! upstream error, a 5xx or 4xx), the guard gives the use back before the
+//! answer leaves, and if the client leaves before the answer, when it is
+//! dropped. The decision is made at the response head: a body that breaks
+//! off later still counts as a use. HEAD never counts, it only looks;
+//! preflights are answered before this stage.
+//!
+//! When the store fails, the route fails closed (503 `store_unavailable`)
+//! unless it opted to fail open; both are counted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use crate::auth::{AuthError, Grant, unix_now};
+use crate::metrics::{UseCounters, UseResult};
+use crate::store::{Admission, AdmitQuery, Digest, Store, Ticket, UseQuery};
+
+/// A route's use limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UseLimit {
+    pub uses: u32,
+    pub grace: Duration,
+}
+
+/// What the stage checks on one route, compiled once.
+pub struct StatePolicy {
+    pub use_limit: Option<UseLimit>,
+    pub revocation: bool,
+    /// Serve unchecked when the store fails (otherwise 503).
+    pub fail_open: bool,
+    /// The route, as store keys name it.
+    pub route: Digest,
+    /// Seconds a credential may be used past its `exp` (JWT leeway): its
+    /// use record is kept that much longer.
+    pub leeway: u64,
+    /// How long a revocation must be kept for this route (seconds): the
+    /// longest lifetime its kinds accept; 0 without revocation.
+    pub revocation_keep: u64,
+    pub counters: UseCounters,
+}
+
+/// A new use, given back when dropped unless [`UseGuard::settle`] saw a
+/// successful answer.
+pub struct UseGuard {
+    store: Arc<Store>,
+    ticket: Ticket,
+    counters: UseCounters,
+    /// Settled: kept, or given back.
+    settled: bool,
+    /// Counted as given back (once, however it is given back).
+    counted: bool,
+}
+
+impl UseGuard {
+    /// Keeps the use if `status` is a success; gives it back otherwise,
+    /// before the answer leaves.
+    pub async fn settle(mut self, status: StatusCode) {
+        if status.as_u16() >= 400 {
+            self.count_given_back();
+            // If this request is dropped mid-way, `Drop` gives it back
+            // again: a give-back is idempotent (it ends the ticket's
+            // generation).
+            let _ = self.store.give_back(&self.ticket).await;
+        }
+        self.settled = true;
+    }
+
+    fn count_given_back(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.counters.get(UseResult::GivenBack).inc();
+        }
+    }
+}
+
+impl Drop for UseGuard {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // The request ended before its answer was known (the client left):
+        // no answer was delivered, so no use. Spawned: a dropped request
+        // cannot await anything.
+        self.count_given_back();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (store, ticket) = (self.store.clone(), self.ticket);
+            rt.spawn(async move {
+                let _ = store.give_back(&ticket).await;
+            });
+        }
+    }
+}
+
+/// Checks revocation and counts the use of `grant` on a route with
+/// `policy`. `Ok(Some(guard))` when the request opened a use.
+pub async fn admit(
+    policy: &StatePolicy,
+    store: &Arc<Store>,
+    method: &Method,
+    grant: &Grant,
+) -> Result<Option<UseGuard>, AuthError> {
+    let facts = &grant.facts;
+    let count = |r: UseResult| policy.counters.get(r).inc();
+    let id = facts.id.as_deref().map(Digest::id);
+    if policy.use_limit.is_some() && id.is_none() {
+        // Nothing to count uses of: a path token, a JWT without `jti`.
+        count(UseResult::NoId);
+        return Err(AuthError::ClaimMismatch);
+    }
+    let peek = matches!(*method, Method::HEAD | Method::OPTIONS);
+    let query = id.map(|id| AdmitQuery {
+        id,
+        check_revoked: policy.revocation,
+        limit: policy.use_limit.map(|l| UseQuery {
+            route: policy.route,
+            uses: l.uses,
+            grace_ms: l.grace.as_millis() as u64,
+            peek,
+            keep_until: facts.expires_at.unwrap_or_else(|| unix_now() + 86_400) + policy.leeway + l.grace.as_secs() + 1,
+        }),
+    });
+    let subject = facts.subject.as_deref().filter(|_| policy.revocation).map(Digest::subject);
+    let admit = async {
+        match &query {
+            Some(q) => store.admit(q).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let by_subject = async {
+        match subject {
+            Some(s) => store.subject_revoked_before(s).await,
+            None => Ok(None),
+        }
+    };
+    let (admission, before) = tokio::join!(admit, by_subject);
+    // A use begun by this request, to give back if it is refused after all.
+    let guard = match &admission {
+        Ok(Some(Admission::NewUse(ticket))) => Some(UseGuard {
+            store: store.clone(),
+            ticket: *ticket,
+            counters: policy.counters.clone(),
+            settled: false,
+            counted: false,
+        }),
+        _ => None,
+    };
+    let (admission, before) = match (admission, before) {
+        (Ok(a), Ok(b)) => (a, b),
+        // The store logs and counts its own errors.
+        (Err(_), _) | (_, Err(_)) => return store_failed(policy, guard),
+    };
+    // Everything issued before the subject's revocation (or at an unknown
+    // time) is revoked.
+    let subject_revoked = before.is_some_and(|t| facts.issued_at.is_none_or(|iat| iat < t));
+    if subject_revoked || admission == Some(Admission::Revoked) {
+        if let Some(mut g) = guard {
+            // A use just begun by a revoked credential (its subject was
+            // revoked): nothing to give back, it can never be used again
+            // before it expires.
+            g.settled = true;
+        }
+        count(UseResult::Revoked);
+        return Err(AuthError::Revoked);
+    }
+    match admission {
+        Some(Admission::Replayed) => {
+            count(UseResult::Replayed);
+            Err(AuthError::Replayed)
+        }
+        Some(Admission::SameUse) => {
+            count(UseResult::SameUse);
+            Ok(None)
+        }
+        Some(Admission::NewUse(_)) => {
+            count(UseResult::FirstUse);
+            Ok(guard)
+        }
+        Some(Admission::Allowed) if query.is_some_and(|q| q.limit.is_some()) => {
+            count(UseResult::NotCounted);
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The store failed: 503, or on with the request where the route allows.
+fn store_failed(policy: &StatePolicy, guard: Option<UseGuard>) -> Result<Option<UseGuard>, AuthError> {
+    if policy.fail_open {
+        policy.counters.get(UseResult::FailOpen).inc();
+        Ok(guard)
+    } else {
+        policy.counters.get(UseResult::FailClosed).inc();
+        Err(AuthError::StoreUnavailable)
+    }
+}

@@ -1,0 +1,215 @@
+//! The memory store: use records in this process, revocations from a file.
+//!
+//! For one replica only: two replicas would each count their own uses, and
+//! a restart forgets every use (the revocations file is read again at
+//! start). Revocations come from `store.memory.revocations_file`, which
+//! `tollgate revoke` writes and the server re-reads when it changes: no
+//! network endpoint can write them.
+//!
+//! Records are dropped when they expire (each shard swept every
+//! [`SWEEP_EVERY`] new uses), never because the map is full: evicting a
+//! live use record would hand the link its uses back. The map is split in
+//! [`SHARDS`] by the id's digest, so workers rarely wait on each other and
+//! a map that grows rehashes a small shard, not everything, under its lock.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use arc_swap::ArcSwap;
+
+use super::revocations::Revocations;
+use super::{Admission, AdmitQuery, Digest, Ticket, UseKey};
+
+/// Sweep a shard's expired use records once per this many new uses in it.
+const SWEEP_EVERY: u64 = 1024;
+
+/// Independent parts of the use map.
+pub const SHARDS: usize = 64;
+
+#[derive(Default)]
+struct Shard {
+    uses: HashMap<UseKey, UseRecord>,
+    begun: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct UseRecord {
+    /// Uses begun (and not given back).
+    used: u32,
+    /// The current use's grace window ends then (ms since the epoch).
+    window_end_ms: u64,
+    generation: u64,
+    /// Dropped after this (unix seconds).
+    keep_until: u64,
+}
+
+/// Use records and revocations of one process.
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    revocations: ArcSwap<Revocations>,
+    revocations_file: Option<PathBuf>,
+}
+
+impl MemoryStore {
+    /// An empty store; revocations are loaded by [`MemoryStore::reload_revocations`].
+    pub fn new(revocations_file: Option<PathBuf>) -> Self {
+        let store = MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            revocations: ArcSwap::from_pointee(Revocations::default()),
+            revocations_file,
+        };
+        store.reload_revocations();
+        store
+    }
+
+    /// The file revocations come from.
+    pub fn revocations_file(&self) -> Option<&PathBuf> {
+        self.revocations_file.as_ref()
+    }
+
+    /// Reads the revocations file again (a missing file holds none; an
+    /// unreadable one keeps the revocations already loaded).
+    pub fn reload_revocations(&self) {
+        let Some(path) = &self.revocations_file else {
+            return;
+        };
+        match Revocations::read(path) {
+            Ok(r) => {
+                tracing::info!(entries = r.len(), "Revocations loaded");
+                self.revocations.store(r.into());
+            }
+            Err(e) => tracing::error!(error = %e, "Cannot read the revocations file; keeping the loaded ones"),
+        }
+    }
+
+    pub fn admit(&self, query: &AdmitQuery, now_ms: u64) -> Admission {
+        if query.check_revoked && self.revocations.load().id_revoked(query.id, now_ms / 1000) {
+            return Admission::Revoked;
+        }
+        let Some(limit) = &query.limit else {
+            return Admission::Allowed;
+        };
+        let key = UseKey { id: query.id, route: limit.route };
+        let Ok(mut shard) = self.shard(&key).lock() else {
+            // A panic while holding the lock cannot leave a half-written
+            // record (every write is one assignment); refuse anyway.
+            return Admission::Replayed;
+        };
+        let record = shard.uses.get(&key).copied();
+        if let Some(r) = record {
+            if now_ms < r.window_end_ms {
+                return Admission::SameUse;
+            }
+            if r.used >= limit.uses {
+                return Admission::Replayed;
+            }
+        } else if limit.uses == 0 {
+            return Admission::Replayed;
+        }
+        if limit.peek {
+            return Admission::Allowed;
+        }
+        let old = record.unwrap_or(UseRecord { used: 0, window_end_ms: 0, generation: 0, keep_until: 0 });
+        let generation = old.generation + 1;
+        shard.uses.insert(
+            key,
+            UseRecord {
+                used: old.used + 1,
+                window_end_ms: now_ms + limit.grace_ms,
+                generation,
+                keep_until: limit.keep_until.max(old.keep_until),
+            },
+        );
+        shard.begun += 1;
+        if shard.begun.is_multiple_of(SWEEP_EVERY) {
+            let now = now_ms / 1000;
+            shard.uses.retain(|_, r| r.keep_until >= now);
+        }
+        Admission::NewUse(Ticket { key, generation })
+    }
+
+    pub fn give_back(&self, ticket: &Ticket) {
+        if let Ok(mut shard) = self.shard(&ticket.key).lock()
+            && let Some(r) = shard.uses.get_mut(&ticket.key)
+            && r.generation == ticket.generation
+            && r.used > 0
+        {
+            r.used -= 1;
+            r.window_end_ms = 0;
+            r.generation += 1;
+        }
+    }
+
+    pub fn subject_revoked_before(&self, subject: Digest, now: u64) -> Option<u64> {
+        self.revocations.load().subject_revoked_before(subject, now)
+    }
+
+    /// Use records held now (tests and diagnostics).
+    pub fn records(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map_or(0, |s| s.uses.len())).sum()
+    }
+
+    fn shard(&self, key: &UseKey) -> &Mutex<Shard> {
+        &self.shards[usize::from(key.id.0[0]) % SHARDS]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::UseQuery;
+
+    fn query(uses: u32, grace_ms: u64, peek: bool) -> AdmitQuery {
+        AdmitQuery {
+            id: Digest::id("j1"),
+            check_revoked: true,
+            limit: Some(UseQuery { route: Digest::route("r"), uses, grace_ms, peek, keep_until: u64::MAX }),
+        }
+    }
+
+    #[test]
+    fn a_use_lasts_its_grace_window_then_is_spent() {
+        let s = MemoryStore::new(None);
+        let q = query(1, 1000, false);
+        assert!(matches!(s.admit(&q, 10_000), Admission::NewUse(_)));
+        assert_eq!(s.admit(&q, 10_500), Admission::SameUse);
+        assert_eq!(s.admit(&q, 11_000), Admission::Replayed);
+        assert_eq!(s.admit(&query(1, 1000, true), 11_000), Admission::Replayed, "HEAD sees it used up");
+    }
+
+    #[test]
+    fn expired_records_are_swept() {
+        let s = MemoryStore::new(None);
+        for i in 0..(SHARDS as u64 * SWEEP_EVERY * 2) {
+            let q = AdmitQuery {
+                id: Digest::id(&i.to_string()),
+                check_revoked: false,
+                limit: Some(UseQuery { route: Digest::route("r"), uses: 1, grace_ms: 0, peek: false, keep_until: 5 }),
+            };
+            assert!(matches!(s.admit(&q, 10_000), Admission::NewUse(_)));
+        }
+        assert!(s.records() < SHARDS * SWEEP_EVERY as usize, "{} records kept", s.records());
+    }
+
+    #[test]
+    fn head_never_counts() {
+        let s = MemoryStore::new(None);
+        assert_eq!(s.admit(&query(1, 0, true), 1), Admission::Allowed);
+        assert_eq!(s.admit(&query(1, 0, true), 2), Admission::Allowed);
+        assert!(matches!(s.admit(&query(1, 0, false), 3), Admission::NewUse(_)));
+    }
+
+    #[test]
+    fn only_the_opening_ticket_gives_a_use_back_once() {
+        let s = MemoryStore::new(None);
+        let q = query(2, 0, false);
+        let Admission::NewUse(first) = s.admit(&q, 1) else { panic!("first use") };
+        let Admission::NewUse(second) = s.admit(&q, 2) else { panic!("second use") };
+        s.give_back(&first);
+        s.give_back(&second);
+        s.give_back(&second);
+        assert!(matches!(s.admit(&q, 3), Admission::NewUse(_)), "the second use came back");
+        assert_eq!(s.admit(&q, 4), Admission::Replayed, "a stale ticket and a repeated give-back return nothing");
+    }
+}
