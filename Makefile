@@ -23,7 +23,7 @@ bench-load:
 FUZZ_SECONDS ?= 600
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd fuzz && for t in normalize query signed_url jwt jwt_differential config; do \
+	cd fuzz && for t in normalize query signed_url jwt jwt_differential config kinds; do \
 		cargo fuzz run -s none -O $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
 
 setup:

@@ -83,7 +83,7 @@ def cmd_jwks(work, port):
 
 # ---------------------------------------------------------------- load
 
-VALID = ["signed_url", "path_token", "jwt_cached", "jwt_uncached", "jwt_jwks"]
+VALID = ["signed_url", "path_token", "one_time", "jwt_cached", "jwt_uncached", "jwt_jwks"]
 # kind -> expected status; valid kinds expect 200
 EXPECT = {
     "signed_url": 200,
@@ -97,11 +97,12 @@ EXPECT = {
     "forged_jwt": 401,
     "path_token": 200,
     "forged_path_token": 403,
-    # TODO(use limits, SPEC §11): add use-limited links against Redis
-    # (first use 200, replay 410) and a Redis outage (503 store_unavailable)
-    # once use limits exist.
+    # One-time links counted in Redis (SPEC §11): a fresh id's first use,
+    # and a replay of a link that was answered 200 before.
+    "one_time": 200,
+    "one_time_replay": 410,
 }
-MIX = (["signed_url"] * 25 + ["path_token"] * 10 + ["forged_path_token"] * 3 + ["jwt_cached"] * 20 + ["jwt_uncached"] * 10 + ["jwt_jwks"] * 15
+MIX = (["signed_url"] * 25 + ["path_token"] * 10 + ["one_time"] * 6 + ["one_time_replay"] * 2 + ["forged_path_token"] * 3 + ["jwt_cached"] * 20 + ["jwt_uncached"] * 10 + ["jwt_jwks"] * 15
        + ["expired_link"] * 5 + ["forged_link"] * 5 + ["no_credential"] * 5 + ["expired_jwt"] * 5
        + ["forged_jwt"] * 5)
 
@@ -122,6 +123,13 @@ def path_token(secret, kid, exp, prefix, rest):
     to_sign = "\n".join(["TOLLGATE-HMAC-SHA256-PATH", "GET", str(exp), kid, prefix, ""])
     sig = b64(hmac.new(secret, to_sign.encode(), hashlib.sha256).digest())
     return f"{prefix}tg~{exp}~{kid}~{sig}/{rest}"
+
+
+def one_time_link(secret, kid, exp, path, jti):
+    """A signed URL with a `jti` (bound through the canonical query)."""
+    to_sign = "\n".join(["TOLLGATE-HMAC-SHA256", "GET", str(exp), kid, path, f"jti={jti}"])
+    sig = b64(hmac.new(secret, to_sign.encode(), hashlib.sha256).digest())
+    return f"{path}?jti={jti}&exp={exp}&kid={kid}&sig={sig}"
 
 
 def forge(s):
@@ -146,6 +154,8 @@ class Load:
         self.files = c["files"]
         self.jwt_secret = bytes.fromhex(open(jpath(work, "kj.key")).read().strip())
         self.hmac_keys = {k: bytes.fromhex(open(jpath(work, f"{k}.key")).read().strip()) for k in ("ka", "kb")}
+        self.used = {}  # kid -> one-time links answered 200 once (replays must be 410)
+        self.used_set = set()
         self.kids = ["ka"]
         self.counts = {}  # (kind, status) -> n
         self.unexpected = []  # [t_send, t_done, kind, status or error]
@@ -167,6 +177,15 @@ class Load:
             kid = random.choice(self.kids)
             url = path_token(self.hmac_keys[kid], kid, now + 600, "/f/", f[len("/f/"):])
             return (url if kind == "path_token" else url.replace("~" + kid + "~", "~" + kid + "~A", 1)), None
+        # A replay is of a used link whose key is still served (after a
+        # rotation a retired key's link is rightly 403 unknown_key).
+        replayable = self.used.get(self.kids[-1], [])
+        if kind == "one_time" or (kind == "one_time_replay" and not replayable):
+            kid = random.choice(self.kids)
+            jti = f"soak-{os.getpid()}-{self.seq}"
+            return one_time_link(self.hmac_keys[kid], kid, now + 600, "/o/" + f[len("/f/"):], jti), None
+        if kind == "one_time_replay":
+            return random.choice(replayable), None
         if kind == "no_credential":
             return f, None
         if kind == "jwt_cached":
@@ -244,6 +263,12 @@ class Load:
                     writer.close()
                 reader = writer = None
             t1 = time.time()
+            if kind == "one_time_replay" and target not in self.used_set:
+                kind = "one_time"  # nothing used yet: this was a first use
+            if kind == "one_time" and status == 200:
+                kid = target.split("&kid=", 1)[1].split("&", 1)[0]
+                self.used.setdefault(kid, []).append(target)
+                self.used_set.add(target)
             self.counts[(kind, status)] = self.counts.get((kind, status), 0) + 1
             sec = int(t1)
             self.per_second[sec] = self.per_second.get(sec, 0) + 1

@@ -11,8 +11,8 @@
 #   invalid: expired links, forged links (403), no credential, expired and
 #          forged JWTs (401)                                       -> that code
 #   path tokens (SPEC §2b) under the same rotating keys       -> 200, forged -> 403
-#   TODO(use limits, SPEC §11): Redis-backed use-limited links and a Redis
-#          outage slot in the same way (start redis-server here).
+#   one-time links (SPEC §11) counted in a real redis-server: first use -> 200,
+#          replay of a used link -> 410
 # Churn (benches/soak.py churn):
 #   tollgate config reload (SIGHUP) every 5 s, once a bad config that must be
 #   refused while serving goes on; nginx graceful reload every 3 s and one
@@ -47,6 +47,7 @@ sudo=""
 need=()
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "soak: installing ${need[*]}" >&2
@@ -79,6 +80,7 @@ wait_port() {
 chmod 755 "$work"
 mkdir -p "$work/www/f" "$work/tmp"
 for i in $(seq 16); do head -c 1024 /dev/urandom > "$work/www/f/$i.bin"; done
+mkdir -p "$work/www/o"; cp "$work"/www/f/*.bin "$work/www/o/"
 # Keys generated per run, never written outside $work.
 for k in ka kb kj; do head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/$k.key"; done
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/idp.pem" 2>/dev/null
@@ -89,7 +91,9 @@ n = bytes.fromhex(sys.argv[1])
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 print(json.dumps({"keys": [{"kty": "RSA", "kid": "idp1", "alg": "RS256", "use": "sig", "n": b64(n), "e": "AQAB"}]}))
 EOF
-NG=$(port); JW=$(port); TG=$(port); TGA=$(port)
+NG=$(port); JW=$(port); TG=$(port); TGA=$(port); RD=$(port)
+redis-server --port "$RD" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$work" >/dev/null & pids+=($!)
+export TOLLGATE_REDIS_URL="redis://127.0.0.1:$RD"
 
 cat > "$work/nginx.conf" <<EOF
 worker_processes 1;
@@ -126,12 +130,19 @@ routes:
     auth:
       signed_url: { keys: [@SIGNING@], path_tokens: true }
       jwt: { keys: [kj, idp], leeway: 0s }
+  - name: once
+    prefix: /o/
+    upstream: nginx
+    auth:
+      signed_url: { keys: [@SIGNING@], max_ttl: 1h }
+      use_limit: { uses: 1, grace: 0s }
+store: { redis: { url_env: TOLLGATE_REDIS_URL } }
 log: { access_log: false }
 reload: { watch: false }
 EOF
 sed -e 's/@SIGNING@/ka/' -e 's/@GEN@/0/' "$work/tollgate.yaml.in" > "$work/tollgate.yaml"
 "$bin" serve --config "$work/tollgate.yaml" 2>"$work/tollgate.log" & tg_pid=$!; pids+=($tg_pid)
-wait_port "$NG"; wait_port "$JW"; wait_port "$TG"; wait_port "$TGA"
+wait_port "$RD"; wait_port "$NG"; wait_port "$JW"; wait_port "$TG"; wait_port "$TGA"
 for _ in $(seq 100); do
   [ "$(python3 -c "import urllib.request as u; print(u.urlopen('http://127.0.0.1:$TGA/readyz').status)" 2>/dev/null)" = 200 ] && break
   sleep 0.1
