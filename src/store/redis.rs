@@ -21,6 +21,15 @@
 //! attempt, requests fail at once for [`RECONNECT_BACKOFF`] instead of all
 //! waiting on a dead server. Every operation, connecting included, is
 //! bounded by `timeout`.
+//!
+//! Client crate: `redis` (redis-rs) rather than `fred`. Both are maintained,
+//! run on tokio, speak TLS through rustls and know Cluster and Sentinel.
+//! `fred` brings its own connection management: reconnect policies and
+//! commands queued while it reconnects, which would hold a request on a
+//! dead server instead of letting it fail closed within `timeout`. With
+//! `redis` the store owns those decisions (one multiplexed connection per
+//! worker, made on demand, dropped on error, the backoff above), and
+//! `Script` runs `EVALSHA` with its `SCRIPT LOAD` fallback for us.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
