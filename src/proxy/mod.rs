@@ -245,7 +245,7 @@ async fn pipeline(
                 };
                 let mut verdict = auth::authorize(policy, &request, &verifier);
                 if let Err(Denial { error: AuthError::UnknownKey, carrier: Some(_) }) = verdict
-                    && auth::jwks::refetch_for_unknown_kid(policy.key_sources()).await
+                    && Box::pin(auth::jwks::refetch_for_unknown_kid(policy.key_sources())).await
                 {
                     // The identity provider may have rotated: one more try
                     // against the keys just fetched.
@@ -312,9 +312,14 @@ async fn pipeline(
     // refused request never takes a use.
     let use_guard = match (&route.state, &grant) {
         (Some(policy), Some(grant)) => {
-            admit::admit(policy, &shared.store, &parts.method, grant).await.map_err(|error| Rejection::Auth {
-                denial: Denial { error, carrier: Some(grant.carrier) },
-                bearer: route.auth.as_ref().is_some_and(auth::RouteAuth::accepts_bearer),
+            // Boxed, like the other stages only some routes reach: the store
+            // round trip's state would otherwise enlarge every request's
+            // future.
+            Box::pin(admit::admit(policy, &shared.store, &parts.method, grant)).await.map_err(|error| {
+                Rejection::Auth {
+                    denial: Denial { error, carrier: Some(grant.carrier) },
+                    bearer: route.auth.as_ref().is_some_and(auth::RouteAuth::accepts_bearer),
+                }
             })?
         }
         _ => None,
@@ -353,14 +358,14 @@ async fn pipeline(
         let sent = upstream.send(Request::from_parts(parts, body), &route.metrics).await;
         let mut resp = sent.and_then(crate::upstream::check_framing).map_err(Rejection::Upstream)?;
         if let Some(s3) = &upstream.s3 {
-            resp = object::response(s3, &route, resp).await?;
+            resp = Box::pin(object::response(s3, &route, resp)).await?;
         }
         Ok::<_, Rejection>(resp)
     }
     .await;
     if let Some(guard) = use_guard {
         let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, Response::status);
-        guard.settle(status).await;
+        Box::pin(guard.settle(status)).await;
     }
     let resp = answer?;
 

@@ -394,9 +394,12 @@ fn service(
     service_fn(move |req| {
         let shared = shared.clone();
         let guard = activity.start();
-        async move {
+        // Boxed: the request's future is large (every stage's state), and
+        // hyper moves it into each HTTP/2 stream's task; a pointer moves
+        // for free, and the task allocation stays small.
+        Box::pin(async move {
             let resp = proxy::handle(&shared, req, info).await;
             Ok(resp.map(|body| Tracked::new(body, guard)))
-        }
+        })
     })
 }
