@@ -23,8 +23,8 @@ command -v node >/dev/null || apt_packages+=(nodejs npm)
 # The README's signing snippets in PHP and Go (tests/readme.rs).
 command -v php >/dev/null || apt_packages+=(php-cli)
 command -v go >/dev/null || apt_packages+=(golang-go)
-# The browser tests drive Debian's chromium with Playwright (never
-# `playwright install`: its browser builds are downloads, not packages) and
+# The browser tests drive Debian's chromium with Playwright (never its own
+# browser download: those builds are not packages) and
 # generate their HLS stream with ffmpeg.
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 [ -x /usr/bin/ffmpeg ] || apt_packages+=(ffmpeg)

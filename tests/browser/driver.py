@@ -8,7 +8,7 @@ assertions; this script does what a user's browser would and prints the
 facts it observed as one JSON object on stdout. Waits are on events and
 page conditions, each bounded by Playwright's timeout, never on sleeps.
 
-Chromium is Debian's /usr/bin/chromium (never `playwright install`: browser
+Chromium is Debian's /usr/bin/chromium, launched by executable_path (Playwright's own browser
 builds cannot be downloaded here); a missing one is an error, not a skip.
 """
 
