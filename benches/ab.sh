@@ -7,11 +7,13 @@
 # Loopback only.
 #
 # Usage: benches/ab.sh BINARY_A BINARY_B [...]   (e.g. a copy of the previous
-# target/release/tollgate, and the current one)
+# target/release/tollgate, and the current one); TESTS="h1 jwt h2" picks
+# the rows (default all three).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: benches/ab.sh BINARY..." >&2; exit 2; }
 set -- $(realpath "$@")
 rounds=${ROUNDS:-5}
+tests=" ${TESTS:-h1 jwt h2} "
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NG=$(port); P1=$(port); A1=$(port); P2=$(port); A2=$(port)
 w=$(mktemp -d); cd $w; chmod 755 $w
@@ -48,16 +50,23 @@ for round in $(seq "$rounds"); do
     $b serve --config tls.yaml 2>/dev/null & p2=$!; tp="$p1 $p2"
     sleep 0.5
     wrk -t1 -c32 -d1s "http://127.0.0.1:$P1$u" >/dev/null; h2load -c32 -m10 -D 1 "https://127.0.0.1:$P2$u" >/dev/null
-    c0=$(cpu $p1); out=$(wrk -t1 -c32 -d5s "http://127.0.0.1:$P1$u"); c1=$(cpu $p1)
-    n=$(awk '/requests in/ {print $1}' <<<"$out"); r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    h1=$(python3 -c "print(f'{($c1-$c0)*1e6/$n:.1f} us/req {float($r):,.0f} req/s')")
-    c0=$(cpu $p1); out=$(wrk -t1 -c32 -d5s -H "Authorization: Bearer $tok" "http://127.0.0.1:$P1/f/file.bin"); c1=$(cpu $p1)
-    n=$(awk '/requests in/ {print $1}' <<<"$out"); r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    jw=$(python3 -c "print(f'{($c1-$c0)*1e6/$n:.1f} us/req {float($r):,.0f} req/s')")
-    c0=$(cpu $p2); out=$(h2load -c32 -m10 -D 5 "https://127.0.0.1:$P2$u"); c1=$(cpu $p2)
-    n=$(awk '/^status codes:/ {print $3}' <<<"$out"); r=$(awk '/^finished in/ {print $4}' <<<"$out")
-    h2=$(python3 -c "print(f'{($c1-$c0)*1e6/$n:.1f} us/req {float($r):,.0f} req/s')")
-    echo "round $round $(basename $b): h1 signed $h1 | h1 jwt $jw | h2 tls signed $h2"
+    line="round $round $(basename $b):"
+    if [[ $tests == *" h1 "* ]]; then
+      c0=$(cpu $p1); out=$(wrk -t1 -c32 -d5s "http://127.0.0.1:$P1$u"); c1=$(cpu $p1)
+      n=$(awk '/requests in/ {print $1}' <<<"$out"); r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+      line+=" h1 signed $(python3 -c "print(f'{($c1-$c0)*1e6/$n:.1f} us/req {float($r):,.0f} req/s')") |"
+    fi
+    if [[ $tests == *" jwt "* ]]; then
+      c0=$(cpu $p1); out=$(wrk -t1 -c32 -d5s -H "Authorization: Bearer $tok" "http://127.0.0.1:$P1/f/file.bin"); c1=$(cpu $p1)
+      n=$(awk '/requests in/ {print $1}' <<<"$out"); r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+      line+=" h1 jwt $(python3 -c "print(f'{($c1-$c0)*1e6/$n:.1f} us/req {float($r):,.0f} req/s')") |"
+    fi
+    if [[ $tests == *" h2 "* ]]; then
+      c0=$(cpu $p2); out=$(h2load -c32 -m10 -D 5 "https://127.0.0.1:$P2$u"); c1=$(cpu $p2)
+      n=$(awk '/^status codes:/ {print $3}' <<<"$out"); r=$(awk '/^finished in/ {print $4}' <<<"$out")
+      line+=" h2 tls signed $(python3 -c "print(f'{($c1-$c0)*1e6/$n:.1f} us/req {float($r):,.0f} req/s')") |"
+    fi
+    echo "${line% |}"
     kill $p1 $p2; wait $p1 $p2 2>/dev/null || true; tp=""
   done
 done

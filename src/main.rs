@@ -261,6 +261,12 @@ impl KeyArgs {
     }
 }
 
+/// mimalloc: per-thread free lists suit thread-per-core workers that
+/// allocate and free a request's buffers on one thread (glibc's malloc
+/// took about an eighth of the CPU under load; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {

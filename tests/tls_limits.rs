@@ -298,3 +298,68 @@ async fn size_idle_and_connection_limits() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(http.get(&tg.url("/p/a.txt")).await.status, 200, "capacity returns when connections close");
 }
+
+/// HTTP/2 over TLS, as browsers speak it: many streams on one connection,
+/// small answers (held back and combined into shared TLS records) and
+/// large ones (which pass straight through), each arriving whole and
+/// on its own stream; a lone request on an idle connection is answered too,
+/// as is one after the connection has been quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_over_tls_answers_every_stream_whole() {
+    use http_body_util::{BodyExt, Empty};
+    let small: Vec<Vec<u8>> = (0..8).map(|i| (0..700 + 97 * i).map(|b| (b * 7 + i) as u8).collect()).collect();
+    let large: Vec<u8> = (0..300_000u32).map(|b| (b % 251) as u8).collect();
+    let mut files: Vec<(String, Vec<u8>)> =
+        small.iter().enumerate().map(|(i, body)| (format!("p/s{i}.bin"), body.clone())).collect();
+    files.push(("p/large.bin".to_owned(), large.clone()));
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+    let nginx = Nginx::start(&refs);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca();
+    write_leaf(&ca, dir.path(), "h2");
+    let tg = Tollgate::start(&tls_yaml(nginx.addr), dir.path()).await;
+    let stream = connect(tg.handle.proxy_addr, client_config(&ca, &[&rustls::version::TLS13], &[b"h2"])).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let get = |path: String| {
+        let mut sender = sender.clone();
+        async move {
+            let req =
+                http::Request::get(format!("https://localhost{path}")).body(Empty::<bytes::Bytes>::new()).unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
+        }
+    };
+    let within = Duration::from_secs(20);
+
+    // A lone request first: nothing else on the connection to wait for.
+    let (status, body) = tokio::time::timeout(within, get("/p/s0.bin".to_owned())).await.expect("lone answer");
+    assert_eq!((status, body), (200, small[0].clone()));
+
+    // 200 streams at once, small and large interleaved.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..200usize {
+        let path = if n % 25 == 0 { "/p/large.bin".to_owned() } else { format!("/p/s{}.bin", n % 8) };
+        let fut = get(path);
+        tasks.spawn(async move { (n, fut.await) });
+    }
+    let all = tokio::time::timeout(within, tasks.join_all()).await.expect("every stream answered");
+    assert_eq!(all.len(), 200);
+    for (n, (status, body)) in all {
+        assert_eq!(status, 200, "stream {n}");
+        let want = if n % 25 == 0 { &large } else { &small[n % 8] };
+        assert!(body == *want, "stream {n}: {} bytes, wanted {}", body.len(), want.len());
+    }
+
+    // After a quiet spell, the same connection answers again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = tokio::time::timeout(within, get("/p/s7.bin".to_owned())).await.expect("answer after quiet");
+    assert_eq!((status, body), (200, small[7].clone()));
+}

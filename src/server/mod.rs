@@ -14,6 +14,7 @@
 //! then the listener closes, keep-alive connections are told to finish, and
 //! in-flight requests drain up to the deadline.
 
+pub mod coalesce;
 pub mod timeouts;
 pub mod tls;
 
@@ -348,9 +349,13 @@ impl Worker {
                         if let Ok(Ok(stream)) = handshake {
                             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                                 activity.set_http2();
+                                let stream = coalesce::Coalesce::new(stream);
+                                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                                let _ = watcher.watch(conn).await;
+                            } else {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                                let _ = watcher.watch(conn).await;
                             }
-                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                            let _ = watcher.watch(conn).await;
                         }
                         drop(done);
                     });
