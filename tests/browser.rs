@@ -151,7 +151,11 @@ fn app_files() -> Vec<(&'static str, &'static [u8])> {
 async fn drive(scenario: &str, plan: Value) -> Value {
     common::require("chromium", &["/usr/bin/chromium"]);
     let python = common::repo().join(".venv/bin/python");
-    assert!(python.is_file(), "{} is missing: run `make test` (it installs Playwright)", python.display());
+    assert!(
+        python.is_file(),
+        "{} is missing: run `make test` (it pip-installs the Playwright package into .venv; the browser is Debian's chromium)",
+        python.display()
+    );
     let driver = common::repo().join("tests/browser/driver.py");
     let scenario = scenario.to_owned();
     let out = tokio::task::spawn_blocking({
