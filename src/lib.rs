@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod routes;
 pub mod run;
 pub mod server;
+pub mod splice;
 pub mod store;
 pub mod tools;
 pub mod upstream;

@@ -277,6 +277,8 @@ pub struct Metrics {
     upstream_retries: IntCounterVec,
     pub cache: CacheCounters,
     pub inflight: IntGauge,
+    /// Body bytes moved socket to socket (`crate::splice`).
+    pub spliced_bytes: IntCounter,
     reloads: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
     pub jwks_age: IntGaugeVec,
@@ -322,6 +324,10 @@ impl Metrics {
         let cache =
             IntCounterVec::new(Opts::new("tollgate_verify_cache_total", "Verification cache lookups."), &["result"])?;
         let inflight = IntGauge::new("tollgate_inflight_requests", "Requests being handled now.")?;
+        let spliced_bytes = IntCounter::new(
+            "tollgate_spliced_bytes_total",
+            "Response body bytes moved from the upstream socket to the client's with splice(2), never copied through tollgate.",
+        )?;
         let reloads = IntCounterVec::new(
             Opts::new("tollgate_config_reloads_total", "Configuration reloads, by result."),
             &["result"],
@@ -348,6 +354,7 @@ impl Metrics {
         registry.register(Box::new(upstream_retries.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(spliced_bytes.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(jwks_fetches.clone()))?;
@@ -391,6 +398,7 @@ impl Metrics {
             upstream_retries,
             cache,
             inflight,
+            spliced_bytes,
             reloads,
             jwks_fetches,
             jwks_age,
@@ -473,6 +481,7 @@ mod tests {
             "tollgate_request_duration_seconds_bucket",
             r#"tollgate_verify_cache_total{result="hit"} 0"#,
             "tollgate_inflight_requests 0",
+            "tollgate_spliced_bytes_total 0",
             r#"tollgate_config_reloads_total{result="error"} 0"#,
             r#"tollgate_build_info{version=""#,
             r#"tollgate_upstream_errors_total{kind="timeout",route="media"} 0"#,

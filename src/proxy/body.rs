@@ -11,6 +11,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::splice::SpliceBody;
+
 /// Why a request body stream failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -75,12 +77,17 @@ impl Body for RequestBody {
     }
 }
 
+/// The error a response body fails with (hyper's, or a splice's I/O error).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What tollgate answers with.
 pub enum ResponseBody {
     /// A small local answer (errors, probes, metrics).
     Full(Option<Bytes>),
     /// The upstream's body, streamed through.
     Upstream(Incoming),
+    /// A large upstream body, moved socket to socket (`crate::splice`).
+    Spliced(SpliceBody),
 }
 
 impl ResponseBody {
@@ -95,12 +102,13 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ResponseBody::Spliced(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -108,6 +116,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(data) => data.is_none(),
             ResponseBody::Upstream(body) => body.is_end_stream(),
+            ResponseBody::Spliced(body) => body.is_end_stream(),
         }
     }
 
@@ -115,6 +124,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             ResponseBody::Upstream(body) => body.size_hint(),
+            ResponseBody::Spliced(body) => body.size_hint(),
         }
     }
 }

@@ -59,10 +59,12 @@ pub struct Shared {
 }
 
 /// Facts about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// Plain TCP: large answers can be spliced into it.
+    pub outlet: Option<Arc<crate::splice::Outlet>>,
 }
 
 /// A request being handled: counts it in flight, and accounts for it exactly
@@ -191,6 +193,7 @@ async fn pipeline(
     record: &mut InFlight<'_>,
 ) -> Result<(Response<ResponseBody>, Outcome), Rejection> {
     let (mut parts, body) = req.into_parts();
+    let splice_ok = parts.method == Method::GET && matches!(parts.version, Version::HTTP_10 | Version::HTTP_11);
 
     // limits: exact 414/431 answers (hyper's own buffer limit is looser).
     let limits = &shared.limits;
@@ -371,6 +374,10 @@ async fn pipeline(
 
     // respond
     let resp = strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier), reinsert.as_ref());
+    let resp = match conn.outlet.as_ref() {
+        Some(outlet) if splice_ok => crate::splice::offer(resp, outlet, &shared.metrics.spliced_bytes),
+        _ => resp,
+    };
     Ok((resp, Outcome::Forwarded))
 }
 

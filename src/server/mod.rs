@@ -39,6 +39,7 @@ use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
 use crate::proxy::body::ResponseBody;
 use crate::proxy::{self, ConnInfo, Runtime, Shared};
+use crate::splice;
 use timeouts::{Activity, TimedIo, Tracked};
 
 /// Readiness, as `/readyz` reports it.
@@ -324,15 +325,18 @@ impl Worker {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let info = ConnInfo { peer, tls: tls.is_some() };
             let activity = Arc::new(Activity::default());
-            let service = service(shared.clone(), info, activity.clone());
-            let stream = TimedIo::new(stream, activity.clone(), limits.header_read_timeout, limits.idle_timeout);
             let builder = builder.clone();
             // Released when the connection ends, however it ends.
             let done = OpenGuard(open.clone(), permit);
+            let (head_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
             match &tls {
                 None => {
+                    let outlet = Arc::new(splice::Outlet::default());
+                    let info = ConnInfo { peer, tls: false, outlet: Some(outlet.clone()) };
+                    let service = service(shared.clone(), info, activity.clone());
+                    let stream =
+                        TimedIo::new(splice::SpliceOut::new(stream, outlet), activity, head_timeout, idle_timeout);
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let fut = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -341,6 +345,9 @@ impl Worker {
                     });
                 }
                 Some(tls) => {
+                    let info = ConnInfo { peer, tls: true, outlet: None };
+                    let service = service(shared.clone(), info, activity.clone());
+                    let stream = TimedIo::new(stream, activity.clone(), head_timeout, idle_timeout);
                     let acceptor = tls.acceptor();
                     let watcher = graceful.watcher();
                     let timeout = limits.header_read_timeout;
@@ -398,6 +405,7 @@ fn service(
 + 'static {
     service_fn(move |req| {
         let shared = shared.clone();
+        let info = info.clone();
         let guard = activity.start();
         // Boxed: the request's future is large (every stage's state), and
         // hyper moves it into each HTTP/2 stream's task; a pointer moves

@@ -27,6 +27,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -39,6 +40,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::metrics::RetryReason;
+use crate::splice::{Handover, PlainSocket};
 
 /// What happened on one upstream connection so far. Written only by the
 /// task driving the connection; read after that task reported the failure,
@@ -49,6 +51,9 @@ struct History {
     started: AtomicU32,
     /// Whether a byte was read since the latest request started.
     answered: AtomicBool,
+    /// Plain TCP: the socket can be handed to a spliced body.
+    plain: bool,
+    handover: Arc<Handover>,
 }
 
 /// The connector's per-connection value, found again in a failed exchange's
@@ -76,8 +81,11 @@ impl<T> Tracked<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+impl<T: AsyncRead + PlainSocket + Unpin> AsyncRead for Tracked<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.history.0.handover.is_requested() {
+            return self.history.0.handover.park(cx, self.inner.plain_socket());
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -125,6 +133,21 @@ impl<T: Connection> Connection for Tracked<T> {
 /// so the wrapper needs no unsafe buffer handling, and back.
 pub type TrackedStream = TokioIo<Tracked<TokioIo<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>>>;
 
+impl PlainSocket for TokioIo<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>> {
+    fn plain_socket(&self) -> Option<BorrowedFd<'_>> {
+        match self.inner() {
+            MaybeHttpsStream::Http(tcp) => Some(tcp.inner().as_fd()),
+            MaybeHttpsStream::Https(_) => None,
+        }
+    }
+}
+
+/// The handover of the plain upstream connection a response came on (its
+/// connection info is in the response's extensions).
+pub fn handover(extensions: &http::Extensions) -> Option<Arc<Handover>> {
+    extensions.get::<ConnHistory>().filter(|h| h.0.plain).map(|h| h.0.handover.clone())
+}
+
 /// The upstream connector: plain or TLS, each connection tracked.
 #[derive(Clone)]
 pub struct TrackingConnector(pub HttpsConnector<HttpConnector>);
@@ -144,7 +167,9 @@ impl tower_service::Service<Uri> for TrackingConnector {
         let connecting = self.0.call(dst);
         Box::pin(async move {
             let stream = connecting.await?;
-            Ok(TokioIo::new(Tracked { inner: TokioIo::new(stream), history: ConnHistory::default() }))
+            let plain = matches!(stream, MaybeHttpsStream::Http(_));
+            let history = ConnHistory(Arc::new(History { plain, ..History::default() }));
+            Ok(TokioIo::new(Tracked { inner: TokioIo::new(stream), history }))
         })
     }
 }
@@ -218,6 +243,12 @@ mod tests {
         assert_eq!(replayable(&Method::POST, true), Some(Idempotent(false)));
         assert_eq!(replayable(&Method::GET, false), None);
         assert_eq!(replayable(&Method::PUT, false), None);
+    }
+
+    impl PlainSocket for tokio::io::DuplexStream {
+        fn plain_socket(&self) -> Option<BorrowedFd<'_>> {
+            None
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,465 @@
+//! Large downloads without a copy through tollgate: the body moves from the
+//! upstream socket into a pipe and from the pipe into the client socket with
+//! `splice(2)`, so its bytes never enter user space.
+//!
+//! Used when both sockets are plain TCP, the client speaks HTTP/1.x, the
+//! request is a GET and the upstream answers 200 or 206 with a
+//! `Content-Length` of at least [`MIN_LEN`]. Every other answer is streamed
+//! through hyper as before. hyper owns both sockets, so each side is handed
+//! over explicitly:
+//!
+//! - **Upstream** ([`Handover`]): hyper's client may already hold the first
+//!   bytes of the body in its read buffer. The body asks for the socket and
+//!   keeps passing on hyper's frames until hyper, its buffer empty, reads the
+//!   socket again. That read parks instead (`upstream::retry::Tracked`) and
+//!   leaves a duplicate of the socket behind, from which the rest of the body
+//!   is spliced. The connection is never reused afterwards: when the body
+//!   ends, the parked read returns end-of-file and hyper closes it.
+//! - **Client** ([`Outlet`], [`SpliceOut`]): hyper writes what the body yields,
+//!   in order. A spliced chunk is yielded as a slice of the static [`MARKER`];
+//!   the client socket's wrapper recognises marker slices by address and
+//!   moves that many bytes from the pipe instead of writing them.
+//!
+//! Invariant: the pipe holds exactly the marker bytes yielded and not yet
+//! written. A marker byte with no pipe byte behind it is an I/O error (the
+//! client connection is cut); a zero never reaches the wire. The body fills
+//! the pipe only when it is empty, so a `splice` that would block always
+//! means the upstream socket has nothing to read (filling it further while
+//! the client socket drains it measured no faster on loopback, and made
+//! that refusal ambiguous: pipe full, or socket empty).
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use prometheus::IntCounter;
+use rustix::pipe::{PipeFlags, SpliceFlags};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::proxy::body::{BoxError, ResponseBody};
+
+/// The smallest body worth a pipe: below it, copying costs less than the
+/// pipe's set-up and the upstream connection it uses up.
+pub const MIN_LEN: u64 = 1 << 20;
+
+/// Pipe capacity asked for (the kernel's default is 64 KiB).
+const PIPE_SIZE: usize = 1 << 20;
+
+/// Stands for spliced bytes on their way through hyper; never read.
+static MARKER: [u8; PIPE_SIZE] = [0; PIPE_SIZE];
+
+/// Whether `bytes` is (part of) a marker.
+fn is_marker(bytes: &[u8]) -> bool {
+    let start = MARKER.as_ptr() as usize;
+    let at = bytes.as_ptr() as usize;
+    !bytes.is_empty() && at >= start && at < start + MARKER.len()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    size: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        // A smaller pipe only means more, smaller splices.
+        let size = rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE)
+            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&write))?
+            .min(PIPE_SIZE);
+        Ok(Pipe { read, write, size })
+    }
+}
+
+fn broken(what: &'static str) -> io::Error {
+    io::Error::other(what)
+}
+
+/// The client side of one plain connection: the pipe of the response being
+/// spliced, shared by that response's body and the connection's socket.
+#[derive(Default)]
+pub struct Outlet {
+    state: Mutex<OutletState>,
+}
+
+#[derive(Default)]
+struct OutletState {
+    pipe: Option<Pipe>,
+    /// Bytes in the pipe (marker bytes yielded and not yet written).
+    fill: usize,
+    /// The body, waiting for the pipe to empty.
+    waiting: Option<Waker>,
+    /// The body yielded its last marker: the pipe goes once it is empty.
+    body_done: bool,
+}
+
+impl OutletState {
+    /// The socket took the last byte in the pipe.
+    fn drained(&mut self) {
+        if let Some(waker) = self.waiting.take() {
+            waker.wake();
+        }
+        if self.body_done {
+            self.pipe = None;
+        }
+    }
+}
+
+/// A plain client socket that writes marker slices from the outlet's pipe.
+pub struct SpliceOut {
+    inner: TcpStream,
+    outlet: Arc<Outlet>,
+}
+
+impl SpliceOut {
+    pub fn new(inner: TcpStream, outlet: Arc<Outlet>) -> Self {
+        SpliceOut { inner, outlet }
+    }
+
+    /// Moves up to `want` bytes from the pipe to the socket.
+    fn poll_splice(&self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let mut out = lock(&self.outlet.state);
+        let Some(pipe) = out.pipe.as_ref() else {
+            return Poll::Ready(Err(broken("splice: a marker without a pipe")));
+        };
+        let n = want.min(out.fill);
+        if n == 0 {
+            return Poll::Ready(Err(broken("splice: a marker without bytes in the pipe")));
+        }
+        let moved = loop {
+            std::task::ready!(self.inner.poll_write_ready(cx))?;
+            let spliced = self.inner.try_io(Interest::WRITABLE, || {
+                rustix::pipe::splice(&pipe.read, None, &self.inner, None, n, SpliceFlags::NONBLOCK | SpliceFlags::MOVE)
+                    .map_err(io::Error::from)
+            });
+            match spliced {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(moved) => break moved,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        };
+        out.fill -= moved;
+        if out.fill == 0 {
+            out.drained();
+        }
+        Poll::Ready(Ok(moved))
+    }
+}
+
+impl AsyncRead for SpliceOut {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SpliceOut {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if is_marker(buf) {
+            return self.poll_splice(cx, buf.len());
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // Plain bytes up to the first marker go out as usual; a marker at
+        // the front comes from the pipe.
+        match bufs.iter().position(|b| is_marker(b)) {
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+            Some(0) => self.poll_splice(cx, bufs[0].len()),
+            Some(at) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..at]),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // hyper queues body chunks without copying them only for vectored
+        // sockets; a copied marker would be zeros on the wire.
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An upstream connection's socket, handed from hyper's client to a body.
+#[derive(Debug, Default)]
+pub struct Handover {
+    /// Read on every upstream read, so kept out of the mutex.
+    requested: AtomicBool,
+    state: Mutex<HandoverState>,
+}
+
+#[derive(Debug, Default)]
+struct HandoverState {
+    /// hyper read the socket after the handover was requested.
+    parked: bool,
+    /// A duplicate of the socket, left by the parked read.
+    socket: Option<OwnedFd>,
+    /// The body, waiting for hyper to park.
+    taker: Option<Waker>,
+    /// hyper's parked read.
+    reader: Option<Waker>,
+    /// The body is done: the parked read ends the connection.
+    released: bool,
+}
+
+impl Handover {
+    /// Whether reads must park (one relaxed load per upstream read).
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    /// hyper's read once the handover was requested: leaves a duplicate of
+    /// `socket` for the body and waits; end-of-file once the body is done.
+    pub fn park(&self, cx: &mut Context<'_>, socket: Option<BorrowedFd<'_>>) -> Poll<io::Result<()>> {
+        let mut st = lock(&self.state);
+        if st.released {
+            return Poll::Ready(Ok(()));
+        }
+        if !st.parked {
+            st.socket = socket.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0)).transpose()?;
+            st.parked = true;
+            if let Some(waker) = st.taker.take() {
+                waker.wake();
+            }
+        }
+        st.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn is_parked(&self) -> bool {
+        lock(&self.state).parked
+    }
+
+    /// Whether hyper has parked; if not, wakes `cx` when it does.
+    fn parked_or_wake(&self, cx: &mut Context<'_>) -> bool {
+        let mut st = lock(&self.state);
+        if !st.parked {
+            st.taker = Some(cx.waker().clone());
+        }
+        st.parked
+    }
+
+    /// Ends the handover: a parked (or later) read returns end-of-file, so
+    /// hyper closes the connection. When hyper never parked and the whole
+    /// body came through it, the connection is left as it was.
+    fn finish(&self, body_complete: bool) {
+        let mut st = lock(&self.state);
+        if !st.parked && body_complete {
+            self.requested.store(false, Ordering::Relaxed);
+            return;
+        }
+        st.released = true;
+        st.socket = None;
+        if let Some(waker) = st.reader.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Replaces an upstream body with a spliced one where that is possible:
+/// `outlet` is the client connection's, given only for a GET over plain
+/// HTTP/1.x; the rest is checked here (see the module header).
+pub fn offer(resp: Response<ResponseBody>, outlet: &Arc<Outlet>, counter: &IntCounter) -> Response<ResponseBody> {
+    if !matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+        return resp;
+    }
+    let len = match resp.body() {
+        ResponseBody::Upstream(body) => body.size_hint().exact(),
+        _ => None,
+    };
+    let Some(len) = len.filter(|&len| len >= MIN_LEN) else { return resp };
+    let Some(handover) = crate::upstream::retry::handover(resp.extensions()) else { return resp };
+    {
+        let mut out = lock(&outlet.state);
+        if out.pipe.is_some() {
+            // The previous spliced answer has not left yet (a pipelined
+            // request): this one is streamed as usual.
+            return resp;
+        }
+        match Pipe::new() {
+            Ok(pipe) => {
+                *out = OutletState { pipe: Some(pipe), ..OutletState::default() };
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "No pipe for splicing; streaming instead");
+                return resp;
+            }
+        }
+    }
+    let (parts, body) = resp.into_parts();
+    let ResponseBody::Upstream(incoming) = body else {
+        return Response::from_parts(parts, body);
+    };
+    handover.requested.store(true, Ordering::Relaxed);
+    let body = SpliceBody {
+        incoming: Some(incoming),
+        handover,
+        socket: None,
+        outlet: outlet.clone(),
+        remaining: len,
+        counter: counter.clone(),
+    };
+    Response::from_parts(parts, ResponseBody::Spliced(body))
+}
+
+/// A response body spliced from the upstream socket (after whatever hyper
+/// had already read).
+pub struct SpliceBody {
+    /// hyper's view of the body: its buffered frames first; kept to the end
+    /// (dropping it makes hyper close the connection it still drives).
+    incoming: Option<Incoming>,
+    handover: Arc<Handover>,
+    /// The upstream socket's duplicate, once hyper parked.
+    socket: Option<TcpStream>,
+    outlet: Arc<Outlet>,
+    /// Body bytes not yet yielded.
+    remaining: u64,
+    counter: IntCounter,
+}
+
+type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
+impl SpliceBody {
+    /// Frames hyper had read before it parked.
+    fn poll_buffered(&mut self, cx: &mut Context<'_>) -> Option<Polled> {
+        let incoming = self.incoming.as_mut()?;
+        let parked = self.handover.is_parked();
+        match Pin::new(incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.remaining = self.remaining.saturating_sub(data.len() as u64);
+                }
+                return Some(Poll::Ready(Some(Ok(frame))));
+            }
+            Poll::Ready(Some(Err(e))) => return Some(Poll::Ready(Some(Err(e.into())))),
+            Poll::Ready(None) => {
+                self.remaining = 0;
+                return Some(Poll::Ready(None));
+            }
+            Poll::Pending => {}
+        }
+        // hyper parked before this poll, and its channel is empty: every
+        // byte it read has been passed on; the rest is on the socket.
+        if parked {
+            return match self.take_socket() {
+                Ok(()) => None,
+                Err(e) => Some(Poll::Ready(Some(Err(e.into())))),
+            };
+        }
+        if self.handover.parked_or_wake(cx) {
+            // Parked meanwhile: look at the channel once more first.
+            cx.waker().wake_by_ref();
+        }
+        Some(Poll::Pending)
+    }
+
+    fn take_socket(&mut self) -> io::Result<()> {
+        let fd = lock(&self.handover.state).socket.take().ok_or_else(|| broken("splice: no upstream socket"))?;
+        let socket = std::net::TcpStream::from(fd);
+        socket.set_nonblocking(true)?;
+        self.socket = Some(TcpStream::from_std(socket)?);
+        Ok(())
+    }
+
+    /// Splices the next chunk into the (empty) pipe and yields its marker.
+    fn poll_spliced(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Frame<Bytes>>> {
+        let Some(socket) = self.socket.as_ref() else {
+            return Poll::Ready(Err(broken("splice: no upstream socket")));
+        };
+        let mut out = lock(&self.outlet.state);
+        if out.fill > 0 {
+            out.waiting = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let Some(pipe) = out.pipe.as_ref() else {
+            return Poll::Ready(Err(broken("splice: the pipe is gone")));
+        };
+        let want = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(pipe.size);
+        let moved = loop {
+            std::task::ready!(socket.poll_read_ready(cx))?;
+            let spliced = socket.try_io(Interest::READABLE, || {
+                rustix::pipe::splice(socket, None, &pipe.write, None, want, SpliceFlags::NONBLOCK | SpliceFlags::MOVE)
+                    .map_err(io::Error::from)
+            });
+            match spliced {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Ok(moved) => break moved,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        };
+        out.fill = moved;
+        self.remaining -= moved as u64;
+        out.body_done = self.remaining == 0;
+        self.counter.inc_by(moved as u64);
+        Poll::Ready(Ok(Frame::data(Bytes::from_static(&MARKER[..moved]))))
+    }
+}
+
+impl Body for SpliceBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        if this.socket.is_none()
+            && let Some(polled) = this.poll_buffered(cx)
+        {
+            return polled;
+        }
+        this.poll_spliced(cx).map(|r| Some(r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl Drop for SpliceBody {
+    fn drop(&mut self) {
+        self.handover.finish(self.remaining == 0);
+        // hyper drops a body after its last frame, before writing it: the
+        // pipe stays until the socket has taken every byte.
+        let mut out = lock(&self.outlet.state);
+        out.body_done = true;
+        if out.fill == 0 {
+            out.pipe = None;
+        }
+    }
+}
+
+/// The socket under an upstream connection's byte stream, when it is plain
+/// TCP (a TLS connection's bytes cannot be spliced).
+pub trait PlainSocket {
+    fn plain_socket(&self) -> Option<BorrowedFd<'_>>;
+}
