@@ -382,15 +382,20 @@ speed() { curl -s -o /dev/null -w '%{speed_download}' "$@"; }
 big_signed=$(TOLLGATE_KEY="$secret" "$bin" sign --ttl 1h /f/big.bin)
 speed "http://127.0.0.1:$BK/f/big.bin" >/dev/null; speed "http://127.0.0.1:$TG$big_signed" >/dev/null
 d=(); t=()
+big_cpu0=$(cpu "$tg_pid")
 for _ in 1 2 3 4 5; do
   d+=("$(speed "http://127.0.0.1:$BK/f/big.bin")")
   t+=("$(speed "http://127.0.0.1:$TG$big_signed")")
 done
-python3 - "${d[@]}" "${t[@]}" <<'EOF'
+big_cpu1=$(cpu "$tg_pid")
+spliced=$(curl -s "http://127.0.0.1:$TGA/metrics" | awk '/^tollgate_spliced_bytes_total/ {print $2}')
+python3 - "$big_cpu0" "$big_cpu1" "${spliced:-0}" "${d[@]}" "${t[@]}" <<'EOF'
 import statistics, sys
-v = [float(x) for x in sys.argv[1:]]
+c0, c1, spliced = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+v = [float(x) for x in sys.argv[4:]]
 d, t = statistics.median(v[:5]), statistics.median(v[5:])
-print(f"\n100 MiB download, nginx direct {d/2**20:,.0f} MiB/s, through tollgate {t/2**20:,.0f} MiB/s: ratio {t/d:.2f}")
+print(f"\n100 MiB download, nginx direct {d/2**20:,.0f} MiB/s, through tollgate {t/2**20:,.0f} MiB/s: ratio {t/d:.2f}; "
+      f"tollgate CPU {(c1-c0)*1e3/5:,.0f} ms per 100 MiB; spliced so far {spliced/2**20:,.0f} MiB")
 EOF
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$tg_pid/status"; }
