@@ -29,16 +29,16 @@
 //! that refusal ambiguous: pipe full, or socket empty).
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use crate::upstream::pool::UpstreamBody;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use prometheus::IntCounter;
 use rustix::pipe::{PipeFlags, SpliceFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -81,6 +81,37 @@ impl Pipe {
             .or_else(|_| rustix::pipe::fcntl_getpipe_size(&write))?
             .min(PIPE_SIZE);
         Ok(Pipe { read, write, size })
+    }
+}
+
+/// Moves up to `len` bytes from `from` to `to` once `socket` (one of the
+/// two) is ready for `interest`. A refusal clears tokio's readiness and waits
+/// for the next; moving nothing means the socket side is closed.
+fn poll_splice(
+    cx: &mut Context<'_>,
+    socket: &TcpStream,
+    interest: Interest,
+    from: impl AsFd,
+    to: impl AsFd,
+    len: usize,
+) -> Poll<io::Result<usize>> {
+    loop {
+        if interest.is_readable() {
+            std::task::ready!(socket.poll_read_ready(cx))?;
+        } else {
+            std::task::ready!(socket.poll_write_ready(cx))?;
+        }
+        let spliced = socket.try_io(interest, || {
+            rustix::pipe::splice(&from, None, &to, None, len, SpliceFlags::NONBLOCK | SpliceFlags::MOVE)
+                .map_err(io::Error::from)
+        });
+        match spliced {
+            Ok(0) if interest.is_readable() => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(moved) => return Poll::Ready(Ok(moved)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -139,19 +170,7 @@ impl SpliceOut {
         if n == 0 {
             return Poll::Ready(Err(broken("splice: a marker without bytes in the pipe")));
         }
-        let moved = loop {
-            std::task::ready!(self.inner.poll_write_ready(cx))?;
-            let spliced = self.inner.try_io(Interest::WRITABLE, || {
-                rustix::pipe::splice(&pipe.read, None, &self.inner, None, n, SpliceFlags::NONBLOCK | SpliceFlags::MOVE)
-                    .map_err(io::Error::from)
-            });
-            match spliced {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(moved) => break moved,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        };
+        let moved = std::task::ready!(poll_splice(cx, &self.inner, Interest::WRITABLE, &pipe.read, &self.inner, n))?;
         out.fill -= moved;
         if out.fill == 0 {
             out.drained();
@@ -330,7 +349,7 @@ pub fn offer(resp: Response<ResponseBody>, outlet: &Arc<Outlet>, counter: &IntCo
 pub struct SpliceBody {
     /// hyper's view of the body: its buffered frames first; kept to the end
     /// (dropping it makes hyper close the connection it still drives).
-    incoming: Option<Incoming>,
+    incoming: Option<UpstreamBody>,
     handover: Arc<Handover>,
     /// The upstream socket's duplicate, once hyper parked.
     socket: Option<TcpStream>,
@@ -398,19 +417,7 @@ impl SpliceBody {
             return Poll::Ready(Err(broken("splice: the pipe is gone")));
         };
         let want = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(pipe.size);
-        let moved = loop {
-            std::task::ready!(socket.poll_read_ready(cx))?;
-            let spliced = socket.try_io(Interest::READABLE, || {
-                rustix::pipe::splice(socket, None, &pipe.write, None, want, SpliceFlags::NONBLOCK | SpliceFlags::MOVE)
-                    .map_err(io::Error::from)
-            });
-            match spliced {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
-                Ok(moved) => break moved,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        };
+        let moved = std::task::ready!(poll_splice(cx, socket, Interest::READABLE, socket, &pipe.write, want))?;
         out.fill = moved;
         self.remaining -= moved as u64;
         out.body_done = self.remaining == 0;

@@ -153,7 +153,7 @@ async fn drive(scenario: &str, plan: Value) -> Value {
     let python = common::repo().join(".venv/bin/python");
     assert!(
         python.is_file(),
-        "{} is missing: run `make test` (it pip-installs the Playwright package into .venv; the browser is Debian's chromium)",
+        "{} is missing: run `make test` (its pip step puts the Playwright Python package into .venv; the browser is Debian's chromium)",
         python.display()
     );
     let driver = common::repo().join("tests/browser/driver.py");

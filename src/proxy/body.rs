@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::splice::SpliceBody;
+use crate::upstream::pool::UpstreamBody;
 
 /// Why a request body stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +86,7 @@ pub enum ResponseBody {
     /// A small local answer (errors, probes, metrics).
     Full(Option<Bytes>),
     /// The upstream's body, streamed through.
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     /// A large upstream body, moved socket to socket (`crate::splice`).
     Spliced(SpliceBody),
 }

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::upstream::pool::UpstreamBody;
 use http::header::CONTENT_RANGE;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderName, Response};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::respond::Rejection;
 use crate::auth::query::{decode_component, encode_strict, split_piece};
@@ -69,8 +69,8 @@ pub fn sign(s3: &S3Target, route: &Route, parts: &mut Parts) -> Result<(), Rejec
 pub async fn response(
     s3: &S3Target,
     route: &Route,
-    mut resp: Response<Incoming>,
-) -> Result<Response<Incoming>, Rejection> {
+    mut resp: Response<UpstreamBody>,
+) -> Result<Response<UpstreamBody>, Rejection> {
     let status = resp.status();
     // 2xx and 304 are the object; any other 3xx (PermanentRedirect to
     // another region) is a deployment fault and names the bucket.

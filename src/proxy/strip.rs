@@ -206,7 +206,7 @@ impl Reinsert {
 
 /// The upstream's answer, cleaned for the client.
 pub fn client_response(
-    resp: Response<hyper::body::Incoming>,
+    resp: Response<crate::upstream::pool::UpstreamBody>,
     carrier: Option<Carrier>,
     reinsert: Option<&Reinsert>,
 ) -> Response<ResponseBody> {

@@ -1,8 +1,9 @@
-//! How a request leaves: one pooled hyper client per upstream (plain or
-//! TLS), with connect and response-head timeouts mapped to the errors of
-//! SPEC §4, and one retry on a fresh connection when a pooled one turns out
-//! to be closed (`retry.rs`).
+//! How a request leaves: per-worker pools of keep-alive connections to
+//! each upstream (plain or TLS, `pool.rs`), with connect and response-head
+//! timeouts mapped to the errors of SPEC §4, and one retry on a fresh
+//! connection when a pooled one turns out to be closed (`retry.rs`).
 
+pub mod pool;
 pub mod retry;
 pub mod s3;
 pub mod tls;
@@ -10,21 +11,19 @@ pub mod tls;
 use std::cell::Cell;
 use std::error::Error as _;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::metrics::{RouteMetrics, UpstreamErrorKind};
 use crate::proxy::body::{BodyError, RequestBody};
+use pool::{Pool, UpstreamBody};
 use retry::TrackingConnector;
 
 /// Settings of one upstream, as compiled from the config.
@@ -76,7 +75,7 @@ pub enum UpstreamError {
     ClientAborted,
 }
 
-/// An upstream with its connection pool.
+/// An upstream with its connection pools.
 pub struct Upstream {
     pub settings: UpstreamSettings,
     /// `Host` value to send (the upstream's authority, or the bucket's).
@@ -84,14 +83,12 @@ pub struct Upstream {
     /// Set for object stores: requests are mapped to keys and re-signed.
     pub s3: Option<s3::S3Target>,
     connector: TrackingConnector,
+    /// `scheme://authority`, what the connector dials.
+    origin: Uri,
     /// One pool per worker thread, made on first use: a pooled connection
     /// is driven by the thread that uses it.
-    clients: Box<[OnceLock<UpstreamClient>]>,
-    /// Without a pool: every request on a new connection, used for retries.
-    fresh: UpstreamClient,
+    pools: Box<[OnceLock<Arc<Pool>>]>,
 }
-
-type UpstreamClient = Client<TrackingConnector, RequestBody>;
 
 /// Most worker threads with pools of their own (more share them).
 pub const MAX_POOLS: usize = 64;
@@ -111,61 +108,65 @@ pub fn worker() -> usize {
     WORKER.with(Cell::get)
 }
 
+/// The connector for an upstream: plain or TLS, with its timeouts, each
+/// connection tracked.
+fn tracking_connector(settings: &UpstreamSettings) -> Result<TrackingConnector, String> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.enforce_http(false);
+    let tls = if settings.scheme == Scheme::HTTPS {
+        tls::client_config(settings.ca_file.as_deref())?
+    } else {
+        tls::client_config_without_roots()?
+    };
+    let builder = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+    let builder = match &settings.server_name {
+        Some(name) => {
+            let name = rustls_pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
+            builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    Ok(TrackingConnector(builder.enable_http1().wrap_connector(connector)))
+}
+
+/// Why one exchange failed, before it is mapped to an answer.
+enum Failure {
+    Connect,
+    Exchange(hyper::Error),
+}
+
 impl Upstream {
-    /// Builds the pooled client (no connection is made yet).
+    /// Builds the connector (no connection is made yet).
     pub fn new(settings: UpstreamSettings, s3: Option<s3::S3Target>) -> Result<Self, String> {
         let host = match &s3 {
             Some(target) => target.host(settings.authority.as_str()),
             None => HeaderValue::from_str(settings.authority.as_str()),
         }
         .map_err(|e| e.to_string())?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.enforce_http(false);
-        let tls = if settings.scheme == Scheme::HTTPS {
-            tls::client_config(settings.ca_file.as_deref())?
-        } else {
-            tls::client_config_without_roots()?
-        };
-        let builder = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
-        let builder = match &settings.server_name {
-            Some(name) => {
-                let name = rustls_pki_types::ServerName::try_from(name.clone())
-                    .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
-                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
-            }
-            None => builder,
-        };
-        let connector = TrackingConnector(builder.enable_http1().wrap_connector(connector));
-        let clients = (0..MAX_POOLS).map(|_| OnceLock::new()).collect();
-        // A pool of size 0 is no pool at all in hyper-util: each request
-        // connects, and the connection closes after its response.
-        let fresh = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .retry_canceled_requests(false)
-            .build(connector.clone());
-        Ok(Upstream { settings, host, s3, connector, clients, fresh })
+        let connector = tracking_connector(&settings)?;
+        let origin = Uri::builder()
+            .scheme(settings.scheme.clone())
+            .authority(settings.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| e.to_string())?;
+        let pools = (0..MAX_POOLS).map(|_| OnceLock::new()).collect();
+        Ok(Upstream { settings, host, s3, connector, origin, pools })
     }
 
-    /// This worker's pooled client.
-    fn client(&self) -> &UpstreamClient {
-        let slot = &self.clients[worker()];
-        slot.get_or_init(|| {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(self.settings.pool_idle_timeout)
-                .pool_max_idle_per_host(self.settings.pool_max_idle)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .set_host(false)
-                // hyper-util would resend an unsent request on another
-                // pooled connection, uncounted and as often as it likes;
-                // `send` does it once, on a fresh one.
-                .retry_canceled_requests(false)
-                .build(self.connector.clone())
+    /// This worker's pool.
+    fn pool(&self) -> &Arc<Pool> {
+        self.pools[worker()].get_or_init(|| Pool::new(self.settings.pool_max_idle, self.settings.pool_idle_timeout))
+    }
+
+    async fn connect(&self) -> Result<pool::Conn, Failure> {
+        pool::connect(&self.connector, self.origin.clone()).await.map_err(|e| {
+            tracing::debug!(upstream = self.settings.name.as_str(), error = %e, "Upstream connect failed");
+            Failure::Connect
         })
     }
 
@@ -176,19 +177,21 @@ impl Upstream {
         &self,
         req: Request<RequestBody>,
         metrics: &RouteMetrics,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         match tokio::time::timeout(self.settings.response_timeout, self.exchange(req, metrics)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(&e)),
+            Ok(Err(Failure::Connect)) => Err(UpstreamError::Failed(UpstreamErrorKind::Connect)),
+            Ok(Err(Failure::Exchange(e))) => Err(classify(&e)),
         }
     }
 
     async fn exchange(
         &self,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
         metrics: &RouteMetrics,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    ) -> Result<Response<UpstreamBody>, Failure> {
+        origin_form(req.uri_mut());
         // hyper consumes the request, so the head of one that could be
         // retried is kept (its body is empty: nothing else to keep).
         let replay = retry::replayable(req.method(), req.body().is_end_stream()).map(|idempotent| {
@@ -199,15 +202,23 @@ impl Upstream {
             *copy.headers_mut() = req.headers().clone();
             (copy, idempotent)
         });
-        let e = match self.client().request(req).await {
-            Ok(resp) => return Ok(resp),
-            Err(e) => e,
+        let pool = self.pool();
+        let mut conn = match pool.checkout().await {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        let (error, unsent) = match conn.sender.try_send_request(req).await {
+            Ok(resp) => return Ok(pool.lend(conn, resp)),
+            Err(mut e) => {
+                let unsent = e.take_message().is_some();
+                (e.into_error(), unsent)
+            }
         };
         let Some((head, idempotent)) = replay else {
-            return Err(e);
+            return Err(Failure::Exchange(error));
         };
-        let Some(reason) = retry::retry_reason(&e, idempotent) else {
-            return Err(e);
+        let Some(reason) = retry::retry_reason(&error, unsent, &conn.history, idempotent) else {
+            return Err(Failure::Exchange(error));
         };
         metrics.upstream_retry(reason).inc();
         tracing::debug!(
@@ -215,9 +226,22 @@ impl Upstream {
             reason = reason.label(),
             "Retrying on a fresh connection"
         );
+        // The fresh connection serves this request only, as a connection
+        // that just failed suggests the upstream is restarting.
         let (parts, ()) = head.into_parts();
-        self.fresh.request(Request::from_parts(parts, RequestBody::empty())).await
+        let mut fresh = self.connect().await?;
+        match fresh.sender.send_request(Request::from_parts(parts, RequestBody::empty())).await {
+            Ok(resp) => Ok(pool::once(&fresh, resp)),
+            Err(e) => Err(Failure::Exchange(e)),
+        }
     }
+}
+
+/// The request target as HTTP/1.1 sends it to an origin server: the path
+/// and query alone (the upstream's authority is in `Host`).
+fn origin_form(uri: &mut Uri) {
+    let pq = uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *uri = Uri::from(pq);
 }
 
 /// Refuses an answer whose length is ambiguous, as nginx does: both
@@ -225,7 +249,7 @@ impl Upstream {
 /// or a `Transfer-Encoding` other than a single `chunked`. A proxy and its
 /// client could read such a body differently (response smuggling), so it
 /// is never relayed: 502, counted as a protocol error.
-pub fn check_framing(resp: Response<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+pub fn check_framing(resp: Response<UpstreamBody>) -> Result<Response<UpstreamBody>, UpstreamError> {
     let headers = resp.headers();
     let mut te = headers.get_all(TRANSFER_ENCODING).iter();
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
@@ -240,7 +264,7 @@ pub fn check_framing(resp: Response<Incoming>) -> Result<Response<Incoming>, Ups
     if ok { Ok(resp) } else { Err(UpstreamError::Failed(UpstreamErrorKind::Protocol)) }
 }
 
-fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamError {
+fn classify(e: &hyper::Error) -> UpstreamError {
     let mut source = e.source();
     while let Some(err) = source {
         if let Some(body) = err.downcast_ref::<BodyError>() {
@@ -251,9 +275,5 @@ fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamError {
         }
         source = err.source();
     }
-    if e.is_connect() {
-        UpstreamError::Failed(UpstreamErrorKind::Connect)
-    } else {
-        UpstreamError::Failed(UpstreamErrorKind::Protocol)
-    }
+    UpstreamError::Failed(UpstreamErrorKind::Protocol)
 }

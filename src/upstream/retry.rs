@@ -15,14 +15,11 @@
 //! - not one byte of this request's response arrived;
 //! - the failure was a close, EOF or reset (not a timeout, not a parse error).
 //!
-//! hyper-util knows whether a pooled connection was reused only inside its
-//! own (unbounded, uncounted) retry of unsent requests, and keeps that to
-//! itself. So the connector wraps each connection's byte stream, above TLS,
-//! in [`Tracked`], which notes how many requests were started on it and
-//! whether any byte was read since the latest one started; hyper-util
-//! attaches that record to the error of a failed exchange (its connection
-//! info carries the connector's "extra" value), which [`retry_reason`] reads.
-//! Above TLS matters: a TLS server's close_notify alert or session tickets
+//! The connector wraps each connection's byte stream, above TLS, in
+//! [`Tracked`], which notes how many requests were started on it and
+//! whether any byte was read since the latest one started; the pool keeps
+//! that record with the connection, and [`retry_reason`] reads it when an
+//! exchange fails. Above TLS matters: a TLS server's close_notify alert or session tickets
 //! are bytes on the socket but not response bytes.
 
 use std::future::Future;
@@ -35,7 +32,7 @@ use std::task::{Context, Poll};
 
 use http::{Method, Uri};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -56,10 +53,10 @@ struct History {
     handover: Arc<Handover>,
 }
 
-/// The connector's per-connection value, found again in a failed exchange's
-/// connection info.
+/// A connection's record, kept by the pool with the connection and put in
+/// the extensions of each response that came on it.
 #[derive(Debug, Clone, Default)]
-struct ConnHistory(Arc<History>);
+pub struct ConnHistory(Arc<History>);
 
 /// A connection's plain-text byte stream, noting requests and responses.
 ///
@@ -72,6 +69,11 @@ pub struct Tracked<T> {
 }
 
 impl<T> Tracked<T> {
+    /// This connection's record.
+    pub fn history(&self) -> ConnHistory {
+        self.history.clone()
+    }
+
     fn on_write(&self) {
         let h = &self.history.0;
         if h.started.load(Ordering::Relaxed) == 0 || h.answered.load(Ordering::Relaxed) {
@@ -123,13 +125,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
-impl<T: Connection> Connection for Tracked<T> {
-    fn connected(&self) -> Connected {
-        self.inner.connected().extra(self.history.clone())
-    }
-}
-
-/// The stream hyper-util drives: the (maybe TLS) stream, seen as tokio I/O
+/// The stream hyper drives: the (maybe TLS) stream, seen as tokio I/O
 /// so the wrapper needs no unsafe buffer handling, and back.
 pub type TrackedStream = TokioIo<Tracked<TokioIo<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>>>;
 
@@ -188,33 +184,19 @@ pub fn replayable(method: &Method, body_is_empty: bool) -> Option<Idempotent> {
 pub struct Idempotent(pub bool);
 
 /// Why a failed exchange may be retried on a fresh connection, or `None`
-/// when it must not be (see the module header for the rule).
-pub fn retry_reason(e: &hyper_util::client::legacy::Error, idempotent: Idempotent) -> Option<RetryReason> {
-    if e.is_connect() {
-        return None;
-    }
-    let mut extras = http::Extensions::new();
-    e.connect_info()?.get_extras(&mut extras);
-    let history = extras.get::<ConnHistory>()?;
+/// when it must not be (see the module header for the rule). `unsent`: hyper
+/// handed the request back without writing it.
+pub fn retry_reason(
+    error: &hyper::Error,
+    unsent: bool,
+    history: &ConnHistory,
+    idempotent: Idempotent,
+) -> Option<RetryReason> {
     let started = history.0.started.load(Ordering::Relaxed);
     let answered = history.0.answered.load(Ordering::Relaxed);
-
-    let mut source = std::error::Error::source(e);
-    let mut hyper_error: Option<&hyper::Error> = None;
-    let mut io_kind = None;
-    while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            hyper_error.get_or_insert(h);
-        }
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            io_kind.get_or_insert(io.kind());
-        }
-        source = err.source();
-    }
-    let hyper_error = hyper_error?;
-    if hyper_error.is_canceled() {
-        // Handed back unsent: the connection closed before hyper wrote it.
-        // Reused if earlier requests were started on it.
+    if unsent || error.is_canceled() {
+        // The connection closed before hyper wrote it. Reused if earlier
+        // requests were started on it.
         return (started >= 1).then_some(RetryReason::Closed);
     }
     // Written (at least in part): this request is the latest started, so an
@@ -222,12 +204,20 @@ pub fn retry_reason(e: &hyper_util::client::legacy::Error, idempotent: Idempoten
     if !idempotent.0 || started < 2 || answered {
         return None;
     }
+    let mut source = std::error::Error::source(error);
+    let mut io_kind = None;
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        source = err.source();
+    }
     match io_kind {
         Some(io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe) => {
             Some(RetryReason::Reset)
         }
         Some(io::ErrorKind::UnexpectedEof) => Some(RetryReason::Closed),
-        None if hyper_error.is_incomplete_message() => Some(RetryReason::Closed),
+        None if error.is_incomplete_message() => Some(RetryReason::Closed),
         _ => None,
     }
 }
