@@ -163,8 +163,10 @@ impl Upstream {
         self.pools[worker()].get_or_init(|| Pool::new(self.settings.pool_max_idle, self.settings.pool_idle_timeout))
     }
 
+    /// Opens a connection. Boxed: a connect and handshake's state is large
+    /// and needed once per connection, not once per request.
     async fn connect(&self) -> Result<pool::Conn, Failure> {
-        pool::connect(&self.connector, self.origin.clone()).await.map_err(|e| {
+        Box::pin(pool::connect(&self.connector, self.origin.clone())).await.map_err(|e| {
             tracing::debug!(upstream = self.settings.name.as_str(), error = %e, "Upstream connect failed");
             Failure::Connect
         })
