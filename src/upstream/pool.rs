@@ -106,8 +106,8 @@ impl Pool {
     /// splice handover reads it there).
     pub fn lend(self: &Arc<Self>, conn: Conn, resp: Response<Incoming>) -> Response<UpstreamBody> {
         let mut resp = once(&conn, resp);
-        resp.body_mut().lease = Some((self.clone(), conn));
         let body = resp.body_mut();
+        body.lease = Some((self.clone(), conn));
         if body.inner.is_end_stream() {
             body.release();
         }
@@ -250,6 +250,12 @@ mod tests {
         pool.lend(conn, resp)
     }
 
+    /// A request whose body is read to the end.
+    async fn fetch(pool: &Arc<Pool>, uri: &Uri) -> Bytes {
+        let resp = get(pool, uri).await;
+        resp.into_body().collect().await.unwrap_or_else(|e| panic!("{e}")).to_bytes()
+    }
+
     #[tokio::test]
     async fn a_connection_returns_when_its_body_ends_and_is_reused() {
         let (uri, accepted) = server("hello").await;
@@ -260,8 +266,7 @@ mod tests {
         assert_eq!(&body[..], b"hello");
         assert_eq!(pool.idle_count(), 1, "back once the body ended");
         for _ in 0..3 {
-            let resp = get(&pool, &uri).await;
-            let _ = resp.into_body().collect().await;
+            fetch(&pool, &uri).await;
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection served all four");
     }
@@ -272,8 +277,7 @@ mod tests {
         let pool = Pool::new(8, Duration::from_secs(60));
         drop(get(&pool, &uri).await);
         assert_eq!(pool.idle_count(), 0);
-        let resp = get(&pool, &uri).await;
-        let _ = resp.into_body().collect().await;
+        fetch(&pool, &uri).await;
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
@@ -281,12 +285,12 @@ mod tests {
     async fn idle_connections_past_the_timeout_are_not_used() {
         let (uri, accepted) = server("hello").await;
         let pool = Pool::new(8, Duration::from_millis(1));
-        let _ = get(&pool, &uri).await.into_body().collect().await;
+        fetch(&pool, &uri).await;
         assert_eq!(pool.idle_count(), 1);
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(pool.checkout().await.is_none(), "expired");
         assert_eq!(pool.idle_count(), 0);
-        let _ = get(&pool, &uri).await.into_body().collect().await;
+        fetch(&pool, &uri).await;
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
@@ -294,7 +298,7 @@ mod tests {
     async fn the_sweeper_closes_expired_idle_connections() {
         let (uri, _) = server("hello").await;
         let pool = Pool::new(8, Duration::from_millis(300));
-        let _ = get(&pool, &uri).await.into_body().collect().await;
+        fetch(&pool, &uri).await;
         assert_eq!(pool.idle_count(), 1);
         // The sweeper runs every second at most.
         tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -310,7 +314,7 @@ mod tests {
             open.push(get(&pool, &uri).await);
         }
         for resp in open {
-            let _ = resp.into_body().collect().await;
+            resp.into_body().collect().await.unwrap_or_else(|e| panic!("{e}"));
         }
         assert_eq!(pool.idle_count(), 2);
     }
