@@ -19,7 +19,7 @@ NG=$(port); P1=$(port); A1=$(port); P2=$(port); A2=$(port)
 w=$(mktemp -d); cd $w; chmod 755 $w
 for b in "$@"; do [ -x "$b" ] || { echo "ab: $b is not executable" >&2; exit 2; }; done
 mkdir -p www/f tmp; head -c 1024 /dev/urandom > www/f/file.bin
-head -c 32 /dev/urandom > key
+head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n" > key
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost -keyout tls.key -out tls.crt 2>/dev/null
 cat > nginx.conf <<N
 worker_processes 1; pid $w/nginx.pid; error_log $w/err.log warn; events { worker_connections 4096; }

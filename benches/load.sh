@@ -303,7 +303,7 @@ run_row() { # index, seconds -> "index rps p50 p99 cpu_us_per_request" (p50/p99 
       local errors; errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
       [ -z "$errors" ] || { echo "bench: $name: $errors" >&2; exit 1; } ;;
     h2)
-      out=$(h2load -c32 -m10 -D "$d" "${h[@]}" "$url")
+      out=$(h2load -c32 -m10 -D "$d" --log-file="$work/h2.log" "${h[@]}" "$url")
       after=$(cpu $pidlist)
       # Requests answered: the 2xx count (in -D mode h2load's "succeeded"
       # leaves out answers that arrived as the window closed).
@@ -311,8 +311,9 @@ run_row() { # index, seconds -> "index rps p50 p99 cpu_us_per_request" (p50/p99 
       local bad; bad=$(awk '/^requests:/ {print $10 + $12 + $14} /^status codes:/ {print $7 + $9}' <<<"$out" | paste -sd+ | bc)
       [ "$bad" = 0 ] && [ "${n:-0}" -gt 0 ] || { echo "bench: $name: $bad failed or non-2xx answers" >&2; echo "$out" >&2; exit 1; }
       rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' <<<"$out")
-      # h2load has no percentiles: p50 is its mean time for request, p99 "-".
-      p50=$(awk '/^time for request:/ {print $6}' <<<"$out" | to_ms); p99=- ;;
+      # Percentiles from h2load's per-request log (its third column: µs
+      # until the end of the response; failed streams are refused above).
+      read -r p50 p99 < <(cut -f3 "$work/h2.log" | sort -n | awk '{v[NR]=$1} END {printf "%.3f %.3f\n", v[int(NR*0.5)+1]/1000, v[int(NR*0.99)+1]/1000}') ;;
   esac
   python3 -c "import sys; print(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], round((float(sys.argv[6]) - float(sys.argv[5])) * 1e6 / int(sys.argv[7]), 2))" \
     "$i" "$rps" "$p50" "$p99" "$before" "$after" "$n"
