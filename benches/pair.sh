@@ -16,8 +16,7 @@ set -euo pipefail
 A=$(realpath $1); B=$(realpath $2); mode=${MODE:-h2}; mode_b=${MODE_B:-$mode}; rounds=${ROUNDS:-7}
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 w=$(mktemp -d); chmod 755 $w; cd $w
-mkdir -p www/f/seg tmp; head -c ${SIZE:-1024} /dev/urandom > www/f/file.bin
-for i in $(seq 16); do head -c 102400 /dev/urandom > www/f/seg/$i.ts; done; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n" > key
+mkdir -p www/f/seg tmp; head -c ${SIZE:-1024} /dev/urandom > www/f/file.bin; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n" > key
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost -keyout tls.key -out tls.crt 2>/dev/null
 trap 'kill $(cat $w/pids 2>/dev/null) 2>/dev/null; rm -rf $w' EXIT
 start() { # bin mode -> "port pid"
@@ -46,13 +45,18 @@ Y
 read PA pa < <(start $A $mode); read PB pb < <(start $B $mode_b)
 sleep 0.7
 u=$($A sign --key-file key --ttl 1h /f/file.bin); tok=$($A token --key-file key --ttl 1h --sub x)
-seg=$($A sign --key-file key --ttl 1h --path-token --prefix /f/seg/ /f/seg/1.ts); seg=${seg%/1.ts}
-for i in $(seq 16); do echo "$seg/$i.ts" >> token.txt; $A sign --key-file key --ttl 1h /f/seg/$i.ts >> signed.txt; done
-cat > storm.lua <<'EOF'
+case " $mode $mode_b " in *" token "*|*" signed "*) # the segment storm's files and links
+  seg=$($A sign --key-file key --ttl 1h --path-token --prefix /f/seg/ /f/seg/1.ts); seg=${seg%/1.ts}
+  for i in $(seq 16); do
+    head -c 102400 /dev/urandom > www/f/seg/$i.ts
+    echo "$seg/$i.ts" >> token.txt; $A sign --key-file key --ttl 1h /f/seg/$i.ts >> signed.txt
+  done
+  cat > storm.lua <<'EOF'
 local paths, n = {}, 0
 init = function(args) for line in io.lines(args[1]) do paths[#paths + 1] = line end end
 request = function() n = n % #paths + 1; return wrk.format("GET", paths[n]) end
 EOF
+esac
 clk=$(getconf CLK_TCK)
 cpu() { sed 's/^.*) //' /proc/$1/stat | awk -v c=$clk '{printf "%.4f", ($12+$13)/c}'; }
 load() { # port seconds mode -> requests
