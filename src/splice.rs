@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use crate::upstream::pool::UpstreamBody;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -45,6 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::proxy::body::{BoxError, ResponseBody};
+use crate::upstream::pool::UpstreamBody;
 
 /// The smallest body worth a pipe: below it, copying costs less than the
 /// pipe's set-up and the upstream connection it uses up.

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::upstream::pool::UpstreamBody;
 use http::header::CONTENT_RANGE;
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -16,6 +15,7 @@ use crate::auth::{Carrier, Grant};
 use crate::metrics::UpstreamErrorKind;
 use crate::routes::Route;
 use crate::upstream::UpstreamError;
+use crate::upstream::pool::UpstreamBody;
 use crate::upstream::s3::{FORWARDED_PARAMS, S3Error, S3Target};
 
 /// Largest S3 error body read to find its `<Code>`.

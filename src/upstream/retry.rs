@@ -19,8 +19,8 @@
 //! [`Tracked`], which notes how many requests were started on it and
 //! whether any byte was read since the latest one started; the pool keeps
 //! that record with the connection, and [`retry_reason`] reads it when an
-//! exchange fails. Above TLS matters: a TLS server's close_notify alert or session tickets
-//! are bytes on the socket but not response bytes.
+//! exchange fails. Above TLS matters: a TLS server's close_notify alert or
+//! session tickets are bytes on the socket but not response bytes.
 
 use std::future::Future;
 use std::io;
