@@ -5,90 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::serve::Serve;
 use common::{Http, Nginx, sign};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
-
-/// A `tollgate serve` child process with its stderr collected.
-struct Serve {
-    child: Child,
-    proxy: SocketAddr,
-    admin: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    /// Writes the config through `write` (given the two ports) and starts.
-    fn start(config_path: &Path, write: impl Fn(u16, u16) -> String) -> Serve {
-        for _ in 0..5 {
-            let (p, a) = (common::free_port(), common::free_port());
-            std::fs::write(config_path, write(p, a)).unwrap();
-            if let Some(s) = Self::spawn(config_path, p, a) {
-                return s;
-            }
-        }
-        panic!("tollgate serve would not start");
-    }
-
-    /// Starts against an existing config file whose ports are known.
-    fn spawn(config_path: &Path, proxy_port: u16, admin_port: u16) -> Option<Serve> {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(config_path)
-            .env_remove("TOLLGATE_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-        if !common::wait_for_port(admin, &mut child, "tollgate serve") {
-            return None;
-        }
-        Some(Serve { child, proxy: format!("127.0.0.1:{proxy_port}").parse().unwrap(), admin, logs })
-    }
-
-    fn url(&self, target: &str) -> String {
-        format!("http://{}{target}", self.proxy)
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(
-            Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap().success()
-        );
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
-    }
-
-    async fn metric(&self, http: &Http, name: &str) -> f64 {
-        let text = http.get(&format!("http://{}/metrics", self.admin)).await.text();
-        common::metrics(&text).get(name).copied().unwrap_or(0.0)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(proxy: u16, admin: u16, upstream: SocketAddr, extra_routes: &str, reload: &str) -> String {
     format!(

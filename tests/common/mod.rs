@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use prometheus::Registry;
 use tollgate::metrics::Metrics;
 
+pub mod serve;
 pub mod signers;
 
 /// The repository root.
