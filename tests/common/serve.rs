@@ -93,3 +93,32 @@ impl Drop for Serve {
     }
 }
 
+
+impl Serve {
+    /// The whole output once a line containing `needle` has been written
+    /// (lines arrive from the child's stderr on another thread).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(std::time::Instant::now() < deadline, "no log line with {needle:?}:\n{logs}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// The whole output once `n` access-log lines have been written.
+    pub fn wait_for_log_lines(&self, n: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.matches("tollgate::access").count() >= n {
+                return logs;
+            }
+            assert!(std::time::Instant::now() < deadline, "fewer than {n} access lines:\n{logs}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
