@@ -194,6 +194,7 @@ fn bench_parsing(c: &mut Criterion) {
                     grant: None,
                     cookies: &[],
                     credential_headers: &[],
+                    keep_authorization: false,
                     claim_headers: &[],
                     peer,
                     tls: false,

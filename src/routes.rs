@@ -34,6 +34,9 @@ pub struct Route {
     pub require_content_type: Option<String>,
     /// CORS rules, when the route is read cross-origin.
     pub cors: Option<Cors>,
+    /// Forward the client's `Authorization` header (unless it carried the
+    /// credential tollgate verified).
+    pub forward_authorization: bool,
     /// Use limits and revocation (SPEC §11), checked after verification.
     pub state: Option<StatePolicy>,
     pub metrics: RouteMetrics,

@@ -64,8 +64,16 @@ async fn requests_past_every_buffer_get_the_documented_answers() {
         (format!("GET {long_target} HTTP/1.1\r\nHost: x\r\n\r\n"), 414, "uri_too_long"),
         (format!("GET /public/x.txt HTTP/1.1\r\nHost: x\r\n{}\r\n", header.repeat(25)), 431, "headers_too_large"),
         // Within the buffers: the same answers, from the request path.
-        (format!("GET /public/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9_000)), 414, "uri_too_long"),
-        (format!("GET /public/x.txt HTTP/1.1\r\nHost: x\r\n{}\r\n", header.repeat(5)), 431, "headers_too_large"),
+        (
+            format!("GET /public/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(9_000)),
+            414,
+            "uri_too_long",
+        ),
+        (
+            format!("GET /public/x.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n", header.repeat(5)),
+            431,
+            "headers_too_large",
+        ),
     ];
     for (request, status, code) in cases {
         let answer = common::raw(addr, request.as_bytes());

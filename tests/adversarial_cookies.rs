@@ -12,11 +12,7 @@ use serde_json::json;
 
 const NAVIGATE: [(&str, &str); 2] = [("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")];
 
-const FILES: &[(&str, &[u8])] = &[
-    ("docs/u1/a.txt", b"a"),
-    ("docs/u1/admin/x.txt", b"admin"),
-    ("rep/x.txt", b"rep"),
-];
+const FILES: &[(&str, &[u8])] = &[("docs/u1/a.txt", b"a"), ("docs/u1/admin/x.txt", b"admin"), ("rep/x.txt", b"rep")];
 
 fn keys(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
     let (media, m2) = (common::random_secret(), common::random_secret());

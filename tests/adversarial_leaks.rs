@@ -273,8 +273,8 @@ async fn no_credential_of_any_kind_reaches_a_log() {
     let cf_cookie_sig = cf_cookies.split("CloudFront-Signature=").nth(1).unwrap().split(';').next().unwrap().to_owned();
     check("/cf/x.txt", &[("cookie", &cf_cookies)], 200, &cf_cookie_sig).await;
 
-    let akamai = tollgate::auth::keys::decode_secret(s.read("akamai.hex"), tollgate::auth::keys::SecretEncoding::Hex)
-        .unwrap();
+    let akamai =
+        tollgate::auth::keys::decode_secret(s.read("akamai.hex"), tollgate::auth::keys::SecretEncoding::Hex).unwrap();
     let ea = tollgate::tools::sign_edgeauth(
         &akamai,
         &tollgate::tools::EdgeAuthSign {
@@ -296,8 +296,8 @@ async fn no_credential_of_any_kind_reaches_a_log() {
     check("/ea/x.txt", &[("cookie", &format!("__token__={ea_raw}"))], 200, &ea_hmac).await;
     check("/ea/x.txt", &[("__token__", &ea_raw)], 200, &ea_hmac).await;
 
-    let gcdn = tollgate::auth::keys::decode_secret(s.read("gcdn.b64"), tollgate::auth::keys::SecretEncoding::Base64)
-        .unwrap();
+    let gcdn =
+        tollgate::auth::keys::decode_secret(s.read("gcdn.b64"), tollgate::auth::keys::SecretEncoding::Base64).unwrap();
     let cdn = |cookie: bool| {
         let req = tollgate::tools::CloudCdnSign {
             url: &format!("{origin}/cdn/x.txt"),

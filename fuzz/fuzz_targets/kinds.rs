@@ -1,7 +1,8 @@
 //! Every credential kind's parser, through the proxy's own stages
 //! (`tollgate explain` runs them): a request target and header lines from
 //! the fuzzer, against a config with a route per kind — signed URLs with
-//! path tokens and cookie exchange, JWTs from header and cookie,
+//! path tokens and cookie exchange (cookies bound to their route and to
+//! the key that verified their link), JWTs from header and cookie,
 //! CloudFront, EdgeAuth, Cloud CDN and nginx secure_link. Never a panic,
 //! and never an allowed request: the fuzzer holds none of the keys, which
 //! are generated here at start (test-only, written to a temporary folder).

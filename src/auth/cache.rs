@@ -171,6 +171,7 @@ mod tests {
             headers: Arc::from(Vec::new()),
             scope: None,
             facts: crate::auth::Facts::default(),
+            key: None,
         })
     }
 

@@ -88,6 +88,13 @@ pub trait Kind: Send + Sync + fmt::Debug {
         &[]
     }
 
+    /// The fixed keys this kind verifies with, as [`Grant::key`] names them
+    /// (`<kind>:<key id>`): an exchanged cookie is honoured while the key
+    /// that verified its link is one of them.
+    fn key_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Reports every credential of this kind the request presents. A
     /// presentation this kind cannot even parse apart (its cookie twice,
     /// two `Authorization` headers) is an error.
@@ -107,7 +114,7 @@ pub struct Presented<'r> {
 }
 
 /// A cookie a kind reads: one name, or every name with a prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CookieName {
     Exact(Box<str>),
     Prefix(Box<str>),
@@ -136,6 +143,15 @@ impl Scope {
         match self {
             Scope::Path(p) => **p == *path,
             Scope::Prefix(p) => path.starts_with(&**p),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Path(p) => write!(f, "the path {p:?}"),
+            Scope::Prefix(p) => write!(f, "everything under {p:?}"),
         }
     }
 }
@@ -176,7 +192,17 @@ impl RouteAuth {
 
     /// Adds cookie exchange (SPEC §10): the cookies become a kind of the
     /// route, and URL credentials on navigations are exchanged for them.
-    pub fn with_exchange(mut self, exchange: kinds::exchanged_cookie::ExchangedCookies) -> Self {
+    pub fn with_exchange(mut self, mut exchange: kinds::exchanged_cookie::ExchangedCookies) -> Self {
+        let sets = self
+            .key_sources()
+            .into_iter()
+            .filter_map(|s| match s {
+                JwtKeySource::Set(set) => Some(set.clone()),
+                JwtKeySource::Static(_) => None,
+            })
+            .collect();
+        let fixed = self.kinds.iter().flat_map(|k| k.key_ids()).map(String::into_boxed_str).collect();
+        exchange.accepted = Arc::new(kinds::exchanged_cookie::AcceptedKeys { fixed, sets });
         self.cookies.extend(exchange.cookies());
         self.kinds.push(Box::new(exchange.clone()));
         self.exchange = Some(exchange);
@@ -275,6 +301,9 @@ pub struct Grant {
     pub path_span: Option<Range<usize>>,
     /// What the credential grants (for cookie exchange), when known.
     pub scope: Option<Scope>,
+    /// The key that verified it, `<kind>:<key id>` (for cookie exchange:
+    /// the cookie names it, and dies with it), when known.
+    pub key: Option<Arc<str>>,
     /// What the use-limit and revocation stage (and the cookie exchange's
     /// expiry) needs to know.
     pub facts: Facts,
@@ -283,7 +312,14 @@ pub struct Grant {
 impl Grant {
     /// A grant that forwards nothing of its own.
     pub fn plain(carrier: Carrier) -> Self {
-        Grant { carrier, headers: Arc::from(Vec::new()), path_span: None, scope: None, facts: Facts::default() }
+        Grant {
+            carrier,
+            headers: Arc::from(Vec::new()),
+            path_span: None,
+            scope: None,
+            key: None,
+            facts: Facts::default(),
+        }
     }
 }
 

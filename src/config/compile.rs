@@ -42,6 +42,10 @@ pub fn compile_str(yaml: &str, base: &Path, metrics: &Metrics) -> Result<Config,
         used_keys: BTreeSet::new(),
         used_upstreams: BTreeSet::new(),
         warnings: Vec::new(),
+        key_uses: Vec::new(),
+        cookie_keys: Vec::new(),
+        secret_digests: BTreeMap::new(),
+        path_token_markers: Vec::new(),
     };
     let value: Value = serde_yaml_ng::from_str(yaml).map_err(|e| one_error("", format!("invalid YAML: {e}")))?;
     if value.is_null() {
@@ -68,6 +72,15 @@ pub(super) struct Compiler {
     pub(super) used_upstreams: BTreeSet<String>,
     /// Likely mistakes found while compiling (see `Config::warnings`).
     pub(super) warnings: Vec<ConfigError>,
+    /// Every reference to a key: (YAML path, key name).
+    pub(super) key_uses: Vec<(String, String)>,
+    /// The keys that sign exchanged cookies: (YAML path, key name).
+    pub(super) cookie_keys: Vec<(String, String)>,
+    /// SHA-256 of each secret key's bytes, by key name: a cookie key must
+    /// not be another key under a second name.
+    pub(super) secret_digests: BTreeMap<String, [u8; 32]>,
+    /// The path-token markers of every route (see `Config::path_token_markers`).
+    pub(super) path_token_markers: Vec<Box<str>>,
 }
 
 pub(super) fn join(parent: &str, child: &str) -> String {
@@ -198,12 +211,27 @@ impl Compiler {
             }
         }
 
+        self.check_cookie_keys();
         // Every header any route sets from claims is removed from every
         // request, so no client can present one where tollgate sets none.
         let mut claim_headers: Vec<HeaderName> =
             routes.iter().filter_map(|r| r.auth.as_ref()).flat_map(|a| a.claim_headers()).collect();
         claim_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         claim_headers.dedup();
+        // Likewise every credential cookie and header of any route: a grant
+        // cookie the browser sends to a nested public route, or the app's
+        // token in a header, never reaches a file server.
+        let mut credential_cookies: Vec<crate::auth::CookieName> =
+            routes.iter().filter_map(|r| r.auth.as_ref()).flat_map(|a| a.cookies().iter().cloned()).collect();
+        credential_cookies.sort();
+        credential_cookies.dedup();
+        let mut credential_headers: Vec<HeaderName> = routes
+            .iter()
+            .filter_map(|r| r.auth.as_ref())
+            .flat_map(|a| a.credential_headers().iter().cloned())
+            .collect();
+        credential_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        credential_headers.dedup();
         // Unused entries are not errors (a key may be staged for rotation),
         // but usually a typo: `check` shows them.
         let mut warnings = std::mem::take(&mut self.warnings);
@@ -271,6 +299,9 @@ impl Compiler {
             workers,
             routes: RouteTable::new(routes),
             claim_headers,
+            credential_cookies,
+            credential_headers,
+            path_token_markers: std::mem::take(&mut self.path_token_markers),
             cache,
             log,
             limits,
@@ -285,6 +316,33 @@ impl Compiler {
             inputs: std::mem::take(&mut self.inputs),
             warnings,
         })
+    }
+
+    /// A cookie key signs one route's cookies and nothing else: shared by
+    /// two routes, a cookie minted on one would be offered to the other
+    /// (refused there, but one key's leak would open both); used for URLs
+    /// or tokens too, anyone holding a link could mint cookies.
+    fn check_cookie_keys(&mut self) {
+        let cookie_keys = std::mem::take(&mut self.cookie_keys);
+        for (i, (path, key)) in cookie_keys.iter().enumerate() {
+            if let Some((other, _)) = cookie_keys[..i].iter().find(|(_, k)| k == key) {
+                let route = other.split(".auth").next().unwrap_or(other);
+                self.error(
+                    path,
+                    format!("key {key:?} also signs the cookies of {route}: give each route a cookie key of its own"),
+                );
+            } else if let Some((other, _)) =
+                self.key_uses.iter().find(|(p, k)| k == key && !cookie_keys.iter().any(|(c, _)| c == p))
+            {
+                let message = format!("key {key:?} also verifies {other}: a cookie key must sign cookies only");
+                self.error(path, message);
+            } else if let Some(mine) = self.secret_digests.get(key)
+                && let Some((twin, _)) = self.secret_digests.iter().find(|(name, d)| *name != key && *d == mine)
+            {
+                let message = format!("key {key:?} has the same secret as key {twin:?}: a cookie key needs its own");
+                self.error(path, message);
+            }
+        }
     }
 
     fn address(&mut self, path: &str, text: &str) -> Option<SocketAddr> {

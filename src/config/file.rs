@@ -328,6 +328,13 @@ pub struct RouteFile {
     pub require_content_type: Option<String>,
     /// Cross-origin access from the listed origins (SPEC §10).
     pub cors: Option<CorsFile>,
+    /// Forward the client's `Authorization` header to this route's
+    /// upstream, for an upstream that authenticates requests itself (HTTP
+    /// Basic on nginx). Default false: removed on every route, so an app's
+    /// bearer token never reaches a file server. A header that carried the
+    /// credential tollgate verified is removed all the same.
+    #[serde(default)]
+    pub forward_authorization: bool,
 }
 
 /// `routes[].cors`.

@@ -64,6 +64,13 @@ impl Compiler {
         Some(secret)
     }
 
+    /// Records a key's secret by digest (see `Compiler::secret_digests`).
+    fn remember_secret(&mut self, name: &str, secret: &[u8]) {
+        let mut d = [0u8; 32];
+        d.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret).as_ref());
+        self.secret_digests.insert(name.to_owned(), d);
+    }
+
     pub(super) fn secret(&mut self, path: &str, raw: SecretFile) -> Option<Vec<u8>> {
         let secret = self.secret_bytes(path, raw, SecretEncoding::Raw)?;
         if secret.len() < MIN_SECRET_LEN {
@@ -150,6 +157,7 @@ impl Compiler {
             }
             let spath = format!("{path}.{}", format.field());
             let secret = self.secret_bytes(&spath, secret, default)?;
+            self.remember_secret(name, &secret);
             if format == CdnFormat::CloudCdn && secret.len() != 16 {
                 self.error(spath, format!("a Cloud CDN key is 16 bytes; this one is {}", secret.len()));
                 return None;
@@ -158,6 +166,7 @@ impl Compiler {
         }
         if let Some(secret) = raw.hmac {
             let secret = self.secret(&format!("{path}.hmac"), secret)?;
+            self.remember_secret(name, &secret);
             let algorithms = self.algorithms(path, raw.algorithms, AlgorithmFamily::Hmac, Algorithm::HS256)?;
             let jwt = match JwtKey::hmac(Some(kid.clone()), &secret, algorithms) {
                 Ok(k) => k,

@@ -137,6 +137,14 @@ pub struct Config {
     pub routes: RouteTable,
     /// Headers any route sets from claims: removed from every request.
     pub claim_headers: Vec<http::HeaderName>,
+    /// Cookies any route reads credentials from: removed from every request.
+    pub credential_cookies: Vec<crate::auth::CookieName>,
+    /// Headers (other than `Authorization`) any route reads credentials
+    /// from: removed from every request.
+    pub credential_headers: Vec<http::HeaderName>,
+    /// Every route's path-token marker: token segments are redacted from
+    /// log lines whatever route the request matched (or none).
+    pub path_token_markers: Vec<Box<str>>,
     pub cache: CacheSettings,
     pub log: LogSettings,
     pub limits: Limits,

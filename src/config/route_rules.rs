@@ -127,9 +127,15 @@ impl Compiler {
                         "cannot be combined with use_limit or revocation (the cookie would escape them)",
                     );
                 }
-                let exchange = rules
-                    .cookie_exchange
-                    .and_then(|raw| self.cookie_exchange(&format!("{path}.auth.cookie_exchange"), raw, known));
+                let exchange = rules.cookie_exchange.and_then(|cookies| {
+                    self.cookie_exchange(
+                        &format!("{path}.auth.cookie_exchange"),
+                        cookies,
+                        &raw.name,
+                        &raw.prefix,
+                        known,
+                    )
+                });
                 match RouteAuth::with_params(kinds, ids) {
                     Ok(auth) => Some(match exchange {
                         Some(exchange) => auth.with_exchange(exchange),
@@ -179,6 +185,7 @@ impl Compiler {
             max_body,
             require_content_type: raw.require_content_type,
             cors,
+            forward_authorization: raw.forward_authorization,
             state,
         })
     }
@@ -248,6 +255,7 @@ impl Compiler {
 
     pub(super) fn key_ref<'k>(&mut self, path: &str, name: &str, known: &'k Known<'_>) -> Option<&'k CompiledKey> {
         self.used_keys.insert(name.to_owned());
+        self.key_uses.push((path.to_owned(), name.to_owned()));
         match known.keys.get(name) {
             Some(k) => Some(k),
             None => {
@@ -259,16 +267,31 @@ impl Compiler {
         }
     }
 
-    fn cookie_exchange(&mut self, path: &str, raw: CookieExchangeFile, known: &Known<'_>) -> Option<ExchangedCookies> {
+    fn cookie_exchange(
+        &mut self,
+        path: &str,
+        raw: CookieExchangeFile,
+        route: &str,
+        prefix: &str,
+        known: &Known<'_>,
+    ) -> Option<ExchangedCookies> {
         let name = raw.name.unwrap_or_else(|| exchanged_cookie::DEFAULT_NAME.to_owned());
         if !(1..=32).contains(&name.len()) || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             self.error(format!("{path}.name"), "must match [A-Za-z0-9_-]{1,32}");
         }
-        match self.key_ref(&format!("{path}.key"), &raw.key, known) {
-            Some(CompiledKey::Hmac { signer, .. }) => {
-                Some(ExchangedCookies { key: signer.clone(), name: name.into_boxed_str() })
-            }
+        let key_path = format!("{path}.key");
+        self.cookie_keys.push((key_path.clone(), raw.key.clone()));
+        match self.key_ref(&key_path, &raw.key, known) {
+            Some(CompiledKey::Hmac { signer, .. }) => Some(ExchangedCookies {
+                key: signer.clone(),
+                name: name.into_boxed_str(),
+                route: route.into(),
+                prefix: prefix.into(),
+                // Filled in by `RouteAuth::with_exchange`, which knows the
+                // route's other kinds.
+                accepted: Default::default(),
+            }),
             Some(_) => {
                 self.error(format!("{path}.key"), format!("key {:?} is not an hmac key", raw.key));
                 None
@@ -306,6 +329,9 @@ impl Compiler {
             self.error(format!("{path}.path_token_marker"), "must match [A-Za-z0-9_-]{1,16}");
         }
         let policy = SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) };
+        if raw.path_tokens && !self.path_token_markers.iter().any(|m| **m == *marker) {
+            self.path_token_markers.push(marker.clone().into_boxed_str());
+        }
         let paths = raw.path_tokens.then(|| PathTokens { policy: policy.clone(), marker: marker.into_boxed_str() });
         (policy, paths)
     }

@@ -48,7 +48,9 @@ pub const DEFAULT_EXPOSE_HEADERS: &str = "content-length, content-range, accept-
 impl Cors {
     /// The request's origin, when it is one of the route's.
     pub fn allowed<'a>(&self, origin: Option<&'a HeaderValue>) -> Option<&'a HeaderValue> {
-        origin.filter(|o| self.origins.iter().any(|allowed| allowed.as_bytes().eq_ignore_ascii_case(o.as_bytes())))
+        // Byte for byte: browsers serialize origins in lower case, so any
+        // other spelling is not the listed origin.
+        origin.filter(|o| self.origins.iter().any(|allowed| allowed.as_bytes() == o.as_bytes()))
     }
 
     /// The answer to a preflight, or `None` when the request is not one.

@@ -74,7 +74,8 @@ struct InFlight<'a> {
     shared: &'a Shared,
     start: Instant,
     method: Method,
-    /// The raw path, kept only when the access log is on.
+    /// The raw path with path tokens redacted, kept only when the access
+    /// log is on.
     path: Option<String>,
     peer: SocketAddr,
     route: Option<Arc<Route>>,
@@ -85,13 +86,16 @@ struct InFlight<'a> {
 }
 
 impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, req: &Request<Incoming>, access_log: bool, peer: SocketAddr) -> Self {
+    fn new(shared: &'a Shared, req: &Request<Incoming>, config: &Config, peer: SocketAddr) -> Self {
         shared.metrics.inflight.inc();
+        let redacted = |path| auth::path_token::redact(path, &config.path_token_markers).into_owned();
         InFlight {
             shared,
             start: Instant::now(),
             method: req.method().clone(),
-            path: access_log.then(|| req.uri().path().to_owned()),
+            // Never a credential: the query is not logged, token segments
+            // are redacted.
+            path: config.log.access_log.then(|| redacted(req.uri().path())),
             peer,
             route: None,
             carrier: None,
@@ -142,7 +146,7 @@ impl Drop for InFlight<'_> {
 /// Handles one request end to end; never fails, never panics on input.
 pub async fn handle(shared: &Shared, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
     let runtime = shared.runtime.load_full();
-    let mut flight = InFlight::new(shared, &req, runtime.config.log.access_log, conn.peer);
+    let mut flight = InFlight::new(shared, &req, &runtime.config, conn.peer);
     let result = pipeline(&runtime, shared, req, conn, &mut flight).await;
     let (mut response, outcome, reason) = match result {
         Ok((resp, outcome)) => (resp, outcome, ""),
@@ -266,15 +270,18 @@ async fn pipeline(
             && grant.carrier.in_url()
             && parts.method == Method::GET
             && is_navigation(&parts.headers)
-            && let (Some(scope), Some(exp)) = (&grant.scope, grant.facts.expires_at)
+            && let (Some(scope), Some(exp), Some(key)) = (&grant.scope, grant.facts.expires_at, &grant.key)
+            // A credential inside its leeway is served as it is: a cookie
+            // would already have expired.
+            && let Some(max_age) = exp.checked_sub(auth::unix_now()).filter(|left| *left > 0)
+            && let Some(scope) = exchange.clip(scope)
         {
             let path = match &grant.path_span {
                 Some(span) => Cow::Owned(format!("{}{}", &raw_path[..span.start], &raw_path[span.end..])),
                 None => Cow::Borrowed(raw_path),
             };
             let location = forwarded_target(&path, raw_query, &found)?;
-            let max_age = exp.saturating_sub(auth::unix_now());
-            let cookie = exchange.set_cookie(scope, exp, max_age);
+            let cookie = exchange.set_cookie(&scope, key, exp, max_age);
             return Ok((respond::see_other(location.as_str(), &cookie), Outcome::Answered));
         }
         // A credential in the path leaves it here: the upstream sees the
@@ -340,14 +347,17 @@ async fn pipeline(
             host: (!upstream.settings.preserve_host).then_some(&upstream.host),
             path_and_query: forward_pq,
             grant: grant.as_ref(),
-            cookies: route.auth.as_ref().map_or(&[], auth::RouteAuth::cookies),
-            credential_headers: route.auth.as_ref().map_or(&[], auth::RouteAuth::credential_headers),
+            cookies: &rt.config.credential_cookies,
+            credential_headers: &rt.config.credential_headers,
+            keep_authorization: route.forward_authorization,
             claim_headers: &rt.config.claim_headers,
             peer: conn.peer,
             tls: conn.tls,
             trust_forwarded: rt.config.trust_forwarded_headers,
         };
         strip::upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
+        // The names the upstream knows itself by, for its redirects.
+        let sent_host = parts.headers.get(HOST).cloned();
         if let Some(s3) = &upstream.s3 {
             object::sign(s3, &route, &mut parts)?;
         }
@@ -363,17 +373,20 @@ async fn pipeline(
         if let Some(s3) = &upstream.s3 {
             resp = Box::pin(object::response(s3, &route, resp)).await?;
         }
-        Ok::<_, Rejection>(resp)
+        Ok::<_, Rejection>((resp, sent_host))
     }
     .await;
     if let Some(guard) = use_guard {
-        let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, Response::status);
+        let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, |(resp, _)| resp.status());
         Box::pin(guard.settle(status)).await;
     }
-    let resp = answer?;
+    let (resp, sent_host) = answer?;
 
     // respond
-    let resp = strip::client_response(resp, grant.as_ref().map(|g: &Grant| g.carrier), reinsert.as_ref());
+    let upstream_authority = route.upstream.settings.authority.as_str();
+    let own = [upstream_authority, sent_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(upstream_authority)];
+    let carrier = grant.as_ref().map(|g: &Grant| g.carrier);
+    let resp = strip::client_response(resp, carrier, reinsert.as_ref(), &own);
     let resp = match conn.outlet.as_ref() {
         Some(outlet) if splice_ok => crate::splice::offer(resp, outlet, &shared.metrics.spliced_bytes),
         _ => resp,

@@ -95,11 +95,15 @@ pub struct Forward<'a> {
     /// Raw path plus the stripped query.
     pub path_and_query: PathAndQuery,
     pub grant: Option<&'a Grant>,
-    /// The route's credential cookies, removed whatever carried the credential.
+    /// Every route's credential cookies, removed whatever carried the
+    /// credential and whatever the route.
     pub cookies: &'a [crate::auth::CookieName],
-    /// The route's credential headers (other than `Authorization`), removed
-    /// whatever carried the credential.
+    /// Every route's credential headers (other than `Authorization`),
+    /// removed likewise.
     pub credential_headers: &'a [HeaderName],
+    /// Keep the client's `Authorization` header (the route's
+    /// `forward_authorization`), unless it carried the verified credential.
+    pub keep_authorization: bool,
     /// Headers tollgate sets from claims on this route.
     pub claim_headers: &'a [HeaderName],
     pub peer: SocketAddr,
@@ -118,7 +122,7 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     remove_hop_by_hop(headers);
     remove_repointing(headers);
 
-    if f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
+    if !f.keep_authorization || f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
         headers.remove(AUTHORIZATION);
     }
     if !f.cookies.is_empty() {
@@ -191,24 +195,44 @@ pub struct Reinsert {
 }
 
 impl Reinsert {
-    /// `location` with the token segment after the granted prefix, when its
-    /// path lies under it (nginx's `/dir` → `/dir/` redirect); else `None`.
+    /// An origin-relative `location` with the token segment after the
+    /// granted prefix, when its path lies under it (nginx's `/dir` →
+    /// `/dir/` redirect); else `None`. Absolute locations never get one.
     fn location(&self, location: &str) -> Option<String> {
-        let path_at = match location.find("://") {
-            Some(i) => i + 3 + location[i + 3..].find('/')?,
-            None if location.starts_with('/') && !location.starts_with("//") => 0,
-            None => return None,
-        };
-        let rest = location[path_at..].strip_prefix(self.raw_prefix.as_str())?;
-        Some(format!("{}{}{}/{rest}", &location[..path_at], self.raw_prefix, self.segment))
+        if !location.starts_with('/') || location.starts_with("//") {
+            return None;
+        }
+        let rest = location.strip_prefix(self.raw_prefix.as_str())?;
+        Some(format!("{}{}/{rest}", self.raw_prefix, self.segment))
     }
 }
 
-/// The upstream's answer, cleaned for the client.
+/// An absolute `location` that points at the upstream itself (its address,
+/// or the `Host` tollgate sent it), made origin-relative: the client
+/// follows it on the origin it asked, never on the upstream's internal
+/// address. `None` for any other location.
+fn own_location<'l>(location: &'l str, own: &[&str]) -> Option<&'l str> {
+    let rest = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if !own.iter().any(|o| o.eq_ignore_ascii_case(authority)) {
+        return None;
+    }
+    Some(match &rest[end..] {
+        "" => "/",
+        path if path.starts_with('/') => path,
+        // `http://host?q`: the root with a query.
+        _ => return None,
+    })
+}
+
+/// The upstream's answer, cleaned for the client. `own` are the names the
+/// upstream knows itself by (its authority, the `Host` it was sent).
 pub fn client_response(
     resp: Response<crate::upstream::pool::UpstreamBody>,
     carrier: Option<Carrier>,
     reinsert: Option<&Reinsert>,
+    own: &[&str],
 ) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     let headers = &mut parts.headers;
@@ -216,14 +240,19 @@ pub fn client_response(
     if carrier.is_some_and(Carrier::in_url) && !headers.contains_key(REFERRER_POLICY) {
         headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
-    if let Some(reinsert) = reinsert {
+    if reinsert.is_some() && !headers.contains_key(CACHE_CONTROL) {
         // A token in the path makes every URL under it a credential: keep
         // shared caches from storing answers keyed by it.
-        if !headers.contains_key(CACHE_CONTROL) {
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
-        }
-        let moved = headers.get(LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| reinsert.location(l));
-        if let Some(value) = moved.and_then(|l| HeaderValue::try_from(l).ok()) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+    if let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
+        let local = own_location(location, own);
+        let moved = match (reinsert, local.unwrap_or(location)) {
+            (Some(r), path) => r.location(path),
+            (None, _) => None,
+        };
+        let value = moved.or_else(|| local.map(str::to_owned));
+        if let Some(value) = value.and_then(|l| HeaderValue::try_from(l).ok()) {
             headers.insert(LOCATION, value);
         }
     }
@@ -254,10 +283,21 @@ mod tests {
     fn redirects_under_the_prefix_keep_the_token() {
         let r = Reinsert { raw_prefix: "/media/u1/".into(), segment: "tg~1~s".into() };
         assert_eq!(r.location("/media/u1/video/").as_deref(), Some("/media/u1/tg~1~s/video/"));
-        assert_eq!(r.location("http://h:80/media/u1/video/").as_deref(), Some("http://h:80/media/u1/tg~1~s/video/"));
+        assert_eq!(r.location("http://h:80/media/u1/video/"), None, "absolute: another origin");
         assert_eq!(r.location("/media/u2/video/"), None);
         assert_eq!(r.location("//evil/media/u1/x"), None);
         assert_eq!(r.location("video/"), None);
+    }
+
+    #[test]
+    fn the_upstreams_own_redirects_become_origin_relative() {
+        let own = ["127.0.0.1:8081", "files.example"];
+        assert_eq!(own_location("http://127.0.0.1:8081/media/u1/sub/", &own), Some("/media/u1/sub/"));
+        assert_eq!(own_location("https://FILES.example/a?b=1", &own), Some("/a?b=1"));
+        assert_eq!(own_location("http://127.0.0.1:8081", &own), Some("/"));
+        assert_eq!(own_location("http://127.0.0.1:80812/x", &own), None);
+        assert_eq!(own_location("http://other.example/media/u1/x", &own), None);
+        assert_eq!(own_location("/media/u1/x", &own), None, "already relative");
     }
 
     #[test]
@@ -296,6 +336,7 @@ mod tests {
             grant: Some(&grant),
             cookies: &[],
             credential_headers: &[],
+            keep_authorization: false,
             claim_headers: &[HeaderName::from_static("x-auth-subject")],
             peer: "10.1.2.3:5555".parse().unwrap_or_else(|_| panic!()),
             tls: false,

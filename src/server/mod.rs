@@ -15,6 +15,7 @@
 //! in-flight requests drain up to the deadline.
 
 pub mod coalesce;
+pub mod head_errors;
 pub mod timeouts;
 pub mod tls;
 
@@ -40,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::proxy::body::ResponseBody;
 use crate::proxy::{self, ConnInfo, Runtime, Shared};
 use crate::splice;
+use head_errors::HeadErrors;
 use timeouts::{Activity, TimedIo, Tracked};
 
 /// Readiness, as `/readyz` reports it.
@@ -335,8 +337,13 @@ impl Worker {
                     let outlet = Arc::new(splice::Outlet::default());
                     let info = ConnInfo { peer, tls: false, outlet: Some(outlet.clone()) };
                     let service = service(shared.clone(), info, activity.clone());
-                    let stream =
-                        TimedIo::new(splice::SpliceOut::new(stream, outlet), activity, head_timeout, idle_timeout);
+                    let stream = TimedIo::new(
+                        splice::SpliceOut::new(stream, outlet),
+                        activity.clone(),
+                        head_timeout,
+                        idle_timeout,
+                    );
+                    let stream = HeadErrors::new(stream, activity, shared.clone());
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let fut = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -350,6 +357,7 @@ impl Worker {
                     let stream = TimedIo::new(stream, activity.clone(), head_timeout, idle_timeout);
                     let acceptor = tls.acceptor();
                     let watcher = graceful.watcher();
+                    let shared = shared.clone();
                     let timeout = limits.header_read_timeout;
                     tokio::spawn(async move {
                         let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
@@ -360,6 +368,7 @@ impl Worker {
                                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                                 let _ = watcher.watch(conn).await;
                             } else {
+                                let stream = HeadErrors::new(stream, activity, shared);
                                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                                 let _ = watcher.watch(conn).await;
                             }

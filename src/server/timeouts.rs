@@ -82,6 +82,12 @@ impl Activity {
         self.born + Duration::from_millis(self.last_change_ms.load(Ordering::Acquire))
     }
 
+    /// Every request started has finished: nothing is being answered.
+    pub fn idle(&self) -> bool {
+        let (started, finished) = self.counts();
+        started == finished
+    }
+
     fn counts(&self) -> (u64, u64) {
         (self.started.load(Ordering::Acquire), self.finished.load(Ordering::Acquire))
     }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use super::Http;
 
-
 /// The binary under test (the test binaries' own `CARGO_BIN_EXE_tollgate`).
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
@@ -46,11 +45,7 @@ impl Serve {
         if let Some(filter) = log_filter {
             command.env("TOLLGATE_LOG", filter);
         }
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
         let stderr = child.stderr.take().unwrap();
@@ -92,7 +87,6 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
-
 
 impl Serve {
     /// The whole output once a line containing `needle` has been written

@@ -256,6 +256,7 @@ impl Kind for CloudFront {
                         headers: Arc::from(Vec::new()),
                         scope: None,
                         facts: Facts { expires_at: Some(exp), ..Facts::default() },
+                        key: None,
                     }),
                     Err(e) => Verdict::Deny(e),
                 };

@@ -81,6 +81,8 @@ pub struct Verified {
     /// stage: cached with the verdict, since that stage runs on every
     /// request, cached or not.
     pub facts: Facts,
+    /// The key that verified it, `jwt:<kid>` (empty kid when it has none).
+    pub key: Option<Arc<str>>,
 }
 
 /// The kind: a JWT from the `Authorization` header, the route's query
@@ -109,6 +111,16 @@ impl Kind for JwtPolicy {
 
     fn key_sources(&self) -> &[JwtKeySource] {
         &self.keys
+    }
+
+    fn key_ids(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter_map(|k| match k {
+                JwtKeySource::Static(key) => Some(format!("jwt:{}", key.kid.as_deref().unwrap_or(""))),
+                JwtKeySource::Set(_) => None,
+            })
+            .collect()
     }
 
     fn find<'r>(&self, req: &AuthRequest<'r>, found: &mut dyn FnMut(Presented<'r>)) -> Result<(), AuthError> {
@@ -157,6 +169,7 @@ impl Kind for JwtPolicy {
             Verdict::Allow(verified) => Ok(Grant {
                 headers: verified.headers,
                 scope: Some(verified.scope.unwrap_or_else(|| Scope::Path(req.path.into()))),
+                key: verified.key,
                 facts: verified.facts,
                 ..Grant::plain(cred.carrier)
             }),
@@ -215,8 +228,11 @@ impl JwtPolicy {
             return Err(AuthError::BadSignature);
         };
         t.step("token", true, format_args!("alg {alg:?}, kid {:?}", header.kid.as_deref().unwrap_or("")));
-        match self.check_signature(alg, header.kid.as_deref(), signing_input.as_bytes(), &signature) {
-            Ok(()) => t.step("signature", true, format_args!("verifies with one of the route's keys")),
+        let key = match self.check_signature(alg, header.kid.as_deref(), signing_input.as_bytes(), &signature) {
+            Ok(key) => {
+                t.step("signature", true, format_args!("verifies with the route's key {key:?}"));
+                key
+            }
             Err(e) => {
                 let why = if e == AuthError::UnknownKey {
                     "no key of this route has that kid"
@@ -226,26 +242,27 @@ impl JwtPolicy {
                 t.step("signature", false, format_args!("{why}"));
                 return Err(e);
             }
-        }
+        };
         // A payload that is not a JSON object is a malformed token, not a
         // token of the wrong scope (RFC 6750 `invalid_token`).
         let Some(claims) = decode_json::<Map<String, Value>>(payload) else {
             t.step("claims", false, format_args!("the payload is not a JSON object"));
             return Err(AuthError::BadSignature);
         };
-        self.check_claims(&claims, path, now, t)
+        self.check_claims(&claims, path, now, key, t)
     }
 
-    /// Finds a key for (`alg`, `kid`) whose signature check passes. A `kid`
-    /// no key has is `UnknownKey` (a JWKS set may be refetched); keys that
-    /// exist but do not verify, or do not take `alg`, are `BadSignature`.
+    /// Finds a key for (`alg`, `kid`) whose signature check passes, and
+    /// names it (`jwt:<kid>`). A `kid` no key has is `UnknownKey` (a JWKS
+    /// set may be refetched); keys that exist but do not verify, or do not
+    /// take `alg`, are `BadSignature`.
     fn check_signature(
         &self,
         alg: Algorithm,
         kid: Option<&str>,
         message: &[u8],
         signature: &[u8],
-    ) -> Result<(), AuthError> {
+    ) -> Result<Arc<str>, AuthError> {
         let mut kid_known = kid.is_none();
         let mut check = |key: &JwtKey| {
             if let (Some(want), Some(have)) = (kid, key.kid.as_deref()) {
@@ -253,13 +270,14 @@ impl JwtPolicy {
             }
             key.accepts(alg, kid) && key.verify(alg, message, signature)
         };
+        let label = |key: &JwtKey| Arc::from(format!("jwt:{}", key.kid.as_deref().unwrap_or("")));
         for source in &self.keys {
             let verified = match source {
-                JwtKeySource::Static(key) => check(key),
-                JwtKeySource::Set(set) => set.current().iter().any(|k| check(k)),
+                JwtKeySource::Static(key) => check(key).then(|| label(key)),
+                JwtKeySource::Set(set) => set.current().iter().find(|k| check(k)).map(|k| label(k)),
             };
-            if verified {
-                return Ok(());
+            if let Some(key) = verified {
+                return Ok(key);
             }
         }
         Err(if kid_known { AuthError::BadSignature } else { AuthError::UnknownKey })
@@ -270,6 +288,7 @@ impl JwtPolicy {
         claims: &Map<String, Value>,
         path: &str,
         now: u64,
+        key: Arc<str>,
         t: &mut dyn Tracer,
     ) -> Result<Verified, AuthError> {
         let rules = &self.rules;
@@ -403,7 +422,7 @@ impl JwtPolicy {
         // number there is no id, so a use-limited route refuses the token.
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(Arc::from);
         let facts = Facts { id: text("jti"), subject: text("sub"), issued_at: iat, expires_at: Some(exp) };
-        Ok(Verified { exp, headers: headers.into(), scope, facts })
+        Ok(Verified { exp, headers: headers.into(), scope, facts, key: Some(key) })
     }
 }
 

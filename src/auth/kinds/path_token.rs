@@ -48,13 +48,26 @@ impl Kind for PathTokens {
         Ok(())
     }
 
+    fn key_ids(&self) -> Vec<String> {
+        self.policy.keys.iter().map(|k| format!("path_token:{}", k.id)).collect()
+    }
+
     /// One HMAC, like a query-signed URL: never cached.
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         let token = find(req.raw_path, &self.marker)?.ok_or(AuthError::MissingCredential)?;
-        verify_traced(&self.policy, req.method, req.raw_path, &token, req.route_prefix, ctx.now, &mut ctx.tracer())?;
+        let key = verify_traced(
+            &self.policy,
+            req.method,
+            req.raw_path,
+            &token,
+            req.route_prefix,
+            ctx.now,
+            &mut ctx.tracer(),
+        )?;
         let prefix = normalize::check_path(token.raw_prefix(req.raw_path)).map_err(|_| AuthError::Malformed)?;
         Ok(Grant {
             scope: Some(Scope::Prefix(prefix.decoded.into())),
+            key: Some(std::sync::Arc::from(format!("path_token:{}", key.id))),
             facts: Facts { expires_at: signed_url::parse_exp(token.exp), ..Facts::default() },
             path_span: Some(token.span),
             ..Grant::plain(Carrier::PathToken)
@@ -116,6 +129,34 @@ pub fn find<'a>(raw_path: &'a str, marker: &str) -> Result<Option<PathToken<'a>>
     Ok(found)
 }
 
+/// The raw path with every segment that is, or decodes to, a token segment
+/// of one of `markers` replaced by `<marker>~REDACTED`: what logs print. A
+/// path token is a replayable grant, valid or not yet checked.
+pub fn redact<'p>(raw_path: &'p str, markers: &[Box<str>]) -> Cow<'p, str> {
+    let is_token = |segment: &str, marker: &str| {
+        segment.strip_prefix(marker).is_some_and(|rest| rest.starts_with('~'))
+            || (segment.contains('%') && disguised(segment, marker))
+    };
+    let hit = |segment: &str| markers.iter().find(|m| is_token(segment, m));
+    if !raw_path.split('/').any(|segment| hit(segment).is_some()) {
+        return Cow::Borrowed(raw_path);
+    }
+    let mut out = String::with_capacity(raw_path.len());
+    for (i, segment) in raw_path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match hit(segment) {
+            Some(marker) => {
+                out.push_str(marker);
+                out.push_str("~REDACTED");
+            }
+            None => out.push_str(segment),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Whether a percent-encoded segment decodes to a token segment.
 fn disguised(segment: &str, marker: &str) -> bool {
     let decoded = percent_encoding::percent_decode_str(segment).collect::<Vec<u8>>();
@@ -146,19 +187,19 @@ pub fn verify(
     route_prefix: &str,
     now: u64,
 ) -> Result<(), AuthError> {
-    verify_traced(policy, method, raw_path, token, route_prefix, now, &mut NoTrace)
+    verify_traced(policy, method, raw_path, token, route_prefix, now, &mut NoTrace).map(|_| ())
 }
 
 /// [`verify`], reporting each check to `t` in order (`tollgate explain`).
-pub fn verify_traced(
-    policy: &SignedUrlPolicy,
+pub fn verify_traced<'p>(
+    policy: &'p SignedUrlPolicy,
     method: &str,
     raw_path: &str,
     token: &PathToken<'_>,
     route_prefix: &str,
     now: u64,
     t: &mut dyn Tracer,
-) -> Result<(), AuthError> {
+) -> Result<&'p crate::auth::keys::HmacKey, AuthError> {
     let exp = signed_url::parse_exp(token.exp).ok_or(AuthError::Malformed)?;
     let key = match token.kid {
         Some(kid) => policy.keys.iter().find(|k| k.id == kid),
@@ -208,7 +249,7 @@ pub fn verify_traced(
         return Err(AuthError::WrongResource);
     }
     t.step("prefix", true, format_args!("everything under {:?}", prefix.decoded));
-    Ok(())
+    Ok(key)
 }
 
 /// Errors from [`sign_path`].
@@ -419,6 +460,16 @@ mod tests {
         assert_eq!(check("GET", &other_key.unwrap_or_default(), EXP - 1), Err(AuthError::BadSignature));
         let unknown = sign_path(&key, "/media/u1/a", EXP, Some("nope"), None, "tg").unwrap_or_default();
         assert_eq!(check("GET", &unknown, EXP - 1), Err(AuthError::UnknownKey));
+    }
+
+    #[test]
+    fn logs_see_token_segments_redacted() {
+        let markers: Vec<Box<str>> = vec!["tg".into(), "k".into()];
+        assert_eq!(redact("/m/u1/tg~1~sig/a.ts", &markers), "/m/u1/tg~REDACTED/a.ts");
+        assert_eq!(redact("/m/tg%7E1~sig/a", &markers), "/m/tg~REDACTED/a");
+        assert_eq!(redact("/m/k~1~kid~sig/", &markers), "/m/k~REDACTED/");
+        assert_eq!(redact("/m/tgx~1/a~b", &markers), "/m/tgx~1/a~b");
+        assert!(matches!(redact("/m/a.ts", &markers), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl Kind for SignedUrlPolicy {
     /// of the route's credential parameters, see [`ID_PARAM`]); it is bound
     /// by the signature either way.
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
-        verify_traced(self, req.method, req.path, req.query, req.found, ctx.now, &mut ctx.tracer())?;
+        let key = verify_traced(self, req.method, req.path, req.query, req.found, ctx.now, &mut ctx.tracer())?;
         let scope = match req.found.get("prefix").and_then(decode_prefix) {
             Some(prefix) => Scope::Prefix(prefix.into()),
             None => Scope::Path(req.path.into()),
@@ -82,7 +82,12 @@ impl Kind for SignedUrlPolicy {
         };
         let expires_at = req.found.get("exp").and_then(parse_exp);
         let facts = Facts { id, expires_at, ..Facts::default() };
-        Ok(Grant { scope: Some(scope), facts, ..Grant::plain(Carrier::SignedUrl) })
+        let key = Some(Arc::from(format!("signed_url:{}", key.id)));
+        Ok(Grant { scope: Some(scope), key, facts, ..Grant::plain(Carrier::SignedUrl) })
+    }
+
+    fn key_ids(&self) -> Vec<String> {
+        self.keys.iter().map(|k| format!("signed_url:{}", k.id)).collect()
     }
 }
 
@@ -192,19 +197,20 @@ pub fn verify(
     found: &Found<'_>,
     now: u64,
 ) -> Result<(), AuthError> {
-    verify_traced(policy, method, path, query, found, now, &mut NoTrace)
+    verify_traced(policy, method, path, query, found, now, &mut NoTrace).map(|_| ())
 }
 
-/// [`verify`], reporting each check to `t` in order (`tollgate explain`).
-pub fn verify_traced(
-    policy: &SignedUrlPolicy,
+/// [`verify`], reporting each check to `t` in order (`tollgate explain`);
+/// the key that verified the link.
+pub fn verify_traced<'p>(
+    policy: &'p SignedUrlPolicy,
     method: &str,
     path: &str,
     query: &str,
     found: &Found<'_>,
     now: u64,
     t: &mut dyn Tracer,
-) -> Result<(), AuthError> {
+) -> Result<&'p HmacKey, AuthError> {
     let (Some(exp_raw), Some(sig_raw)) = (found.get("exp"), found.get("sig")) else {
         t.step("parameters", false, format_args!("a signed URL needs both exp and sig"));
         return Err(AuthError::Malformed);
@@ -300,7 +306,7 @@ pub fn verify_traced(
         }
         t.step("prefix", true, format_args!("{path:?} is under {p:?}"));
     }
-    Ok(())
+    Ok(key)
 }
 
 /// A string to sign with its line breaks made visible, one line each.
