@@ -23,7 +23,7 @@ use tollgate::auth::path_token;
 use tollgate::auth::query::{self, CredentialNames, Found};
 use tollgate::auth::signed_url::{self, SignedUrlPolicy};
 use tollgate::auth::{AuthRequest, VerifyContext, authorize};
-use tollgate::proxy::normalize::check_path;
+use tollgate::normalize::check_path;
 use tollgate::proxy::strip::{self, Forward};
 
 const SECRET: &[u8] = b"benchmark-secret-benchmark-secret-0123456789";

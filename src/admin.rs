@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -18,10 +19,37 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::proxy::Shared;
-use crate::proxy::body::ResponseBody;
+use crate::proxy::respond::ResponseBody;
 use crate::proxy::respond::error_response;
-use crate::server::Lifecycle;
 use crate::server::timeouts::{Activity, TimedIo, Tracked};
+
+/// Readiness, as `/readyz` reports it.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// Every start-up condition holds (listeners bound, required JWKS loaded).
+    ready: AtomicBool,
+    /// Shutdown has begun.
+    draining: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Shutdown has begun: `/readyz` turns 503 at once.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
 
 /// Most admin connections open at once (probes and scrapes need a few).
 const MAX_ADMIN_CONNECTIONS: usize = 64;

@@ -20,8 +20,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
-use crate::proxy::body::ResponseBody;
-use crate::proxy::normalize;
+use crate::normalize;
+use crate::proxy::respond::ResponseBody;
 use crate::tools::{self, SignRequest, TokenKey};
 
 const FILES: &[(&str, &[u8])] = &[
@@ -124,10 +124,7 @@ async fn run_in(dir: &Path, opts: DemoOptions) -> Result<(), String> {
     let mut secret = [0u8; 32];
     aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no randomness available".to_owned())?;
     let key_file = dir.join("demo.key");
-    let hex: String = secret.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
+    let hex = crate::normalize::encode_hex(&secret);
     std::fs::write(&key_file, format!("{hex}\n")).map_err(|e| e.to_string())?;
     write_page(&dir.join("www/demo"), &secret)?;
 

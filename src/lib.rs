@@ -8,11 +8,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod demo;
 pub mod explain;
 pub mod logging;
 pub mod metrics;
+pub mod normalize;
 pub mod proxy;
 pub mod routes;
 pub mod run;
@@ -21,5 +23,6 @@ pub mod splice;
 pub mod store;
 pub mod tools;
 pub mod upstream;
+pub mod worker;
 
 pub use server::{Handle, start};

@@ -11,7 +11,7 @@
 //! - **Upstream** ([`Handover`]): hyper's client may already hold the first
 //!   bytes of the body in its read buffer. The body asks for the socket and
 //!   keeps passing on hyper's frames until hyper, its buffer empty, reads the
-//!   socket again. That read parks instead (`upstream::retry::Tracked`) and
+//!   socket again. That read parks instead (`upstream::conn::Tracked`) and
 //!   leaves a duplicate of the socket behind, from which the rest of the body
 //!   is spliced. The connection is never reused afterwards: when the body
 //!   ends, the parked read returns end-of-file and hyper closes it.
@@ -29,21 +29,21 @@
 //! that refusal ambiguous: pipe full, or socket empty).
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use prometheus::IntCounter;
 use rustix::pipe::{PipeFlags, SpliceFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::proxy::body::{BoxError, ResponseBody};
+use crate::body::BoxError;
+use crate::upstream::conn::Handover;
 use crate::upstream::pool::UpstreamBody;
 
 /// The smallest body worth a pipe: below it, copying costs less than the
@@ -222,101 +222,26 @@ impl AsyncWrite for SpliceOut {
     }
 }
 
-/// An upstream connection's socket, handed from hyper's client to a body.
-#[derive(Debug, Default)]
-pub struct Handover {
-    /// Read on every upstream read, so kept out of the mutex.
-    requested: AtomicBool,
-    state: Mutex<HandoverState>,
-}
-
-#[derive(Debug, Default)]
-struct HandoverState {
-    /// hyper read the socket after the handover was requested.
-    parked: bool,
-    /// A duplicate of the socket, left by the parked read.
-    socket: Option<OwnedFd>,
-    /// The body, waiting for hyper to park.
-    taker: Option<Waker>,
-    /// hyper's parked read.
-    reader: Option<Waker>,
-    /// The body is done: the parked read ends the connection.
-    released: bool,
-}
-
-impl Handover {
-    /// Whether reads must park (one relaxed load per upstream read).
-    pub fn is_requested(&self) -> bool {
-        self.requested.load(Ordering::Relaxed)
+/// A spliced body for an upstream answer where that is possible, else the
+/// body back: `outlet` is the client connection's, given only for a GET
+/// over plain HTTP/1.x; the rest is checked here (see the module header).
+pub fn offer(
+    parts: &http::response::Parts,
+    body: UpstreamBody,
+    outlet: &Arc<Outlet>,
+    counter: &IntCounter,
+) -> Result<SpliceBody, UpstreamBody> {
+    if !matches!(parts.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+        return Err(body);
     }
-
-    /// hyper's read once the handover was requested: leaves a duplicate of
-    /// `socket` for the body and waits; end-of-file once the body is done.
-    pub fn park(&self, cx: &mut Context<'_>, socket: Option<BorrowedFd<'_>>) -> Poll<io::Result<()>> {
-        let mut st = lock(&self.state);
-        if st.released {
-            return Poll::Ready(Ok(()));
-        }
-        if !st.parked {
-            st.socket = socket.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0)).transpose()?;
-            st.parked = true;
-            if let Some(waker) = st.taker.take() {
-                waker.wake();
-            }
-        }
-        st.reader = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    fn is_parked(&self) -> bool {
-        lock(&self.state).parked
-    }
-
-    /// Whether hyper has parked; if not, wakes `cx` when it does.
-    fn parked_or_wake(&self, cx: &mut Context<'_>) -> bool {
-        let mut st = lock(&self.state);
-        if !st.parked {
-            st.taker = Some(cx.waker().clone());
-        }
-        st.parked
-    }
-
-    /// Ends the handover: a parked (or later) read returns end-of-file, so
-    /// hyper closes the connection. When hyper never parked and the whole
-    /// body came through it, the connection is left as it was.
-    fn finish(&self, body_complete: bool) {
-        let mut st = lock(&self.state);
-        if !st.parked && body_complete {
-            self.requested.store(false, Ordering::Relaxed);
-            return;
-        }
-        st.released = true;
-        st.socket = None;
-        if let Some(waker) = st.reader.take() {
-            waker.wake();
-        }
-    }
-}
-
-/// Replaces an upstream body with a spliced one where that is possible:
-/// `outlet` is the client connection's, given only for a GET over plain
-/// HTTP/1.x; the rest is checked here (see the module header).
-pub fn offer(resp: Response<ResponseBody>, outlet: &Arc<Outlet>, counter: &IntCounter) -> Response<ResponseBody> {
-    if !matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
-        return resp;
-    }
-    let len = match resp.body() {
-        ResponseBody::Upstream(body) => body.size_hint().exact(),
-        _ => None,
-    };
-    let Some(len) = len.filter(|&len| len >= MIN_LEN) else { return resp };
-    let Some(handover) = crate::upstream::retry::handover(resp.extensions()) else { return resp };
+    let Some(len) = body.size_hint().exact().filter(|&len| len >= MIN_LEN) else { return Err(body) };
+    let Some(handover) = crate::upstream::conn::handover(&parts.extensions) else { return Err(body) };
     {
         let mut out = lock(&outlet.state);
         if out.pipe.is_some() {
             // The previous spliced answer has not left yet (a pipelined
             // request): this one is streamed as usual.
-            return resp;
+            return Err(body);
         }
         match Pipe::new() {
             Ok(pipe) => {
@@ -324,24 +249,19 @@ pub fn offer(resp: Response<ResponseBody>, outlet: &Arc<Outlet>, counter: &IntCo
             }
             Err(e) => {
                 tracing::debug!(error = %e, "No pipe for splicing; streaming instead");
-                return resp;
+                return Err(body);
             }
         }
     }
-    let (parts, body) = resp.into_parts();
-    let ResponseBody::Upstream(incoming) = body else {
-        return Response::from_parts(parts, body);
-    };
-    handover.requested.store(true, Ordering::Relaxed);
-    let body = SpliceBody {
-        incoming: Some(incoming),
+    handover.request();
+    Ok(SpliceBody {
+        incoming: Some(body),
         handover,
         socket: None,
         outlet: outlet.clone(),
         remaining: len,
         counter: counter.clone(),
-    };
-    Response::from_parts(parts, ResponseBody::Spliced(body))
+    })
 }
 
 /// A response body spliced from the upstream socket (after whatever hyper
@@ -396,7 +316,7 @@ impl SpliceBody {
     }
 
     fn take_socket(&mut self) -> io::Result<()> {
-        let fd = lock(&self.handover.state).socket.take().ok_or_else(|| broken("splice: no upstream socket"))?;
+        let fd = self.handover.take_socket().ok_or_else(|| broken("splice: no upstream socket"))?;
         let socket = std::net::TcpStream::from(fd);
         socket.set_nonblocking(true)?;
         self.socket = Some(TcpStream::from_std(socket)?);
@@ -463,10 +383,4 @@ impl Drop for SpliceBody {
             out.pipe = None;
         }
     }
-}
-
-/// The socket under an upstream connection's byte stream, when it is plain
-/// TCP (a TLS connection's bytes cannot be spliced).
-pub trait PlainSocket {
-    fn plain_socket(&self) -> Option<BorrowedFd<'_>>;
 }

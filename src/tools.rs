@@ -100,7 +100,7 @@ pub struct SecureLinkSign<'a> {
 pub fn sign_secure_link(secret: &[u8], req: &SecureLinkSign<'_>) -> Result<String, String> {
     let (_, target) = split_origin(req.target);
     let (raw_path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let path = crate::proxy::normalize::check_path(raw_path)
+    let path = crate::normalize::check_path(raw_path)
         .map_err(|e| format!("the path is not in normal form ({e:?}); tollgate would refuse it"))?;
     let template = secure_link::parse_template(req.md5)?;
     if template.contains(&secure_link::Part::RemoteAddr) && req.remote_addr.is_none() {

@@ -206,7 +206,7 @@ async fn node_tokens_in_acl_and_url_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tollgate_sign_edgeauth_tokens() {
     let s = setup().await;
-    let key = tollgate::auth::kinds::cdn::decode_hex(s.key.as_bytes()).unwrap();
+    let key = tollgate::normalize::decode_hex(s.key.as_bytes()).unwrap();
     let exp = tollgate::auth::unix_now() + 60;
     let sign = |target: &str, acl: Option<&str>, salt: Option<&[u8]>| {
         tollgate::tools::sign_edgeauth(

@@ -29,7 +29,7 @@ use common::{Moto, Nginx, Tollgate};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
-use tollgate::proxy::normalize::check_path;
+use tollgate::normalize::check_path;
 
 /// Generated targets per run (CI), unless `PROPTEST_CASES` says otherwise.
 const CASES: usize = 2000;

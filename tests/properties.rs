@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use tollgate::auth::keys::HmacKey;
 use tollgate::auth::query::{self, CredentialNames};
 use tollgate::auth::signed_url::{self, SignedUrlPolicy};
-use tollgate::proxy::normalize::check_path;
+use tollgate::normalize::check_path;
 
 fn signed() -> CredentialNames {
     CredentialNames::signed_url()

@@ -9,7 +9,7 @@ use tollgate::auth::keys::HmacKey;
 use tollgate::auth::path_token;
 use tollgate::auth::query::{self, CredentialNames};
 use tollgate::auth::signed_url::{SignedUrlPolicy, verify};
-use tollgate::proxy::normalize::check_path;
+use tollgate::normalize::check_path;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(target) = std::str::from_utf8(data) else { return };

@@ -17,12 +17,15 @@
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use aws_lc_rs::digest;
+use http::{HeaderName, HeaderValue};
 use moka::Expiry;
 use moka::sync::Cache;
 
 use super::error::{AuthError, Carrier};
-use super::jwt::Verified;
+use super::grant::{Facts, Scope};
 
 /// Cache sizing and lifetimes.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +161,24 @@ impl VerifyCache {
 /// Seconds since the epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What a verified credential grants the request, as cached (JWTs,
+/// CloudFront links: checks that cost tens of microseconds).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The token's `exp`, unix seconds: no cached verdict outlives it.
+    pub exp: u64,
+    /// Headers to add upstream, from `forward_claims`.
+    pub headers: Arc<[(HeaderName, HeaderValue)]>,
+    /// The path pattern of the path claim that granted the request.
+    pub scope: Option<Scope>,
+    /// `jti`, `sub`, `iat` and `exp`, for the use-limit and revocation
+    /// stage: cached with the verdict, since that stage runs on every
+    /// request, cached or not.
+    pub facts: Facts,
+    /// The key that verified it, `jwt:<kid>` (empty kid when it has none).
+    pub key: Option<Arc<str>>,
 }
 
 #[cfg(test)]

@@ -49,17 +49,7 @@ pub fn decode_secret(mut text: Vec<u8>, encoding: SecretEncoding) -> Option<Vec<
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&compact))
                 .ok()
         }
-        SecretEncoding::Hex => {
-            let text = text.trim_ascii();
-            if !text.len().is_multiple_of(2) {
-                return None;
-            }
-            text.chunks(2)
-                .map(|pair| {
-                    Some(crate::proxy::normalize::hex(&pair[0])? << 4 | crate::proxy::normalize::hex(&pair[1])?)
-                })
-                .collect()
-        }
+        SecretEncoding::Hex => crate::normalize::decode_hex(text.trim_ascii()),
     }
 }
 

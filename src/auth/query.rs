@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use crate::proxy::normalize::hex;
+use crate::normalize::hex;
 
 /// The parameters of a native signed URL (SPEC §2).
 pub const SIGNED_URL_PARAMS: [&str; 4] = ["exp", "sig", "kid", "prefix"];

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
-use super::compile::{Compiler, Known};
+use super::context::{CdnFormat, CompiledKey, Compiler, Known};
 use super::file::{CarrierFile, CloudCdnFile, CloudFrontFile, EdgeAuthAlgorithm, EdgeAuthFile, SecureLinkFile};
-use super::keys::{CdnFormat, CompiledKey};
+
 use crate::auth::cloud_cdn::CloudCdn;
 use crate::auth::cloudfront::{CloudFront, CloudFrontKey};
 use crate::auth::edgeauth::{self, EdgeAuth};

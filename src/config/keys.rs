@@ -7,44 +7,12 @@ use std::time::Duration;
 use http::Uri;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
-use super::JwksFetch;
-use super::compile::Compiler;
+use super::context::{CdnFormat, CompiledKey, Compiler};
 use super::file::{KeyFile, SecretEncoding, SecretFile};
+use crate::auth::jwks::JwksFetch;
 use crate::auth::keyfile;
 use crate::auth::keys::{self, HmacKey, JwtKey, KeySet, MIN_SECRET_LEN};
 use crate::auth::kinds::cdn::{NamedSecret, Secret};
-
-/// A compiled entry of `keys:`.
-pub(super) enum CompiledKey {
-    Hmac {
-        signer: Arc<HmacKey>,
-        jwt: Arc<JwtKey>,
-    },
-    /// A PEM public key, with its DER for the formats that verify with
-    /// other digests than JWT's (CloudFront).
-    Public(Arc<JwtKey>, Arc<keyfile::PemKey>),
-    Set(Arc<KeySet>),
-    /// A secret of one of the CDN formats.
-    Cdn(CdnFormat, Arc<NamedSecret>),
-}
-
-/// Which CDN format a secret of `keys:` is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CdnFormat {
-    EdgeAuth,
-    CloudCdn,
-    SecureLink,
-}
-
-impl CdnFormat {
-    pub(super) fn field(self) -> &'static str {
-        match self {
-            CdnFormat::EdgeAuth => "edgeauth",
-            CdnFormat::CloudCdn => "cloud_cdn",
-            CdnFormat::SecureLink => "secure_link",
-        }
-    }
-}
 
 impl Compiler {
     /// Secret bytes from `secret_env`/`secret_file`, decoded; any length.

@@ -3,9 +3,9 @@
 
 use http::{HeaderName, HeaderValue, Method};
 
-use super::compile::{Compiler, Known, valid_name};
+use super::context::{CompiledKey, Compiler, Known, valid_name};
 use super::file::{AuthFile, CarrierFile, CookieExchangeFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
-use super::keys::CompiledKey;
+
 use super::store_rules::Bounds;
 use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
 use crate::auth::keys::JwtKeySource;
@@ -14,9 +14,9 @@ use crate::auth::path_token;
 use crate::auth::path_token::PathTokens;
 use crate::auth::signed_url::{self, SignedUrlPolicy};
 use crate::auth::{Kind, RouteAuth, TooManyParams, query};
-use crate::proxy::cors::Cors;
-use crate::proxy::{cors, normalize};
+use crate::normalize;
 use crate::routes::Route;
+use crate::routes::cors::{self, Cors};
 
 /// JWT clock leeway when the route sets none (SPEC §3).
 const DEFAULT_LEEWAY: u64 = 30;

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use super::compile::Compiler;
+use super::context::Compiler;
 use super::file::{
     AuthRulesFile, MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, StoreFile,
 };
 use crate::metrics::Metrics;
-use crate::proxy::admit::{StatePolicy, UseLimit};
+use crate::routes::state::{StatePolicy, UseLimit};
 use crate::store::{Digest, MemorySettings, RedisMode, RedisSettings, StoreSettings};
 
 /// How long a revocation is kept when a route that checks revocations

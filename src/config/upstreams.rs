@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use http::Uri;
 use http::uri::{Authority, Scheme};
 
-use super::compile::Compiler;
+use super::context::Compiler;
 use super::file::{HostHeader, S3Addressing, S3File, UpstreamFile};
 use crate::upstream::s3::{Addressing, S3Credentials, S3Target};
 use crate::upstream::{Upstream, UpstreamSettings};

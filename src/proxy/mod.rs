@@ -7,9 +7,6 @@
 //! swaps in another one meanwhile.
 
 pub mod admit;
-pub mod body;
-pub mod cors;
-pub mod normalize;
 mod object;
 pub mod respond;
 pub mod strip;
@@ -27,11 +24,13 @@ use hyper::body::Incoming;
 
 use crate::auth::query::{self, CredentialNames, Found};
 use crate::auth::{self, AuthError, AuthRequest, Denial, Grant, VerifyCache, VerifyContext};
+use crate::body::RequestBody;
 use crate::config::Config;
 use crate::metrics::{Metrics, Outcome};
+use crate::normalize;
 use crate::routes::Route;
-use body::{RequestBody, ResponseBody};
 use respond::Rejection;
+use respond::ResponseBody;
 
 /// One configuration generation with the state that lives and dies with it.
 pub struct Runtime {
@@ -388,7 +387,7 @@ async fn pipeline(
     let carrier = grant.as_ref().map(|g: &Grant| g.carrier);
     let resp = strip::client_response(resp, carrier, reinsert.as_ref(), &own);
     let resp = match conn.outlet.as_ref() {
-        Some(outlet) if splice_ok => crate::splice::offer(resp, outlet, &shared.metrics.spliced_bytes),
+        Some(outlet) if splice_ok => respond::offer_splice(resp, outlet, &shared.metrics.spliced_bytes),
         _ => resp,
     };
     Ok((resp, Outcome::Forwarded))

@@ -3,12 +3,19 @@
 //! errors, paths or credentials ever reach a client.
 
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use super::body::ResponseBody;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+
 use crate::auth::{AuthError, Carrier, Denial};
+use crate::body::BoxError;
 use crate::metrics::{Outcome, UpstreamErrorKind};
+use crate::splice::SpliceBody;
 use crate::upstream::UpstreamError;
+use crate::upstream::pool::UpstreamBody;
 
 /// Why tollgate answered instead of the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +182,73 @@ pub fn error_response(status: StatusCode, code: &str) -> Response<ResponseBody> 
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// An upstream answer's body spliced socket to socket where `splice::offer`
+/// allows it, streamed otherwise.
+pub fn offer_splice(
+    resp: Response<ResponseBody>,
+    outlet: &std::sync::Arc<crate::splice::Outlet>,
+    counter: &prometheus::IntCounter,
+) -> Response<ResponseBody> {
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        ResponseBody::Upstream(body) => match crate::splice::offer(&parts, body, outlet, counter) {
+            Ok(spliced) => ResponseBody::Spliced(spliced),
+            Err(body) => ResponseBody::Upstream(body),
+        },
+        other => other,
+    };
+    Response::from_parts(parts, body)
+}
+
+/// What tollgate answers with.
+pub enum ResponseBody {
+    /// A small local answer (errors, probes, metrics).
+    Full(Option<Bytes>),
+    /// The upstream's body, streamed through.
+    Upstream(UpstreamBody),
+    /// A large upstream body, moved socket to socket (`crate::splice`).
+    Spliced(SpliceBody),
+}
+
+impl ResponseBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ResponseBody::Full(Some(bytes.into()))
+    }
+
+    pub fn empty() -> Self {
+        ResponseBody::Full(None)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ResponseBody::Spliced(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(data) => data.is_none(),
+            ResponseBody::Upstream(body) => body.is_end_stream(),
+            ResponseBody::Spliced(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Upstream(body) => body.size_hint(),
+            ResponseBody::Spliced(body) => body.size_hint(),
+        }
+    }
 }
 
 #[cfg(test)]

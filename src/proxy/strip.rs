@@ -16,7 +16,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri, Version};
 
-use super::body::ResponseBody;
+use super::respond::ResponseBody;
 use crate::auth::{Carrier, Grant};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -36,36 +36,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin::Lifecycle;
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
-use crate::proxy::body::ResponseBody;
+use crate::proxy::respond::ResponseBody;
 use crate::proxy::{self, ConnInfo, Runtime, Shared};
 use crate::splice;
 use head_errors::HeadErrors;
 use timeouts::{Activity, TimedIo, Tracked};
-
-/// Readiness, as `/readyz` reports it.
-#[derive(Debug, Default)]
-pub struct Lifecycle {
-    /// Every start-up condition holds (listeners bound, required JWKS loaded).
-    ready: AtomicBool,
-    /// Shutdown has begun.
-    draining: AtomicBool,
-}
-
-impl Lifecycle {
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-}
 
 /// A running tollgate: its addresses and the means to reload and stop it.
 pub struct Handle {
@@ -84,7 +62,7 @@ pub struct Handle {
 impl Handle {
     /// Starts shutdown; returns at once.
     pub fn begin_shutdown(&self) {
-        self.lifecycle.draining.store(true, Ordering::Release);
+        self.lifecycle.set_draining();
         self.shutdown.send_replace(true);
     }
 
@@ -172,7 +150,7 @@ pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> 
             open: open.clone(),
         };
         std::thread::Builder::new().name(format!("tollgate-worker-{id}")).spawn(move || {
-            crate::upstream::set_worker(id);
+            crate::worker::set(id);
             let clean = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(worker.serve(incoming)),
                 Err(e) => {

@@ -70,22 +70,12 @@ impl Digest {
 
     /// Lower-case hex.
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::normalize::encode_hex(&self.0)
     }
 
     /// Parses 64 hex digits.
     pub fn from_hex(text: &str) -> Option<Digest> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            let h = crate::proxy::normalize::hex(&pair[0])?;
-            let l = crate::proxy::normalize::hex(&pair[1])?;
-            out[i] = h << 4 | l;
-        }
-        Some(Digest(out))
+        crate::normalize::decode_hex(text.as_bytes())?.try_into().ok().map(Digest)
     }
 }
 

@@ -42,7 +42,7 @@ use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, StoreError, Ticket, UseKey, now_ms};
-use crate::upstream::MAX_POOLS;
+use crate::worker::{self, MAX_WORKERS};
 
 /// After a failed connection attempt, how long requests fail at once.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
@@ -209,7 +209,7 @@ impl RedisStore {
             timeout: settings.timeout,
             connect_timeout: settings.connect_timeout,
             required_for_ready: settings.required_for_ready,
-            slots: (0..=MAX_POOLS).map(|_| Slot::default()).collect(),
+            slots: (0..=MAX_WORKERS).map(|_| Slot::default()).collect(),
             admit: Script::new(ADMIT),
             give_back: Script::new(GIVE_BACK),
             revoke: Script::new(REVOKE),
@@ -320,7 +320,7 @@ impl RedisStore {
         let record = use_key.as_ref().map_or_else(|| revoked.clone(), |k| self.use_key(k));
         let flag = |b: bool| if b { "1" } else { "0" };
         let (code, generation): (i64, u64) = self
-            .run(crate::upstream::worker(), |mut conn| async move {
+            .run(worker::current(), |mut conn| async move {
                 self.admit
                     .key(&revoked)
                     .key(&record)
@@ -347,7 +347,7 @@ impl RedisStore {
     pub async fn give_back(&self, ticket: &Ticket) -> Result<(), StoreError> {
         let key = self.use_key(&ticket.key);
         let _: i64 = self
-            .run(crate::upstream::worker(), |mut conn| async move {
+            .run(worker::current(), |mut conn| async move {
                 self.give_back.key(&key).arg(ticket.generation).invoke_async(&mut conn).await
             })
             .await?;
@@ -356,7 +356,7 @@ impl RedisStore {
 
     pub async fn subject_revoked_before(&self, subject: Digest) -> Result<Option<u64>, StoreError> {
         let key = self.subject_key(subject);
-        self.run(crate::upstream::worker(), |mut conn| async move {
+        self.run(worker::current(), |mut conn| async move {
             ::redis::cmd("GET").arg(&key).query_async::<Option<u64>>(&mut conn).await
         })
         .await
@@ -368,7 +368,7 @@ impl RedisStore {
             Revocation::Subject { subject, before, until } => (self.subject_key(subject), before, until),
         };
         let _: i64 = self
-            .run(MAX_POOLS, |mut conn| async move {
+            .run(MAX_WORKERS, |mut conn| async move {
                 self.revoke.key(&key).arg(value).arg(until).invoke_async(&mut conn).await
             })
             .await?;
@@ -377,7 +377,7 @@ impl RedisStore {
 
     /// PING on the control plane's own connection.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(MAX_POOLS, |mut conn| async move { ::redis::cmd("PING").query_async::<String>(&mut conn).await })
+        self.run(MAX_WORKERS, |mut conn| async move { ::redis::cmd("PING").query_async::<String>(&mut conn).await })
             .await
             .map(|_| ())
     }

@@ -3,12 +3,11 @@
 //! timeouts mapped to the errors of SPEC §4, and one retry on a fresh
 //! connection when a pooled one turns out to be closed (`retry.rs`).
 
+pub mod conn;
 pub mod pool;
-pub mod retry;
 pub mod s3;
 pub mod tls;
 
-use std::cell::Cell;
 use std::error::Error as _;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -21,10 +20,11 @@ use http_body::Body as _;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 
+use crate::body::{BodyError, RequestBody};
 use crate::metrics::{RouteMetrics, UpstreamErrorKind};
-use crate::proxy::body::{BodyError, RequestBody};
+use crate::worker::{self, MAX_WORKERS};
+use conn::TrackingConnector;
 use pool::{Pool, UpstreamBody};
-use retry::TrackingConnector;
 
 /// Settings of one upstream, as compiled from the config.
 #[derive(Debug, Clone)]
@@ -90,24 +90,6 @@ pub struct Upstream {
     pools: Box<[OnceLock<Arc<Pool>>]>,
 }
 
-/// Most worker threads with pools of their own (more share them).
-pub const MAX_POOLS: usize = 64;
-
-thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Marks the current thread as worker `id` (selects its connection pools).
-pub fn set_worker(id: usize) {
-    WORKER.with(|w| w.set(id % MAX_POOLS));
-}
-
-/// The current thread's worker number, `0..MAX_POOLS` (0 off the workers):
-/// selects per-worker connections (here, and the store's).
-pub fn worker() -> usize {
-    WORKER.with(Cell::get)
-}
-
 /// The connector for an upstream: plain or TLS, with its timeouts, each
 /// connection tracked.
 fn tracking_connector(settings: &UpstreamSettings) -> Result<TrackingConnector, String> {
@@ -154,13 +136,14 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .map_err(|e| e.to_string())?;
-        let pools = (0..MAX_POOLS).map(|_| OnceLock::new()).collect();
+        let pools = (0..MAX_WORKERS).map(|_| OnceLock::new()).collect();
         Ok(Upstream { settings, host, s3, connector, origin, pools })
     }
 
     /// This worker's pool.
     fn pool(&self) -> &Arc<Pool> {
-        self.pools[worker()].get_or_init(|| Pool::new(self.settings.pool_max_idle, self.settings.pool_idle_timeout))
+        self.pools[worker::current()]
+            .get_or_init(|| Pool::new(self.settings.pool_max_idle, self.settings.pool_idle_timeout))
     }
 
     /// Opens a connection. Boxed: a connect and handshake's state is large
@@ -196,7 +179,7 @@ impl Upstream {
         origin_form(req.uri_mut());
         // hyper consumes the request, so the head of one that could be
         // retried is kept (its body is empty: nothing else to keep).
-        let replay = retry::replayable(req.method(), req.body().is_end_stream()).map(|idempotent| {
+        let replay = conn::replayable(req.method(), req.body().is_end_stream()).map(|idempotent| {
             let mut copy = Request::new(());
             *copy.method_mut() = req.method().clone();
             *copy.uri_mut() = req.uri().clone();
@@ -219,7 +202,7 @@ impl Upstream {
         let Some((head, idempotent)) = replay else {
             return Err(Failure::Exchange(error));
         };
-        let Some(reason) = retry::retry_reason(&error, unsent, &conn.history, idempotent) else {
+        let Some(reason) = conn::retry_reason(&error, unsent, &conn.history, idempotent) else {
             return Err(Failure::Exchange(error));
         };
         metrics.upstream_retry(reason).inc();

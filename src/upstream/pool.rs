@@ -24,8 +24,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use tower_service::Service as _;
 
-use super::retry::{ConnHistory, TrackingConnector};
-use crate::proxy::body::RequestBody;
+use super::conn::{ConnHistory, TrackingConnector};
+use crate::body::RequestBody;
 
 /// One worker's idle connections to one upstream, most recently used last.
 pub struct Pool {

@@ -15,8 +15,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::auth::AuthRequest;
 use crate::auth::error::AuthError;
+use crate::auth::kind::AuthRequest;
 use crate::auth::query;
 
 /// The public origins (`https://host[:port]`) a route's CDN links name.
@@ -172,20 +172,10 @@ pub struct NamedSecret {
     pub secret: Secret,
 }
 
-/// Lower- or upper-case hex to bytes.
-pub fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.chunks(2)
-        .map(|pair| Some(crate::proxy::normalize::hex(&pair[0])? << 4 | crate::proxy::normalize::hex(&pair[1])?))
-        .collect()
-}
-
 /// A plain decimal of at most 11 digits without a leading zero (an epoch
 /// time as every signer writes it).
 pub fn parse_epoch(raw: &str) -> Result<u64, AuthError> {
-    crate::auth::signed_url::parse_exp(raw).ok_or(AuthError::Malformed)
+    crate::auth::kinds::signed_url::parse_exp(raw).ok_or(AuthError::Malformed)
 }
 
 /// A query value, percent-decoded, as UTF-8.

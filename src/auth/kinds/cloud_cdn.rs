@@ -25,8 +25,14 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::cdn::{self, NamedSecret, Origins};
+use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, VerifyContext, cookie};
+use crate::auth::grant::Grant;
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::CookieName;
+use crate::auth::kind::Kind;
+use crate::auth::kind::Presented;
+use crate::auth::kind::VerifyContext;
 
 /// The query parameters of a Cloud CDN signed URL.
 pub const URL_PARAMS: [&str; 4] = ["URLPrefix", "Expires", "KeyName", "Signature"];

@@ -34,10 +34,17 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value};
 
 use super::cdn::{self, Cidr, Origins};
+use crate::auth::cache::Verified;
 use crate::auth::cache::{CacheKey, Verdict};
+use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::jwt::Verified;
-use crate::auth::{AuthRequest, CookieName, Facts, Grant, Kind, Presented, VerifyContext, cookie};
+use crate::auth::grant::Facts;
+use crate::auth::grant::Grant;
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::CookieName;
+use crate::auth::kind::Kind;
+use crate::auth::kind::Presented;
+use crate::auth::kind::VerifyContext;
 
 /// The query parameters of a CloudFront signed URL.
 pub const URL_PARAMS: [&str; 5] = ["Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm"];

@@ -27,8 +27,15 @@ use aws_lc_rs::{constant_time, hmac};
 use http::HeaderName;
 
 use super::cdn::{self, NamedSecret, Secret};
+use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::{AuthRequest, CookieName, Grant, Kind, Presented, VerifyContext, cookie, query};
+use crate::auth::grant::Grant;
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::CookieName;
+use crate::auth::kind::Kind;
+use crate::auth::kind::Presented;
+use crate::auth::kind::VerifyContext;
+use crate::auth::query;
 
 /// Longest token accepted, in bytes.
 const MAX_TOKEN_LEN: usize = 4096;
@@ -259,7 +266,7 @@ impl EdgeAuth {
     /// Verifies `text` for a request on `raw_path` (decoded: `path`) from `client`.
     pub fn check(&self, text: &str, raw_path: &str, path: &str, client: IpAddr, now: u64) -> Result<(), AuthError> {
         let token = Token::parse(text)?;
-        let given = cdn::decode_hex(token.hmac.as_bytes())
+        let given = crate::normalize::decode_hex(token.hmac.as_bytes())
             .filter(|h| h.len() == self.algorithm.len())
             .ok_or(AuthError::BadSignature)?;
         let exp = cdn::parse_epoch(token.exp.ok_or(AuthError::Malformed)?)?;
@@ -333,7 +340,7 @@ impl EdgeAuth {
         if let Some(salt) = salt {
             parts.extend([&b"~salt="[..], salt]);
         }
-        let mac: String = algorithm.mac(key, &parts).iter().map(|b| format!("{b:02x}")).collect();
+        let mac = crate::normalize::encode_hex(&algorithm.mac(key, &parts));
         format!("{signed}~hmac={mac}")
     }
 }

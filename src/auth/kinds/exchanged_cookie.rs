@@ -30,10 +30,19 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::signed_url::{self, ToSign};
+use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
+use crate::auth::grant::Facts;
+use crate::auth::grant::Grant;
+use crate::auth::grant::Scope;
 use crate::auth::keys::{HmacKey, KeySet};
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::CookieName;
+use crate::auth::kind::Kind;
+use crate::auth::kind::Presented;
+use crate::auth::kind::Tracer;
+use crate::auth::kind::VerifyContext;
 use crate::auth::query::encode_strict;
-use crate::auth::{AuthRequest, CookieName, Facts, Grant, Kind, Presented, Scope, Tracer, VerifyContext, cookie};
 
 /// First line of an exchanged cookie's string to sign.
 pub const SCHEME_COOKIE: &str = "TOLLGATE-HMAC-SHA256-COOKIE2";
@@ -125,7 +134,7 @@ impl ExchangedCookies {
     pub fn cookie_name(&self, scope: &Scope) -> String {
         let (mode, path) = mode_of(scope);
         let digest = digest::digest(&digest::SHA256, format!("{}\n{mode}\n{path}", self.route).as_bytes());
-        let hex: String = digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::normalize::encode_hex(&digest.as_ref()[..4]);
         format!("{}{hex}", self.prefix())
     }
 
@@ -145,7 +154,7 @@ impl ExchangedCookies {
     pub fn clip(&self, scope: &Scope) -> Option<Scope> {
         let route = self.route_scope();
         match scope {
-            Scope::Path(p) if crate::routes::prefix_matches(&self.prefix, p) => Some(scope.clone()),
+            Scope::Path(p) if crate::normalize::prefix_matches(&self.prefix, p) => Some(scope.clone()),
             Scope::Prefix(p) if p.starts_with(&*route) => Some(scope.clone()),
             Scope::Prefix(p) if route.starts_with(&**p) => Some(Scope::Prefix(route.into())),
             _ => None,

@@ -23,12 +23,21 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::auth::cache::{CacheKey, Verdict};
+use crate::auth::cache::{CacheKey, Verdict, Verified};
+use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
+use crate::auth::grant::Facts;
+use crate::auth::grant::Grant;
+use crate::auth::grant::Scope;
 use crate::auth::keys::{JwtKey, JwtKeySource};
-use crate::auth::{
-    AuthRequest, CookieName, Facts, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext, cookie, query,
-};
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::CookieName;
+use crate::auth::kind::Kind;
+use crate::auth::kind::NoTrace;
+use crate::auth::kind::Presented;
+use crate::auth::kind::Tracer;
+use crate::auth::kind::VerifyContext;
+use crate::auth::query;
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -66,23 +75,6 @@ pub struct JwtPolicy {
     pub rules: ClaimRules,
     /// Claims copied into request headers: (claim, header).
     pub forward_claims: Vec<(String, HeaderName)>,
-}
-
-/// What a verified token grants the request.
-#[derive(Debug, Clone)]
-pub struct Verified {
-    /// The token's `exp`, unix seconds: no cached verdict outlives it.
-    pub exp: u64,
-    /// Headers to add upstream, from `forward_claims`.
-    pub headers: Arc<[(HeaderName, HeaderValue)]>,
-    /// The path pattern of the path claim that granted the request.
-    pub scope: Option<Scope>,
-    /// `jti`, `sub`, `iat` and `exp`, for the use-limit and revocation
-    /// stage: cached with the verdict, since that stage runs on every
-    /// request, cached or not.
-    pub facts: Facts,
-    /// The key that verified it, `jwt:<kid>` (empty kid when it has none).
-    pub key: Option<Arc<str>>,
 }
 
 /// The kind: a JWT from the `Authorization` header, the route's query

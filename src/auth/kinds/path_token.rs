@@ -17,8 +17,16 @@ use std::ops::Range;
 
 use super::signed_url::{self, SignedUrlPolicy, ToSign};
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::{AuthRequest, Facts, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
-use crate::proxy::normalize;
+use crate::auth::grant::Facts;
+use crate::auth::grant::Grant;
+use crate::auth::grant::Scope;
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::Kind;
+use crate::auth::kind::NoTrace;
+use crate::auth::kind::Presented;
+use crate::auth::kind::Tracer;
+use crate::auth::kind::VerifyContext;
+use crate::normalize;
 
 /// First line of a path token's string to sign.
 pub const SCHEME_PATH: &str = "TOLLGATE-HMAC-SHA256-PATH";

@@ -32,7 +32,11 @@ use md5::{Digest, Md5};
 
 use super::cdn::NamedSecret;
 use crate::auth::error::{AuthError, Carrier};
-use crate::auth::{AuthRequest, Grant, Kind, Presented, VerifyContext};
+use crate::auth::grant::Grant;
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::Kind;
+use crate::auth::kind::Presented;
+use crate::auth::kind::VerifyContext;
 
 /// One piece of a `secure_link_md5` expression.
 #[derive(Debug, Clone, PartialEq, Eq)]

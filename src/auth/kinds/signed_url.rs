@@ -21,10 +21,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::borrow::Cow;
 
 use crate::auth::error::{AuthError, Carrier};
+use crate::auth::grant::Facts;
+use crate::auth::grant::Grant;
+use crate::auth::grant::Scope;
 use crate::auth::keys::HmacKey;
+use crate::auth::kind::AuthRequest;
+use crate::auth::kind::Kind;
+use crate::auth::kind::NoTrace;
+use crate::auth::kind::Presented;
+use crate::auth::kind::Tracer;
+use crate::auth::kind::VerifyContext;
 use crate::auth::query::{self, CredentialNames, Found, ID_PARAM, SIGNED_URL_PARAMS};
-use crate::auth::{AuthRequest, Facts, Grant, Kind, NoTrace, Presented, Scope, Tracer, VerifyContext};
-use crate::proxy::normalize;
+use crate::normalize;
 
 /// First line of a one-path grant's string to sign.
 pub const SCHEME: &str = "TOLLGATE-HMAC-SHA256";

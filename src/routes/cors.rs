@@ -20,7 +20,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use super::body::ResponseBody;
+use crate::proxy::respond::ResponseBody;
 
 /// A route's compiled CORS rules.
 #[derive(Debug, Clone)]

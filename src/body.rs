@@ -1,8 +1,9 @@
-//! Body types: streamed both ways, never collected.
+//! The request body and the crate's one boxed error type. A leaf: it imports
+//! nothing of the crate.
 //!
-//! `RequestBody` passes the client's body to the upstream frame by frame and
-//! fails the stream as soon as it exceeds the route's limit. `ResponseBody`
-//! is either the upstream's body, passed through, or a small local answer.
+//! `RequestBody` passes the client's body to the upstream frame by frame,
+//! never collected, and fails the stream as soon as it exceeds the route's
+//! limit. (What tollgate answers with is `proxy::respond::ResponseBody`.)
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,9 +11,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-
-use crate::splice::SpliceBody;
-use crate::upstream::pool::UpstreamBody;
 
 /// Why a request body stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,52 +78,3 @@ impl Body for RequestBody {
 
 /// The error a response body fails with (hyper's, or a splice's I/O error).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What tollgate answers with.
-pub enum ResponseBody {
-    /// A small local answer (errors, probes, metrics).
-    Full(Option<Bytes>),
-    /// The upstream's body, streamed through.
-    Upstream(UpstreamBody),
-    /// A large upstream body, moved socket to socket (`crate::splice`).
-    Spliced(SpliceBody),
-}
-
-impl ResponseBody {
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        ResponseBody::Full(Some(bytes.into()))
-    }
-
-    pub fn empty() -> Self {
-        ResponseBody::Full(None)
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            ResponseBody::Spliced(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Full(data) => data.is_none(),
-            ResponseBody::Upstream(body) => body.is_end_stream(),
-            ResponseBody::Spliced(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            ResponseBody::Upstream(body) => body.size_hint(),
-            ResponseBody::Spliced(body) => body.size_hint(),
-        }
-    }
-}

@@ -1,5 +1,5 @@
-//! When a failed upstream exchange may be sent again, and the connection
-//! bookkeeping that tells.
+//! Upstream connection bookkeeping: what happened on a connection (for
+//! retries), and the handover of its socket to a spliced body.
 //!
 //! A keep-alive connection the upstream closes while tollgate picks it from
 //! the pool (nginx's graceful reload closes every idle one at once) fails
@@ -24,11 +24,11 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use http::{Method, Uri};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -36,8 +36,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::body::BoxError;
 use crate::metrics::RetryReason;
-use crate::splice::{Handover, PlainSocket};
 
 /// What happened on one upstream connection so far. Written only by the
 /// task driving the connection; read after that task reported the failure,
@@ -148,8 +148,6 @@ pub fn handover(extensions: &http::Extensions) -> Option<Arc<Handover>> {
 #[derive(Clone)]
 pub struct TrackingConnector(pub HttpsConnector<HttpConnector>);
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 impl tower_service::Service<Uri> for TrackingConnector {
     type Response = TrackedStream;
     type Error = BoxError;
@@ -220,6 +218,102 @@ pub fn retry_reason(
         None if error.is_incomplete_message() => Some(RetryReason::Closed),
         _ => None,
     }
+}
+
+/// An upstream connection's socket, handed from hyper's client to a body.
+#[derive(Debug, Default)]
+pub struct Handover {
+    /// Read on every upstream read, so kept out of the mutex.
+    requested: AtomicBool,
+    state: Mutex<HandoverState>,
+}
+
+#[derive(Debug, Default)]
+struct HandoverState {
+    /// hyper read the socket after the handover was requested.
+    parked: bool,
+    /// A duplicate of the socket, left by the parked read.
+    socket: Option<OwnedFd>,
+    /// The body, waiting for hyper to park.
+    taker: Option<Waker>,
+    /// hyper's parked read.
+    reader: Option<Waker>,
+    /// The body is done: the parked read ends the connection.
+    released: bool,
+}
+
+impl Handover {
+    /// Asks hyper's next read of the socket to park (a body will splice).
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Relaxed);
+    }
+
+    /// The duplicate of the socket hyper's parked read left.
+    pub fn take_socket(&self) -> Option<OwnedFd> {
+        lock(&self.state).socket.take()
+    }
+
+    /// Whether reads must park (one relaxed load per upstream read).
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    /// hyper's read once the handover was requested: leaves a duplicate of
+    /// `socket` for the body and waits; end-of-file once the body is done.
+    pub fn park(&self, cx: &mut Context<'_>, socket: Option<BorrowedFd<'_>>) -> Poll<io::Result<()>> {
+        let mut st = lock(&self.state);
+        if st.released {
+            return Poll::Ready(Ok(()));
+        }
+        if !st.parked {
+            st.socket = socket.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0)).transpose()?;
+            st.parked = true;
+            if let Some(waker) = st.taker.take() {
+                waker.wake();
+            }
+        }
+        st.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub fn is_parked(&self) -> bool {
+        lock(&self.state).parked
+    }
+
+    /// Whether hyper has parked; if not, wakes `cx` when it does.
+    pub fn parked_or_wake(&self, cx: &mut Context<'_>) -> bool {
+        let mut st = lock(&self.state);
+        if !st.parked {
+            st.taker = Some(cx.waker().clone());
+        }
+        st.parked
+    }
+
+    /// Ends the handover: a parked (or later) read returns end-of-file, so
+    /// hyper closes the connection. When hyper never parked and the whole
+    /// body came through it, the connection is left as it was.
+    pub fn finish(&self, body_complete: bool) {
+        let mut st = lock(&self.state);
+        if !st.parked && body_complete {
+            self.requested.store(false, Ordering::Relaxed);
+            return;
+        }
+        st.released = true;
+        st.socket = None;
+        if let Some(waker) = st.reader.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The socket under an upstream connection's byte stream, when it is plain
+/// TCP (a TLS connection's bytes cannot be spliced).
+pub trait PlainSocket {
+    fn plain_socket(&self) -> Option<BorrowedFd<'_>>;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

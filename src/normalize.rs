@@ -1,4 +1,6 @@
-//! Stage 1: the normal-form check of the request path (SPEC §5).
+//! The normal form of a request path (SPEC §5), and the byte helpers every
+//! stage shares: hex, and prefixes on segment boundaries. A leaf: it imports
+//! nothing of the crate.
 //!
 //! Invariant: tollgate never rewrites a path. It accepts only paths whose
 //! meaning cannot differ between tollgate and the upstream (no dot segments,
@@ -99,13 +101,41 @@ fn percent_decode_path(raw: &str, encoded_slash_at: &mut Option<usize>) -> Resul
     String::from_utf8(out).map_err(|_| NotNormal::BadUtf8)
 }
 
-/// Value of one ASCII hex digit.
+/// The value of one hex digit, either case.
 pub fn hex(b: &u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
+    }
+}
+
+/// Hex (either case) to bytes: the crate's one hex decoder.
+pub fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2).map(|pair| Some(hex(&pair[0])? << 4 | hex(&pair[1])?)).collect()
+}
+
+/// Bytes as lower-case hex.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// `path` lies under `prefix`, on a segment boundary: `/u1` matches `/u1`
+/// and `/u1/x`, never `/u10`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
     }
 }
 
@@ -189,5 +219,24 @@ mod tests {
         let p = ok("/b/%2F");
         assert!(p.empty_segment, "an encoded slash can form an empty segment");
         assert!(!ok("/b/").empty_segment, "a trailing slash is not an empty segment");
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        assert!(prefix_matches("/u1/", "/u1/x"));
+        assert!(!prefix_matches("/u1/", "/u1"));
+        assert!(prefix_matches("/u1", "/u1"));
+        assert!(prefix_matches("/u1", "/u1/x"));
+        assert!(!prefix_matches("/u1", "/u10"));
+        assert!(!prefix_matches("/u1/", "/u10/x"));
+        assert!(prefix_matches("/", "/anything"));
+    }
+
+    #[test]
+    fn hex_both_ways() {
+        assert_eq!(decode_hex(b"00ffA0").as_deref(), Some(&[0u8, 255, 160][..]));
+        assert_eq!(decode_hex(b"0"), None);
+        assert_eq!(decode_hex(b"zz"), None);
+        assert_eq!(encode_hex(&[0, 255, 160]), "00ffa0");
     }
 }

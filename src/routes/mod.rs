@@ -11,9 +11,12 @@ use http::Method;
 
 use crate::auth::RouteAuth;
 use crate::metrics::RouteMetrics;
-use crate::proxy::admit::StatePolicy;
-use crate::proxy::cors::Cors;
+pub mod cors;
+pub mod state;
+
 use crate::upstream::Upstream;
+use cors::Cors;
+use state::StatePolicy;
 
 /// A compiled route.
 pub struct Route {
@@ -59,15 +62,7 @@ impl Route {
         {
             return false;
         }
-        prefix_matches(&self.prefix, path)
-    }
-}
-
-/// `path` lies under `prefix`, on a segment boundary.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-        None => false,
+        crate::normalize::prefix_matches(&self.prefix, path)
     }
 }
 
@@ -100,21 +95,5 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_match_on_segment_boundaries() {
-        assert!(prefix_matches("/u1/", "/u1/x"));
-        assert!(!prefix_matches("/u1/", "/u1"));
-        assert!(prefix_matches("/u1", "/u1"));
-        assert!(prefix_matches("/u1", "/u1/x"));
-        assert!(!prefix_matches("/u1", "/u10"));
-        assert!(!prefix_matches("/u1/", "/u10/x"));
-        assert!(prefix_matches("/", "/anything"));
     }
 }

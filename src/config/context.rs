@@ -1,0 +1,150 @@
+//! The compiler's state while one file is compiled: the errors found so far
+//! (each with its YAML path), the files read, which keys and upstreams were
+//! used, and the helpers every section's rules share.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+use super::compiled::{ConfigError, Limits};
+use crate::auth::keyfile;
+use crate::auth::keys::{HmacKey, JwtKey, KeySet};
+use crate::auth::kinds::cdn::NamedSecret;
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+pub(super) struct Compiler {
+    pub(super) base: PathBuf,
+    pub(super) errors: Vec<ConfigError>,
+    /// Files read while compiling (secrets, keys): watched for reloads.
+    pub(super) inputs: Vec<PathBuf>,
+    pub(super) used_keys: BTreeSet<String>,
+    pub(super) used_upstreams: BTreeSet<String>,
+    /// Likely mistakes found while compiling (see `Config::warnings`).
+    pub(super) warnings: Vec<ConfigError>,
+    /// Every reference to a key: (YAML path, key name).
+    pub(super) key_uses: Vec<(String, String)>,
+    /// The keys that sign exchanged cookies: (YAML path, key name).
+    pub(super) cookie_keys: Vec<(String, String)>,
+    /// SHA-256 of each secret key's bytes, by key name: a cookie key must
+    /// not be another key under a second name.
+    pub(super) secret_digests: BTreeMap<String, [u8; 32]>,
+    /// The path-token markers of every route (see `Config::path_token_markers`).
+    pub(super) path_token_markers: Vec<Box<str>>,
+}
+
+pub(super) fn join(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_owned(),
+        (_, true) => parent.to_owned(),
+        _ if child.starts_with('[') => format!("{parent}{child}"),
+        _ => format!("{parent}.{child}"),
+    }
+}
+
+impl Compiler {
+    pub(super) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError { path: path.into(), message: message.into() });
+    }
+
+    /// Deserializes one YAML value, recording a failure with its full path.
+    pub(super) fn entry<T: DeserializeOwned>(&mut self, path: &str, value: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let inner = if inner == "." { String::new() } else { inner };
+                self.error(join(path, &inner), e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
+    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    /// Reads a file the configuration names at `at`, remembering it as an
+    /// input; a failure is recorded at `at`.
+    pub(super) fn read(&mut self, at: String, p: &Path) -> Option<Vec<u8>> {
+        let path = self.resolve(p);
+        let bytes = std::fs::read(&path);
+        self.inputs.push(path);
+        bytes.map_err(|e| self.error(at, format!("cannot read {}: {e}", p.display()))).ok()
+    }
+
+    /// A value from `<field>_env` or `<field>_file`, never inline: `None`
+    /// on an error (recorded), `Some(None)` when neither is set.
+    pub(super) fn env_or_file(
+        &mut self,
+        path: &str,
+        field: &str,
+        env: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Option<Option<Vec<u8>>> {
+        match (env, file) {
+            (Some(var), None) => match std::env::var_os(&var) {
+                Some(v) => Some(Some(std::os::unix::ffi::OsStringExt::into_vec(v))),
+                None => {
+                    self.error(format!("{path}.{field}_env"), format!("environment variable {var} is not set"));
+                    None
+                }
+            },
+            (None, Some(f)) => self.read(format!("{path}.{field}_file"), &f).map(Some),
+            (None, None) => Some(None),
+            (Some(_), Some(_)) => {
+                self.error(path, format!("set exactly one of {field}_env and {field}_file"));
+                None
+            }
+        }
+    }
+}
+
+/// What routes may refer to.
+pub(super) struct Known<'a> {
+    pub(super) keys: &'a BTreeMap<String, CompiledKey>,
+    pub(super) declared_keys: &'a BTreeSet<String>,
+    pub(super) upstreams: &'a BTreeMap<String, Arc<Upstream>>,
+    pub(super) declared_upstreams: &'a BTreeSet<String>,
+    pub(super) limits: &'a Limits,
+    pub(super) metrics: &'a Metrics,
+}
+
+pub(super) fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A compiled entry of `keys:`.
+pub(super) enum CompiledKey {
+    Hmac {
+        signer: Arc<HmacKey>,
+        jwt: Arc<JwtKey>,
+    },
+    /// A PEM public key, with its DER for the formats that verify with
+    /// other digests than JWT's (CloudFront).
+    Public(Arc<JwtKey>, Arc<keyfile::PemKey>),
+    Set(Arc<KeySet>),
+    /// A secret of one of the CDN formats.
+    Cdn(CdnFormat, Arc<NamedSecret>),
+}
+
+/// Which CDN format a secret of `keys:` is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CdnFormat {
+    EdgeAuth,
+    CloudCdn,
+    SecureLink,
+}
+
+impl CdnFormat {
+    pub(super) fn field(self) -> &'static str {
+        match self {
+            CdnFormat::EdgeAuth => "edgeauth",
+            CdnFormat::CloudCdn => "cloud_cdn",
+            CdnFormat::SecureLink => "secure_link",
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! A route's use-limit and revocation policy (SPEC §11), compiled once:
+//! what the admit phase (`proxy::admit`) checks after verification.
+
+use std::time::Duration;
+
+use crate::metrics::UseCounters;
+use crate::store::Digest;
+
+/// A route's use limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UseLimit {
+    pub uses: u32,
+    pub grace: Duration,
+}
+
+/// What the stage checks on one route, compiled once.
+pub struct StatePolicy {
+    pub use_limit: Option<UseLimit>,
+    pub revocation: bool,
+    /// Serve unchecked when the store fails (otherwise 503).
+    pub fail_open: bool,
+    /// The route, as store keys name it.
+    pub route: Digest,
+    /// Seconds a credential may be used past its `exp` (JWT leeway): its
+    /// use record is kept that much longer.
+    pub leeway: u64,
+    /// How long a revocation must be kept for this route (seconds): the
+    /// longest lifetime its kinds accept; 0 without revocation.
+    pub revocation_keep: u64,
+    pub counters: UseCounters,
+}
