@@ -218,7 +218,7 @@ async fn pipeline(
         // A preflight carries no credential by design: answered here, never
         // forwarded, before anything asks for one.
         if let Some(preflight) = route.cors.as_ref().and_then(|c| c.preflight(&parts.method, &parts.headers)) {
-            return Ok((preflight, Outcome::Answered));
+            return Ok((preflight.map(|()| ResponseBody::empty()), Outcome::Answered));
         }
         if !route.allows(&parts.method) {
             let allow = HeaderValue::from_str(&route.allow_header()).unwrap_or(HeaderValue::from_static("GET"));

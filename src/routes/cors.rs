@@ -20,8 +20,6 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::proxy::respond::ResponseBody;
-
 /// A route's compiled CORS rules.
 #[derive(Debug, Clone)]
 pub struct Cors {
@@ -53,13 +51,14 @@ impl Cors {
         origin.filter(|o| self.origins.iter().any(|allowed| allowed.as_bytes() == o.as_bytes()))
     }
 
-    /// The answer to a preflight, or `None` when the request is not one.
-    pub fn preflight(&self, method: &Method, headers: &HeaderMap) -> Option<Response<ResponseBody>> {
+    /// The answer to a preflight (no body), or `None` when the request is
+    /// not one.
+    pub fn preflight(&self, method: &Method, headers: &HeaderMap) -> Option<Response<()>> {
         if *method != Method::OPTIONS || !headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD) {
             return None;
         }
         let origin = headers.get(ORIGIN)?;
-        let mut resp = Response::new(ResponseBody::empty());
+        let mut resp = Response::new(());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         if let Some(origin) = self.allowed(Some(origin)) {
             let h = resp.headers_mut();
