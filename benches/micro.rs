@@ -24,7 +24,7 @@ use tollgate::auth::query::{self, CredentialNames, Found};
 use tollgate::auth::signed_url::{self, SignedUrlPolicy};
 use tollgate::auth::{AuthRequest, VerifyContext, authorize};
 use tollgate::normalize::check_path;
-use tollgate::proxy::strip::{self, Forward};
+use tollgate::proxy::forward::{self, Forward};
 
 const SECRET: &[u8] = b"benchmark-secret-benchmark-secret-0123456789";
 
@@ -200,7 +200,7 @@ fn bench_parsing(c: &mut Criterion) {
                     tls: false,
                     trust_forwarded: false,
                 };
-                strip::upstream_head(&mut parts, forward).unwrap();
+                forward::upstream_head(&mut parts, forward).unwrap();
                 parts
             },
             criterion::BatchSize::SmallInput,

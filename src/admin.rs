@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::proxy::Shared;
-use crate::proxy::respond::ResponseBody;
-use crate::proxy::respond::error_response;
+use crate::proxy::answers::ResponseBody;
+use crate::proxy::answers::error_response;
 use crate::server::timeouts::{Activity, TimedIo, Tracked};
 
 /// Readiness, as `/readyz` reports it.

@@ -3,7 +3,7 @@
 //!
 //! `RequestBody` passes the client's body to the upstream frame by frame,
 //! never collected, and fails the stream as soon as it exceeds the route's
-//! limit. (What tollgate answers with is `proxy::respond::ResponseBody`.)
+//! limit. (What tollgate answers with is `proxy::answers::ResponseBody`.)
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::normalize;
-use crate::proxy::respond::ResponseBody;
+use crate::proxy::answers::ResponseBody;
 use crate::tools::{self, SignRequest, TokenKey};
 
 const FILES: &[(&str, &[u8])] = &[

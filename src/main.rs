@@ -299,13 +299,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Explain { config, url, method, headers, client_ip } => {
             let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);
-            let _guard = runtime()?.enter();
-            let compiled = config::load(&config, &metrics).map_err(|errors| {
-                errors.0.iter().map(|e| format!("{}: {e}", config.display())).collect::<Vec<_>>().join("\n")
-            })?;
+            let rt = runtime()?;
+            let compiled = {
+                let _guard = rt.enter();
+                config::load(&config, &metrics).map_err(|errors| {
+                    errors.0.iter().map(|e| format!("{}: {e}", config.display())).collect::<Vec<_>>().join("\n")
+                })?
+            };
             let method = method.to_ascii_uppercase();
             let probe = tollgate::explain::Probe { url: &url, method: &method, headers: &headers, client: client_ip };
-            let found = tollgate::explain::explain(&compiled, &metrics, &probe);
+            let found = rt.block_on(tollgate::explain::explain(&compiled, &metrics, &probe));
             print!("{}", found.report);
             Ok(if found.allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

@@ -139,6 +139,58 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// Percent-encoding in a query that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadEncoding;
+
+/// A query piece's raw name and value (`name` alone has an empty value).
+pub fn split_piece(piece: &str) -> (&str, &str) {
+    piece.split_once('=').unwrap_or((piece, ""))
+}
+
+/// Percent-decodes one query component; `+` means space.
+pub fn decode_component(raw: &str) -> Result<Cow<'_, [u8]>, BadEncoding> {
+    let bytes = raw.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                let h = bytes.get(i + 1).and_then(hex).ok_or(BadEncoding)?;
+                let l = bytes.get(i + 2).and_then(hex).ok_or(BadEncoding)?;
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Percent-encodes every byte except `A-Z a-z 0-9 - . _ ~`, upper-case hex.
+pub fn encode_strict(bytes: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,13 +83,25 @@ fn use_paths(code: &str) -> Vec<String> {
         expand(&squeeze(&rest[..end]), &mut out);
         rest = &rest[end..];
     }
-    // Paths written inline (`crate::auth::unix_now()`).
-    let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        rest = &rest[at..];
-        let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).unwrap_or(rest.len());
-        out.push(rest[..end].trim_end_matches(':').to_owned());
-        rest = &rest[end..];
+    // Paths written inline: `crate::auth::unix_now()`, `super::X`, a child
+    // module's `forward::forward(..)` (resolved later; others are external).
+    let bytes = code.as_bytes();
+    let mut i = 0;
+    while let Some(at) = code[i..].find("::").map(|at| i + at) {
+        let mut start = at;
+        while start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+            start -= 1;
+        }
+        let path_start = start > 1 && &code[start - 2..start] == "::";
+        if start < at && !path_start {
+            let end = code[at..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .map_or(code.len(), |e| at + e);
+            out.push(code[start..end].trim_end_matches(':').to_owned());
+            i = end;
+        } else {
+            i = at + 2;
+        }
     }
     out
 }

@@ -63,6 +63,7 @@ routes:
 struct Fixture {
     config: Config,
     metrics: Metrics,
+    runtime: tokio::runtime::Runtime,
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
@@ -88,7 +89,8 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let metrics = Metrics::new(prometheus::Registry::new()).expect("metrics");
     let config = tollgate::config::compile_str(CONFIG, &dir, &metrics).expect("the fuzz config compiles");
     let _ = std::fs::remove_dir_all(&dir);
-    Fixture { config, metrics }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    Fixture { config, metrics, runtime }
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -100,6 +102,6 @@ fuzz_target!(|data: &[u8]| {
     let headers: Vec<String> = lines.take(8).map(str::to_owned).collect();
     let fixture = &*FIXTURE;
     let probe = Probe { url, method, headers: &headers, client: None };
-    let explanation = explain(&fixture.config, &fixture.metrics, &probe);
+    let explanation = fixture.runtime.block_on(explain(&fixture.config, &fixture.metrics, &probe));
     assert!(!explanation.allowed, "allowed without a key: {text:?}\n{}", explanation.report);
 });

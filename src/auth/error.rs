@@ -22,6 +22,31 @@ pub enum Carrier {
 }
 
 impl Carrier {
+    /// Where the credential was, for the access log (`label`) and for
+    /// people (`tollgate explain`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Carrier::SignedUrl => "signed_url",
+            Carrier::Header => "header",
+            Carrier::Query => "query",
+            Carrier::Cookie => "cookie",
+            Carrier::PathToken => "path_token",
+            Carrier::CustomHeader => "custom_header",
+        }
+    }
+
+    /// See [`Carrier::label`].
+    pub fn describe(self) -> &'static str {
+        match self {
+            Carrier::SignedUrl => "query (exp, sig, kid, prefix)",
+            Carrier::Header => "Authorization header",
+            Carrier::Query => "token query parameter",
+            Carrier::Cookie => "Cookie header",
+            Carrier::PathToken => "path (token segment)",
+            Carrier::CustomHeader => "credential header",
+        }
+    }
+
     /// Credentials carried in the URL leak through Referer; answers to them get
     /// `Referrer-Policy: no-referrer`.
     pub fn in_url(self) -> bool {

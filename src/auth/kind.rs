@@ -153,6 +153,13 @@ impl VerifyContext<'_> {
     }
 }
 
+impl<'a> StepLog<'a> {
+    /// A tracer writing to `trace` (a no-op without one).
+    pub fn new(trace: Option<&'a std::sync::Mutex<Vec<Step>>>) -> Self {
+        StepLog(trace)
+    }
+}
+
 /// One check of a verification, in order, as `tollgate explain` prints it.
 /// Details name key ids and decoded request parts, never key material.
 #[derive(Debug, Clone, PartialEq, Eq)]

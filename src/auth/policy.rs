@@ -10,7 +10,7 @@ use http::HeaderName;
 use super::error::{AuthError, Carrier};
 use super::grant::{Denial, Grant};
 use super::keys::JwtKeySource;
-use super::kind::{AuthRequest, CookieName, Kind, Presented, VerifyContext};
+use super::kind::{AuthRequest, CookieName, Kind, Presented, Tracer, VerifyContext};
 use super::kinds;
 use super::query::CredentialNames;
 
@@ -140,9 +140,18 @@ pub fn choose<'k, 'r>(auth: &'k RouteAuth, req: &AuthRequest<'r>) -> Result<Choi
     }
 }
 
-/// Finds the request's credential and verifies it for this route.
+/// Finds the request's credential and verifies it for this route; the
+/// choice is the first step a tracer sees (`tollgate explain`).
 pub fn authorize(auth: &RouteAuth, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, Denial> {
-    let choice = choose(auth, req)?;
+    let t = &mut ctx.tracer();
+    let choice = choose(auth, req).inspect_err(|e| {
+        let why = match e {
+            AuthError::MissingCredential => "none of the kinds this route accepts found a credential",
+            _ => "two credentials, or one that cannot be read apart (refused as ambiguous)",
+        };
+        t.step("credential", false, format_args!("{why}"));
+    })?;
     let carrier = choice.presented.carrier;
+    t.step("credential", true, format_args!("{} in the {}", choice.kind.name(), carrier.describe()));
     choice.kind.verify(&choice.presented, req, ctx).map_err(|error| Denial { error, carrier: Some(carrier) })
 }

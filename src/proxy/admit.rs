@@ -1,4 +1,4 @@
-//! The stage after verification: use limits and revocation (SPEC §11).
+//! Phase 5, admit: use limits and revocation (SPEC §11).
 //!
 //! It runs on every request of a route that has `use_limit` or
 //! `revocation`, after the credential is verified (from the verdict cache
@@ -24,8 +24,10 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 
-use crate::auth::{AuthError, Grant, unix_now};
+use super::answers::Rejection;
+use crate::auth::{AuthError, Denial, Grant, RouteAuth, unix_now};
 use crate::metrics::{UseCounters, UseResult};
+use crate::routes::Route;
 use crate::routes::state::StatePolicy;
 use crate::store::{Admission, AdmitQuery, Digest, Store, Ticket, UseQuery};
 
@@ -79,6 +81,23 @@ impl Drop for UseGuard {
             });
         }
     }
+}
+
+/// The phase: on a route with a use limit or revocation, checks the
+/// verified `grant`; `Ok(Some(guard))` when the request opened a use.
+pub async fn phase(
+    route: &Route,
+    store: &Arc<Store>,
+    method: &Method,
+    grant: Option<&Grant>,
+) -> Result<Option<UseGuard>, Rejection> {
+    let (Some(policy), Some(grant)) = (&route.state, grant) else { return Ok(None) };
+    // Boxed, like the other phases only some routes reach: the store round
+    // trip's state would otherwise enlarge every request's future.
+    Box::pin(admit(policy, store, method, grant)).await.map_err(|error| Rejection::Auth {
+        denial: Denial { error, carrier: Some(grant.carrier) },
+        bearer: route.auth.as_ref().is_some_and(RouteAuth::accepts_bearer),
+    })
 }
 
 /// Checks revocation and counts the use of `grant` on a route with

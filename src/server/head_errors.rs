@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::timeouts::Activity;
 use crate::metrics::Outcome;
 use crate::proxy::Shared;
-use crate::proxy::respond::Rejection;
+use crate::proxy::answers::Rejection;
 
 /// A connection whose head errors are answered as tollgate answers them.
 pub struct HeadErrors<T> {

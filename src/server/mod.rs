@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use crate::admin::Lifecycle;
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
-use crate::proxy::respond::ResponseBody;
+use crate::proxy::answers::ResponseBody;
 use crate::proxy::{self, ConnInfo, Runtime, Shared};
 use crate::splice;
 use head_errors::HeadErrors;

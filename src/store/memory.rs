@@ -18,8 +18,8 @@ use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
 
+use super::model::{Admission, AdmitQuery, Digest, Ticket, UseKey};
 use super::revocations::Revocations;
-use super::{Admission, AdmitQuery, Digest, Ticket, UseKey};
 
 /// Sweep a shard's expired use records once per this many new uses in it.
 const SWEEP_EVERY: u64 = 1024;

@@ -41,7 +41,9 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
-use super::{Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, StoreError, Ticket, UseKey, now_ms};
+use super::model::{
+    Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, StoreError, Ticket, UseKey, now_ms,
+};
 use crate::worker::{self, MAX_WORKERS};
 
 /// After a failed connection attempt, how long requests fail at once.
@@ -315,7 +317,8 @@ impl RedisStore {
 
     pub async fn admit(&self, q: &AdmitQuery) -> Result<Admission, StoreError> {
         let use_key = q.limit.as_ref().map(|l| UseKey { id: q.id, route: l.route });
-        let limit = q.limit.unwrap_or(super::UseQuery { route: q.id, uses: 0, grace_ms: 0, peek: true, keep_until: 0 });
+        let limit =
+            q.limit.unwrap_or(super::model::UseQuery { route: q.id, uses: 0, grace_ms: 0, peek: true, keep_until: 0 });
         let revoked = self.revoked_key(q.id);
         let record = use_key.as_ref().map_or_else(|| revoked.clone(), |k| self.use_key(k));
         let flag = |b: bool| if b { "1" } else { "0" };

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use super::{Digest, Revocation};
+use super::model::{Digest, Revocation};
 
 /// The revocations a memory store holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

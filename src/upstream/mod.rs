@@ -4,6 +4,7 @@
 //! connection when a pooled one turns out to be closed (`retry.rs`).
 
 pub mod conn;
+pub mod error;
 pub mod pool;
 pub mod s3;
 pub mod tls;
@@ -24,6 +25,7 @@ use crate::body::{BodyError, RequestBody};
 use crate::metrics::{RouteMetrics, UpstreamErrorKind};
 use crate::worker::{self, MAX_WORKERS};
 use conn::TrackingConnector;
+pub use error::UpstreamError;
 use pool::{Pool, UpstreamBody};
 
 /// Settings of one upstream, as compiled from the config.
@@ -60,19 +62,6 @@ impl UpstreamSettings {
             server_name: None,
         }
     }
-}
-
-/// Why an exchange with the upstream failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// Maps to 502 `upstream_unavailable`.
-    Failed(UpstreamErrorKind),
-    /// Maps to 504 `upstream_timeout`.
-    Timeout,
-    /// The client's body went over the route's limit while streaming (413).
-    BodyTooLarge,
-    /// The client's body broke off; nothing to answer.
-    ClientAborted,
 }
 
 /// An upstream with its connection pools.
@@ -156,18 +145,34 @@ impl Upstream {
     }
 
     /// Sends a request whose URI is already absolute and waits for the
-    /// response head, at most `response_timeout` (a retry included).
-    /// Retries are counted on `metrics`, the route's.
+    /// response head, at most `response_timeout` (a retry included); an
+    /// answer of ambiguous length is refused. To an object store the head
+    /// is signed first and its errors retold (`s3`). Retries are counted on
+    /// `metrics`, the route's; `route` names it in logs.
     pub async fn send(
         &self,
         req: Request<RequestBody>,
+        route: &str,
         metrics: &RouteMetrics,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        match tokio::time::timeout(self.settings.response_timeout, self.exchange(req, metrics)).await {
+        let req = match &self.s3 {
+            None => req,
+            Some(s3) => {
+                let (mut parts, body) = req.into_parts();
+                s3.sign_for(route, &mut parts)?;
+                Request::from_parts(parts, body)
+            }
+        };
+        let resp = match tokio::time::timeout(self.settings.response_timeout, self.exchange(req, metrics)).await {
             Err(_) => Err(UpstreamError::Timeout),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => check_framing(resp),
             Ok(Err(Failure::Connect)) => Err(UpstreamError::Failed(UpstreamErrorKind::Connect)),
             Ok(Err(Failure::Exchange(e))) => Err(classify(&e)),
+        }?;
+        match &self.s3 {
+            None => Ok(resp),
+            // Boxed: only object-store routes wait on an error body.
+            Some(s3) => Box::pin(s3.answer(route, resp)).await,
         }
     }
 

@@ -1,6 +1,7 @@
-//! Object-store upstreams: map the route path to an object key, re-sign the
-//! request with AWS SigV4 using tollgate's own credentials, and turn S3's
-//! XML errors into tollgate's answers.
+//! Object-store upstreams, the whole leg: map the route path to an object
+//! key ([`S3Target::target`], the target phase), re-sign the request with
+//! AWS SigV4 using tollgate's own credentials and turn S3's XML errors into
+//! tollgate's answers (both inside `Upstream::send`, one call).
 //!
 //! Invariants:
 //! - the object key is the verified, decoded path below the route prefix,
@@ -14,7 +15,7 @@
 //!   client unless the upstream sets `expose_errors`.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
@@ -23,8 +24,16 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use http::header::CONTENT_RANGE;
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::uri::PathAndQuery;
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use super::error::UpstreamError;
+use super::pool::UpstreamBody;
+use crate::metrics::UpstreamErrorKind;
+use crate::normalize::{decode_component, encode_strict, split_piece};
 
 /// Query parameters S3 reads on GetObject that a signed URL may bind; all
 /// others (subresources like `acl`, `uploads`, `list-type`) are dropped.
@@ -209,6 +218,107 @@ pub fn sign_head(
 }
 
 /// Credentials as an identity, for `sign_head` (test vectors).
+/// Why a request has no object to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoObject {
+    /// The key would be empty: the bucket itself (a listing).
+    Listing,
+    /// The key does not make a request target.
+    Invalid,
+}
+
+/// Largest S3 error body read to find its `<Code>`.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+impl S3Target {
+    /// The object path for a request: the decoded path below the route's
+    /// `prefix`, after the key prefix; with `keep_overrides` (a signed URL
+    /// bound them) the response overrides of `raw_query`, every other
+    /// parameter (and all of them for other credentials) dropped.
+    pub fn target(
+        &self,
+        prefix: &str,
+        decoded_path: &str,
+        raw_query: &str,
+        keep_overrides: bool,
+    ) -> Result<PathAndQuery, NoObject> {
+        let rest = decoded_path.strip_prefix(prefix).unwrap_or_default();
+        let key = format!("{}{rest}", self.key_prefix);
+        if key.is_empty() {
+            return Err(NoObject::Listing);
+        }
+        let mut target = self.object_path(&key);
+        if keep_overrides {
+            // Re-encoded strictly, as the signed URL's canonical query had
+            // them: the bytes S3 canonicalises are the bytes tollgate verified.
+            let mut first = true;
+            for piece in raw_query.split('&') {
+                let (name, value) = split_piece(piece);
+                let (Ok(name), Ok(value)) = (decode_component(name), decode_component(value)) else { continue };
+                if FORWARDED_PARAMS.iter().any(|p| p.as_bytes() == &*name) {
+                    target.push(if first { '?' } else { '&' });
+                    encode_strict(&name, &mut target);
+                    target.push('=');
+                    encode_strict(&value, &mut target);
+                    first = false;
+                }
+            }
+        }
+        PathAndQuery::try_from(target).map_err(|_| NoObject::Invalid)
+    }
+
+    /// Signs the head for the bucket; a failure is a deployment fault.
+    pub fn sign_for(&self, route: &str, parts: &mut Parts) -> Result<(), UpstreamError> {
+        self.sign(parts, SystemTime::now()).map_err(|e| {
+            tracing::error!(route, error = %e, "Cannot sign the object-store request");
+            UpstreamError::Failed(UpstreamErrorKind::Credentials)
+        })
+    }
+
+    /// Passes successful answers on (without S3's internal headers) and
+    /// retells errors without their XML, unless the upstream exposes them.
+    pub async fn answer(
+        &self,
+        route: &str,
+        mut resp: Response<UpstreamBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let status = resp.status();
+        // 2xx and 304 are the object; any other 3xx (PermanentRedirect to
+        // another region) is a deployment fault and names the bucket.
+        if status.is_success() || status == StatusCode::NOT_MODIFIED || self.expose_errors {
+            let internal: Vec<HeaderName> = resp
+                .headers()
+                .keys()
+                .filter(|n| n.as_str().starts_with("x-amz-") && !n.as_str().starts_with("x-amz-meta-"))
+                .cloned()
+                .collect();
+            for name in internal {
+                resp.headers_mut().remove(name);
+            }
+            return Ok(resp);
+        }
+        let content_range = resp.headers().get(CONTENT_RANGE).cloned();
+        let read = Limited::new(resp.into_body(), MAX_ERROR_BODY).collect();
+        let body = match tokio::time::timeout(Duration::from_secs(5), read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => bytes::Bytes::new(),
+        };
+        match classify_error(status, &body) {
+            S3Error::Client(status, code) => Err(UpstreamError::Relayed { status, code, content_range }),
+            S3Error::Credentials => {
+                tracing::error!(
+                    route,
+                    bucket = %self.bucket,
+                    status = status.as_u16(),
+                    "The object store refused tollgate's credentials or bucket: check the upstream's s3 settings"
+                );
+                Err(UpstreamError::Failed(UpstreamErrorKind::Credentials))
+            }
+            S3Error::Unavailable => Err(UpstreamError::Failed(UpstreamErrorKind::Protocol)),
+        }
+    }
+}
+
 #[cfg(test)]
 fn identity(access_key: &str, secret_key: &str, session_token: Option<&str>) -> Identity {
     Credentials::new(access_key, secret_key, session_token.map(str::to_owned), None, "tollgate").into()

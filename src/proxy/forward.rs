@@ -1,5 +1,7 @@
-//! Stage 4: strip every credential carrier and hop-by-hop header, set the
-//! forwarding headers, and build the upstream request (SPEC §1.5).
+//! Phase 6, forward: strip every credential carrier and hop-by-hop header,
+//! set the forwarding headers, build the upstream request (SPEC §1.5) and
+//! send it, streaming the body (`Upstream::send`: pooled connection,
+//! retry, and the object store's signing and answers).
 //!
 //! Order matters: headers named in `Connection` and client copies of the
 //! headers tollgate owns (`X-Forwarded-*`, forwarded claims) are removed
@@ -9,21 +11,77 @@
 use std::net::SocketAddr;
 
 use http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONNECTION, FORWARDED, HOST, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    REFERRER_POLICY, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
 
-use super::respond::ResponseBody;
+use super::answers::Rejection;
+use super::state::ConnInfo;
 use crate::auth::{Carrier, Grant};
+use crate::body::RequestBody;
+use crate::config::Config;
+use crate::routes::Route;
+use crate::upstream::pool::UpstreamBody;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The upstream's answer, and the `Host` it was sent (a name it knows
+/// itself by, for its redirects).
+pub struct Answer {
+    pub response: Response<UpstreamBody>,
+    pub sent_host: Option<HeaderValue>,
+}
+
+/// Sends the request upstream for `path_and_query` and waits for the head.
+pub async fn forward(
+    config: &Config,
+    route: &Route,
+    mut parts: Parts,
+    body: Incoming,
+    grant: Option<&Grant>,
+    path_and_query: PathAndQuery,
+    conn: &ConnInfo,
+) -> Result<Answer, Rejection> {
+    let upstream = &route.upstream;
+    let forward = Forward {
+        scheme: &upstream.settings.scheme,
+        authority: &upstream.settings.authority,
+        host: (!upstream.settings.preserve_host).then_some(&upstream.host),
+        path_and_query,
+        grant,
+        cookies: &config.credential_cookies,
+        credential_headers: &config.credential_headers,
+        keep_authorization: route.forward_authorization,
+        claim_headers: &config.claim_headers,
+        peer: conn.peer,
+        tls: conn.tls,
+        trust_forwarded: config.trust_forwarded_headers,
+    };
+    upstream_head(&mut parts, forward).map_err(|_| Rejection::NotNormal)?;
+    let sent_host = parts.headers.get(HOST).cloned();
+    let body = if has_body(&parts.method, &parts.headers) {
+        RequestBody::new(body, route.max_body)
+    } else {
+        RequestBody::empty()
+    };
+    let response = upstream.send(Request::from_parts(parts, body), &route.name, &route.metrics).await?;
+    Ok(Answer { response, sent_host })
+}
+
+/// Whether a request may carry a body worth streaming.
+fn has_body(method: &Method, headers: &HeaderMap) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+        || headers.contains_key(CONTENT_LENGTH)
+        || headers.contains_key(TRANSFER_ENCODING)
+}
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
 /// `Connection` header names.
@@ -185,80 +243,6 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     Ok(())
 }
 
-/// A path token to put back into redirects under the prefix it grants.
-#[derive(Debug, Clone)]
-pub struct Reinsert {
-    /// The granted prefix as it arrived (ends with `/`).
-    pub raw_prefix: String,
-    /// The token segment, without slashes.
-    pub segment: String,
-}
-
-impl Reinsert {
-    /// An origin-relative `location` with the token segment after the
-    /// granted prefix, when its path lies under it (nginx's `/dir` →
-    /// `/dir/` redirect); else `None`. Absolute locations never get one.
-    fn location(&self, location: &str) -> Option<String> {
-        if !location.starts_with('/') || location.starts_with("//") {
-            return None;
-        }
-        let rest = location.strip_prefix(self.raw_prefix.as_str())?;
-        Some(format!("{}{}/{rest}", self.raw_prefix, self.segment))
-    }
-}
-
-/// An absolute `location` that points at the upstream itself (its address,
-/// or the `Host` tollgate sent it), made origin-relative: the client
-/// follows it on the origin it asked, never on the upstream's internal
-/// address. `None` for any other location.
-fn own_location<'l>(location: &'l str, own: &[&str]) -> Option<&'l str> {
-    let rest = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://"))?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    if !own.iter().any(|o| o.eq_ignore_ascii_case(authority)) {
-        return None;
-    }
-    Some(match &rest[end..] {
-        "" => "/",
-        path if path.starts_with('/') => path,
-        // `http://host?q`: the root with a query.
-        _ => return None,
-    })
-}
-
-/// The upstream's answer, cleaned for the client. `own` are the names the
-/// upstream knows itself by (its authority, the `Host` it was sent).
-pub fn client_response(
-    resp: Response<crate::upstream::pool::UpstreamBody>,
-    carrier: Option<Carrier>,
-    reinsert: Option<&Reinsert>,
-    own: &[&str],
-) -> Response<ResponseBody> {
-    let (mut parts, body) = resp.into_parts();
-    let headers = &mut parts.headers;
-    remove_hop_by_hop(headers);
-    if carrier.is_some_and(Carrier::in_url) && !headers.contains_key(REFERRER_POLICY) {
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    }
-    if reinsert.is_some() && !headers.contains_key(CACHE_CONTROL) {
-        // A token in the path makes every URL under it a credential: keep
-        // shared caches from storing answers keyed by it.
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
-    }
-    if let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
-        let local = own_location(location, own);
-        let moved = match (reinsert, local.unwrap_or(location)) {
-            (Some(r), path) => r.location(path),
-            (None, _) => None,
-        };
-        let value = moved.or_else(|| local.map(str::to_owned));
-        if let Some(value) = value.and_then(|l| HeaderValue::try_from(l).ok()) {
-            headers.insert(LOCATION, value);
-        }
-    }
-    Response::from_parts(parts, ResponseBody::Upstream(body))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,27 +261,6 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
-    }
-
-    #[test]
-    fn redirects_under_the_prefix_keep_the_token() {
-        let r = Reinsert { raw_prefix: "/media/u1/".into(), segment: "tg~1~s".into() };
-        assert_eq!(r.location("/media/u1/video/").as_deref(), Some("/media/u1/tg~1~s/video/"));
-        assert_eq!(r.location("http://h:80/media/u1/video/"), None, "absolute: another origin");
-        assert_eq!(r.location("/media/u2/video/"), None);
-        assert_eq!(r.location("//evil/media/u1/x"), None);
-        assert_eq!(r.location("video/"), None);
-    }
-
-    #[test]
-    fn the_upstreams_own_redirects_become_origin_relative() {
-        let own = ["127.0.0.1:8081", "files.example"];
-        assert_eq!(own_location("http://127.0.0.1:8081/media/u1/sub/", &own), Some("/media/u1/sub/"));
-        assert_eq!(own_location("https://FILES.example/a?b=1", &own), Some("/a?b=1"));
-        assert_eq!(own_location("http://127.0.0.1:8081", &own), Some("/"));
-        assert_eq!(own_location("http://127.0.0.1:80812/x", &own), None);
-        assert_eq!(own_location("http://other.example/media/u1/x", &own), None);
-        assert_eq!(own_location("/media/u1/x", &own), None, "already relative");
     }
 
     #[test]
