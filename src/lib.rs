@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod demo;
+pub mod duration;
 pub mod explain;
 pub mod logging;
 pub mod metrics;

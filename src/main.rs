@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use jsonwebtoken::Algorithm;
+use tollgate::auth::kinds::{REGISTRY, registered};
+use tollgate::auth::sign::{KeySource, SignInput, SignKey, SignOption};
 use tollgate::config::file::SecretEncoding;
 use tollgate::config::{self, DEFAULT_PATH};
 use tollgate::metrics::Metrics;
-use tollgate::tools::{self, SignRequest, TokenKey};
+use tollgate::tools::{self, TokenKey};
 
 #[derive(Parser)]
 #[command(
@@ -66,34 +70,15 @@ enum Command {
         /// Absolute expiry (unix seconds) instead of --ttl.
         #[arg(long)]
         exp: Option<u64>,
-        /// Key id to put in the URL (selects the key on routes with several).
+        /// Key id to put in the link (selects the key on routes with several).
         #[arg(long)]
         kid: Option<String>,
-        /// Grant every path under this prefix (must end with /).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Method the link is for (HEAD is covered by GET).
-        #[arg(long, default_value = "GET")]
-        method: String,
-        /// Write a path token (SPEC §2b) after the prefix instead of query
-        /// parameters: for HLS/DASH, whose players drop the query. Grants
-        /// --prefix, or the target's directory.
-        #[arg(long)]
-        path_token: bool,
-        /// The route's path-token marker.
-        #[arg(long, default_value = "tg", requires = "path_token")]
-        marker: String,
-        /// The link format: tollgate's own, or a CDN's (for tests and
-        /// migration scripts). `cloudfront` signs with --private-key and
-        /// --kid (the Key-Pair-Id), SHA-256; `secure_link` with --md5.
-        #[arg(long, value_enum, default_value = "tollgate")]
-        format: Format,
+        /// The link format: tollgate's own, or another credential kind's
+        /// (for tests and migration scripts).
+        #[arg(long, default_value = "tollgate", value_parser = formats())]
+        format: String,
         #[command(flatten)]
-        cdn: Box<CdnArgs>,
-        /// The link's id (`jti` parameter, signed): what use limits count
-        /// and `tollgate revoke --jti` names.
-        #[arg(long, conflicts_with = "path_token")]
-        jti: Option<String>,
+        options: SignOptions,
     },
     /// Mint a JWT for testing.
     Token {
@@ -153,65 +138,71 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Tollgate,
-    #[value(name = "cloudfront")]
-    CloudFront,
-    #[value(name = "secure_link")]
-    SecureLink,
-    #[value(name = "edgeauth")]
-    EdgeAuth,
-    #[value(name = "cloud_cdn")]
-    CloudCdn,
+/// The `--format` values: each registered kind's signer.
+fn formats() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(REGISTRY.iter().map(|k| k.signer().format()))
 }
 
-/// Options of the CDN formats of `tollgate sign`.
-#[derive(clap::Args)]
-struct CdnArgs {
-    /// cloudfront: the private key PEM (RSA or ECDSA P-256).
-    #[arg(long = "private-key")]
-    sign_private_key: Option<PathBuf>,
-    /// cloudfront: a Resource pattern (with * and ?) instead of the URL.
-    #[arg(long)]
-    policy_resource: Option<String>,
-    /// cloudfront: bind the link to this client address or CIDR range.
-    #[arg(long)]
-    ip: Option<String>,
-    /// cloudfront: not valid before this time (unix seconds).
-    #[arg(long)]
-    not_before: Option<u64>,
-    /// cloudfront, cloud_cdn: print the signed cookies (a Cookie header value).
-    #[arg(long)]
-    cookies: bool,
-    /// cloud_cdn: sign this URL prefix (the URLPrefix form, and cookies).
-    #[arg(long)]
-    url_prefix: Option<String>,
-    /// secure_link: nginx's secure_link_md5 expression, $secret for the key.
-    #[arg(long)]
-    md5: Option<String>,
-    /// secure_link: the client address for $remote_addr.
-    #[arg(long)]
-    remote_addr: Option<std::net::IpAddr>,
-    /// secure_link: the hash parameter's name.
-    #[arg(long, default_value = "md5")]
-    hash_param: String,
-    /// secure_link: the expiry parameter's name.
-    #[arg(long, default_value = "expires")]
-    expires_param: String,
-    /// edgeauth: ACL mode with these `!`-separated path patterns (default:
-    /// URL mode, the target's path hashed in).
-    #[arg(long)]
-    acl: Option<String>,
-    /// edgeauth: sha256, sha1 or md5.
-    #[arg(long, default_value = "sha256")]
-    algorithm: String,
-    /// edgeauth: a file holding the salt.
-    #[arg(long)]
-    salt_file: Option<PathBuf>,
-    /// edgeauth: the token's query parameter.
-    #[arg(long, default_value = "__token__")]
-    token_name: String,
+/// Every registered signer's options (`--md5`, `--path-token`, ...), each
+/// once; what was given is handed to the chosen signer.
+struct SignOptions(BTreeMap<&'static str, String>);
+
+/// The options of every signer, deduplicated by name.
+fn sign_options() -> Vec<SignOption> {
+    let mut out: Vec<SignOption> = Vec::new();
+    for option in REGISTRY.iter().flat_map(|k| k.signer().options()) {
+        if !out.iter().any(|o| o.name == option.name) {
+            out.push(*option);
+        }
+    }
+    out
+}
+
+impl clap::FromArgMatches for SignOptions {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = BTreeMap::new();
+        for option in sign_options() {
+            match option.value {
+                None if matches.get_flag(option.name) => {
+                    given.insert(option.name, "true".to_owned());
+                }
+                None => {}
+                Some(_) => {
+                    let explicit = matches.value_source(option.name) == Some(clap::parser::ValueSource::CommandLine);
+                    if let Some(value) = matches.get_one::<String>(option.name).filter(|_| explicit) {
+                        given.insert(option.name, value.clone());
+                    }
+                }
+            }
+        }
+        Ok(SignOptions(given))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for SignOptions {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for option in sign_options() {
+            let mut arg = clap::Arg::new(option.name).long(option.name).help(option.help);
+            arg = match option.value {
+                None => arg.action(clap::ArgAction::SetTrue),
+                Some(value) => arg.value_name(value),
+            };
+            if let Some(default) = option.default {
+                arg = arg.default_value(default);
+            }
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(clap::Args)]
@@ -236,28 +227,19 @@ enum Encoding {
 }
 
 impl KeyArgs {
-    fn source(&self, default: Encoding) -> (Option<&str>, SecretEncoding) {
-        let encoding = match self.key_encoding.unwrap_or(default) {
+    /// The key as a signer reads it (`$TOLLGATE_KEY` when none is named).
+    fn key(&self) -> SignKey {
+        let source = match (&self.key_env, &self.key_file) {
+            (_, Some(file)) if self.key_env.is_none() => KeySource::File(file.clone()),
+            (Some(env), _) => KeySource::Env(env.clone()),
+            _ => KeySource::Env("TOLLGATE_KEY".to_owned()),
+        };
+        let encoding = self.key_encoding.map(|e| match e {
             Encoding::Raw => SecretEncoding::Raw,
             Encoding::Base64 => SecretEncoding::Base64,
             Encoding::Hex => SecretEncoding::Hex,
-        };
-        let env = match (&self.key_env, &self.key_file) {
-            (None, None) => Some("TOLLGATE_KEY"),
-            (env, _) => env.as_deref(),
-        };
-        (env, encoding)
-    }
-
-    fn secret(&self) -> Result<Vec<u8>, String> {
-        let (env, encoding) = self.source(Encoding::Raw);
-        tools::read_secret(env, self.key_file.as_deref(), encoding)
-    }
-
-    /// A CDN format's key: any length, in the format's usual encoding.
-    fn cdn_secret(&self, default: Encoding) -> Result<Vec<u8>, String> {
-        let (env, encoding) = self.source(default);
-        tools::read_secret_any(env, self.key_file.as_deref(), encoding)
+        });
+        SignKey { source, encoding }
     }
 }
 
@@ -332,32 +314,24 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Sign { target, key, ttl, exp, kid, prefix, method, path_token, marker, format, cdn, jti } => {
-            let target = match jti {
-                Some(id) => tools::with_id(&target, &id)?,
-                None => target,
-            };
+        Command::Sign { target, key, ttl, exp, kid, format, options } => {
+            if key.key_env.is_some() && key.key_file.is_some() {
+                return Err("give exactly one of --key-env and --key-file".to_owned());
+            }
             let exp = match exp {
                 Some(e) => e,
                 None => tollgate::auth::unix_now() + config::duration::parse_duration(&ttl)?.as_secs(),
             };
-            if format != Format::Tollgate {
-                println!("{}", sign_cdn(format, &target, &key, exp, kid.as_deref(), &cdn)?);
-                return Ok(ExitCode::SUCCESS);
+            let signer = registered(&format).ok_or_else(|| format!("unknown format {format:?}"))?.signer();
+            // Options another format reads are refused rather than ignored.
+            let theirs: Vec<&str> =
+                options.0.keys().copied().filter(|name| !signer.options().iter().any(|o| o.name == *name)).collect();
+            if let Some(name) = theirs.first() {
+                return Err(format!("--{name} is not an option of --format {format}"));
             }
-            let secret = key.secret()?;
-            let url = tools::sign(
-                &secret,
-                &SignRequest {
-                    target: &target,
-                    method: &method.to_ascii_uppercase(),
-                    exp,
-                    kid: kid.as_deref(),
-                    prefix: prefix.as_deref(),
-                    path_token: path_token.then_some(marker.as_str()),
-                },
-            )?;
-            println!("{url}");
+            let sign_key = key.key();
+            let input = SignInput { target: &target, exp, kid: kid.as_deref(), key: &sign_key, options: &options.0 };
+            println!("{}", signer.sign(&input)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { key, private_key, alg, ttl, kid, sub, iss, aud, paths, claims, jti } => {
@@ -366,7 +340,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 Some(path) => TokenKey::PrivatePem(
                     std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
                 ),
-                None => TokenKey::Secret(key.secret()?),
+                None => TokenKey::Secret(key.key().hmac()?),
             };
             let mut body = serde_json::Map::new();
             for (name, value) in [("sub", sub), ("iss", iss), ("aud", aud), ("jti", jti)] {
@@ -406,77 +380,5 @@ fn run(command: Command) -> Result<ExitCode, String> {
             runtime()?.block_on(tollgate::demo::run(tollgate::demo::DemoOptions { listen, admin }))?;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// `tollgate sign --format <cdn format>`.
-fn sign_cdn(
-    format: Format,
-    target: &str,
-    key: &KeyArgs,
-    exp: u64,
-    kid: Option<&str>,
-    cdn: &CdnArgs,
-) -> Result<String, String> {
-    match format {
-        Format::CloudFront => {
-            let path = cdn.sign_private_key.as_ref().ok_or("cloudfront needs --private-key")?;
-            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let request = tollgate::auth::cloudfront::SignRequest {
-                url: target,
-                key_pair_id: kid.ok_or("cloudfront needs --kid (the Key-Pair-Id)")?,
-                expires: exp,
-                resource: cdn.policy_resource.as_deref(),
-                ip: cdn.ip.as_deref(),
-                not_before: cdn.not_before,
-            };
-            tools::sign_cloudfront(&tools::CloudFrontSign { private_key_pem: &pem, request, cookies: cdn.cookies })
-        }
-        Format::SecureLink => {
-            let md5 = cdn.md5.as_deref().ok_or("secure_link needs --md5 (the secure_link_md5 expression)")?;
-            let req = tools::SecureLinkSign {
-                target,
-                md5,
-                expires: exp,
-                remote_addr: cdn.remote_addr,
-                hash_param: &cdn.hash_param,
-                expires_param: &cdn.expires_param,
-            };
-            tools::sign_secure_link(&key.cdn_secret(Encoding::Raw)?, &req)
-        }
-        Format::EdgeAuth => {
-            let algorithm = match cdn.algorithm.as_str() {
-                "sha256" => tollgate::auth::edgeauth::Algorithm::Sha256,
-                "sha1" => tollgate::auth::edgeauth::Algorithm::Sha1,
-                "md5" => tollgate::auth::edgeauth::Algorithm::Md5,
-                other => return Err(format!("unknown algorithm {other:?}: sha256, sha1 or md5")),
-            };
-            let salt = match &cdn.salt_file {
-                Some(p) => Some(tools::read_secret_any(None, Some(p), SecretEncoding::Raw)?),
-                None => None,
-            };
-            let req = tools::EdgeAuthSign {
-                target,
-                algorithm,
-                salt: salt.as_deref(),
-                token_name: &cdn.token_name,
-                ip: cdn.ip.as_deref(),
-                start: cdn.not_before,
-                exp,
-                acl: cdn.acl.as_deref(),
-            };
-            tools::sign_edgeauth(&key.cdn_secret(Encoding::Hex)?, &req)
-        }
-        Format::CloudCdn => {
-            let req = tools::CloudCdnSign {
-                url: target,
-                key_name: kid.ok_or("cloud_cdn needs --kid (the KeyName)")?,
-                expires: exp,
-                url_prefix: cdn.url_prefix.as_deref(),
-                cookie: cdn.cookies,
-            };
-            tools::sign_cloud_cdn(&key.cdn_secret(Encoding::Base64)?, &req)
-        }
-        Format::Tollgate => Err("not a CDN format".to_owned()),
     }
 }

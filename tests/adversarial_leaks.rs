@@ -263,8 +263,12 @@ async fn no_credential_of_any_kind_reaches_a_log() {
             ip: None,
             not_before: None,
         };
-        tollgate::tools::sign_cloudfront(&tollgate::tools::CloudFrontSign { private_key_pem: &pem, request, cookies })
-            .unwrap()
+        tollgate::auth::kinds::cloudfront::sign_cloudfront(&tollgate::auth::kinds::cloudfront::CloudFrontSign {
+            private_key_pem: &pem,
+            request,
+            cookies,
+        })
+        .unwrap()
     };
     let cf_url = cf(false);
     let cf_sig = cf_url.split("Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
@@ -275,9 +279,9 @@ async fn no_credential_of_any_kind_reaches_a_log() {
 
     let akamai =
         tollgate::auth::keys::decode_secret(s.read("akamai.hex"), tollgate::auth::keys::SecretEncoding::Hex).unwrap();
-    let ea = tollgate::tools::sign_edgeauth(
+    let ea = tollgate::auth::kinds::edgeauth::sign_edgeauth(
         &akamai,
-        &tollgate::tools::EdgeAuthSign {
+        &tollgate::auth::kinds::edgeauth::EdgeAuthSign {
             target: "/ea/x.txt",
             algorithm: tollgate::auth::edgeauth::Algorithm::Sha256,
             salt: None,
@@ -299,23 +303,23 @@ async fn no_credential_of_any_kind_reaches_a_log() {
     let gcdn =
         tollgate::auth::keys::decode_secret(s.read("gcdn.b64"), tollgate::auth::keys::SecretEncoding::Base64).unwrap();
     let cdn = |cookie: bool| {
-        let req = tollgate::tools::CloudCdnSign {
+        let req = tollgate::auth::kinds::cloud_cdn::CloudCdnSign {
             url: &format!("{origin}/cdn/x.txt"),
             key_name: "test-key",
             expires: exp(600),
             url_prefix: cookie.then_some("https://media.example.com/cdn/"),
             cookie,
         };
-        tollgate::tools::sign_cloud_cdn(&gcdn, &req).unwrap()
+        tollgate::auth::kinds::cloud_cdn::sign_cloud_cdn(&gcdn, &req).unwrap()
     };
     let cdn_url = cdn(false);
     check(signers::target(&cdn_url), &[], 200, cdn_url.split("Signature=").nth(1).unwrap()).await;
     let cdn_cookie = cdn(true);
     check("/cdn/x.txt", &[("cookie", &cdn_cookie)], 200, cdn_cookie.split("Signature=").nth(1).unwrap()).await;
 
-    let sl = tollgate::tools::sign_secure_link(
+    let sl = tollgate::auth::kinds::secure_link::sign_secure_link(
         &s.read("sl.txt"),
-        &tollgate::tools::SecureLinkSign {
+        &tollgate::auth::kinds::secure_link::SecureLinkSign {
             target: "/sl/x.txt",
             md5: "$secure_link_expires$uri $secret",
             expires: exp(600),

@@ -157,8 +157,14 @@ async fn tollgate_sign_cloud_cdn_urls_and_cookies() {
     let key = base64::engine::general_purpose::URL_SAFE.decode(&s.key).unwrap();
     let exp = tollgate::auth::unix_now() + 60;
     let sign = |url: &str, url_prefix: Option<&str>, cookie: bool| {
-        let req = tollgate::tools::CloudCdnSign { url, key_name: "my-key", expires: exp, url_prefix, cookie };
-        tollgate::tools::sign_cloud_cdn(&key, &req).unwrap()
+        let req = tollgate::auth::kinds::cloud_cdn::CloudCdnSign {
+            url,
+            key_name: "my-key",
+            expires: exp,
+            url_prefix,
+            cookie,
+        };
+        tollgate::auth::kinds::cloud_cdn::sign_cloud_cdn(&key, &req).unwrap()
     };
     // The same bytes as the test helper's (Google's) algorithm.
     let ours = sign(&format!("{ORIGIN}/cdn/a.txt?q=1"), None, false);

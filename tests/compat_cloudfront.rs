@@ -389,7 +389,7 @@ async fn tollgate_sign_makes_cloudfront_links_and_cookies() {
                 resource,
                 ..Default::default()
             };
-            tollgate::tools::sign_cloudfront(&tollgate::tools::CloudFrontSign {
+            tollgate::auth::kinds::cloudfront::sign_cloudfront(&tollgate::auth::kinds::cloudfront::CloudFrontSign {
                 private_key_pem: &pem,
                 request,
                 cookies,

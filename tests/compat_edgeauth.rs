@@ -209,9 +209,9 @@ async fn tollgate_sign_edgeauth_tokens() {
     let key = tollgate::normalize::decode_hex(s.key.as_bytes()).unwrap();
     let exp = tollgate::auth::unix_now() + 60;
     let sign = |target: &str, acl: Option<&str>, salt: Option<&[u8]>| {
-        tollgate::tools::sign_edgeauth(
+        tollgate::auth::kinds::edgeauth::sign_edgeauth(
             &key,
-            &tollgate::tools::EdgeAuthSign {
+            &tollgate::auth::kinds::edgeauth::EdgeAuthSign {
                 target,
                 algorithm: tollgate::auth::edgeauth::Algorithm::Sha256,
                 salt,

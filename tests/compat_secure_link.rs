@@ -200,9 +200,9 @@ async fn refusals_name_the_check_and_other_parameters_arrive_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tollgate_sign_links_open_nginx_itself() {
     let s = setup_with("").await;
-    let link = tollgate::tools::sign_secure_link(
+    let link = tollgate::auth::kinds::secure_link::sign_secure_link(
         s.secret.as_bytes(),
-        &tollgate::tools::SecureLinkSign {
+        &tollgate::auth::kinds::secure_link::SecureLinkSign {
             target: "/s/caf%C3%A9.txt?v=2",
             md5: &format!("{EXPRESSION} $secret"),
             expires: tollgate::auth::unix_now() + 60,

@@ -293,6 +293,34 @@ pub enum JwtKeySource {
     Set(Arc<KeySet>),
 }
 
+/// Secret bytes of the kinds' own formats (CDN HMAC keys, salts,
+/// `secure_link` secrets). `Debug` never prints them.
+pub struct Secret(Box<[u8]>);
+
+impl Secret {
+    pub fn new(bytes: &[u8]) -> Self {
+        Secret(bytes.into())
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A named secret of `keys:` (its name, or `kid`, is how a credential
+/// selects it: Cloud CDN's `KeyName`).
+#[derive(Debug)]
+pub struct NamedSecret {
+    pub id: String,
+    pub secret: Secret,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

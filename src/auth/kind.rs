@@ -56,6 +56,30 @@ pub trait Kind: Send + Sync + fmt::Debug {
         &[]
     }
 
+    /// The segment marker of a credential carried in the path (path
+    /// tokens): such segments are redacted from every log line.
+    fn path_marker(&self) -> Option<&str> {
+        None
+    }
+
+    /// For kinds whose credentials can carry an id (use limits,
+    /// revocation): the longest lifetime they accept, seconds (`Some(None)`
+    /// when unbounded); `None` for kinds whose credentials carry no id.
+    fn id_lifetime(&self) -> Option<Option<u64>> {
+        None
+    }
+
+    /// The query parameter holding a credential's id, on routes that
+    /// count uses or check revocations (then a credential parameter).
+    fn id_param(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Seconds a credential of this kind is accepted past its expiry.
+    fn leeway(&self) -> Option<u64> {
+        None
+    }
+
     /// The fixed keys this kind verifies with, as [`Grant::key`] names them
     /// (`<kind>:<key id>`): an exchanged cookie is honoured while the key
     /// that verified its link is one of them.

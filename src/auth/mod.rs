@@ -35,6 +35,8 @@ pub mod kind;
 pub mod kinds;
 pub mod policy;
 pub mod query;
+pub mod section;
+pub mod sign;
 
 pub use cache::{CacheKey, CacheSettings, Verdict, Verified, VerifyCache, unix_now};
 pub use error::{AuthError, Carrier};

@@ -16,7 +16,7 @@ use super::compiled::{
     ShutdownSettings, TlsSettings,
 };
 use super::context::{Compiler, Known, valid_name};
-use super::file::{ConfigFile, KeyFile, LogFormat, RouteFile, UpstreamFile};
+use super::file::{ConfigFile, LogFormat, RouteFile, UpstreamFile};
 use crate::auth::CacheSettings;
 use crate::metrics::Metrics;
 use crate::routes::RouteTable;
@@ -75,9 +75,7 @@ impl Compiler {
             };
             declared_keys.insert(name.clone());
             let path = format!("keys.{name}");
-            if let Some(raw) = self.entry::<KeyFile>(&path, value)
-                && let Some(key) = self.key(&path, &name, raw, &mut jwks)
-            {
+            if let Some(key) = self.key_entry(&path, &name, value, &mut jwks) {
                 keys.insert(name, key);
             }
         }

@@ -10,9 +10,6 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
 use super::compiled::{ConfigError, Limits};
-use crate::auth::keyfile;
-use crate::auth::keys::{HmacKey, JwtKey, KeySet};
-use crate::auth::kinds::cdn::NamedSecret;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
@@ -117,34 +114,4 @@ pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A compiled entry of `keys:`.
-pub(super) enum CompiledKey {
-    Hmac {
-        signer: Arc<HmacKey>,
-        jwt: Arc<JwtKey>,
-    },
-    /// A PEM public key, with its DER for the formats that verify with
-    /// other digests than JWT's (CloudFront).
-    Public(Arc<JwtKey>, Arc<keyfile::PemKey>),
-    Set(Arc<KeySet>),
-    /// A secret of one of the CDN formats.
-    Cdn(CdnFormat, Arc<NamedSecret>),
-}
-
-/// Which CDN format a secret of `keys:` is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CdnFormat {
-    EdgeAuth,
-    CloudCdn,
-    SecureLink,
-}
-
-impl CdnFormat {
-    pub(super) fn field(self) -> &'static str {
-        match self {
-            CdnFormat::EdgeAuth => "edgeauth",
-            CdnFormat::CloudCdn => "cloud_cdn",
-            CdnFormat::SecureLink => "secure_link",
-        }
-    }
-}
+pub use crate::auth::section::CompiledKey;

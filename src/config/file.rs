@@ -7,12 +7,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use schemars::JsonSchema;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_yaml_ng::{Mapping, Value};
 
-use super::duration::{ByteSize, HumanDuration};
+pub use crate::auth::keys::SecretEncoding;
+use crate::auth::kinds::REGISTRY;
+pub use crate::auth::section::{CarrierFile, SecretFile};
+use crate::duration::{ByteSize, HumanDuration};
 
 /// The whole file.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -25,7 +30,7 @@ pub struct ConfigFile {
     /// Worker threads, each with its own listener and pools (default: one per CPU).
     pub workers: Option<usize>,
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, KeyFile>")]
+    #[schemars(with = "BTreeMap<String, KeyEntry>")]
     pub keys: Mapping,
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, UpstreamFile>")]
@@ -205,19 +210,10 @@ pub struct ReloadFile {
     pub interval: Option<HumanDuration>,
 }
 
-/// Where a secret comes from: exactly one of `secret_env` and `secret_file`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecretFile {
-    pub secret_env: Option<String>,
-    pub secret_file: Option<PathBuf>,
-    /// How the stored text encodes the secret bytes (default `raw`).
-    pub encoding: Option<SecretEncoding>,
-}
-
-pub use crate::auth::keys::SecretEncoding;
-
-/// One entry of `keys:`: exactly one of the four sources.
+/// One entry of `keys:`: exactly one source: the four below, or a
+/// credential kind's own secret format (`edgeauth: {...}`, see
+/// `auth::section::KeyFormat`), which `compile.rs` takes out of the map
+/// before the rest is read as this struct.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
@@ -225,13 +221,6 @@ pub struct KeyFile {
     pub public_key_file: Option<PathBuf>,
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
-    /// An Akamai EdgeAuth token key (default encoding `hex`, as Akamai shows it).
-    pub edgeauth: Option<SecretFile>,
-    /// A Cloud CDN signing key: 16 bytes (default encoding `base64`,
-    /// base64url as `gcloud` writes it accepted); `kid` is its `KeyName`.
-    pub cloud_cdn: Option<SecretFile>,
-    /// The secret of an nginx `secure_link_md5` expression (`$secret`).
-    pub secure_link: Option<SecretFile>,
     /// The `kid` that selects this key (default: the key's name).
     pub kid: Option<String>,
     /// Algorithms this key may verify (default: the one its type implies).
@@ -362,96 +351,32 @@ pub enum AuthFile {
     Rules(Box<AuthRulesFile>),
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// The credentials a route accepts: the credential kinds' sections (each
+/// compiled by its kind, `auth::kinds::REGISTRY`) and the route's use
+/// limit, revocation and cookie exchange. Every section is kept as YAML and
+/// deserialised where it is compiled, so its errors carry their paths.
+#[derive(Debug, Default)]
 pub struct AuthRulesFile {
-    pub signed_url: Option<SignedUrlFile>,
-    pub jwt: Option<JwtFile>,
     /// Limit how often one credential may be used (SPEC §11); the id is the
     /// JWT `jti` or the signed URL's `jti` parameter.
-    pub use_limit: Option<UseLimitFile>,
+    pub use_limit: Option<Value>,
     /// Refuse credentials revoked with `tollgate revoke` (SPEC §11).
-    pub revocation: Option<RevocationFile>,
+    pub revocation: Option<Value>,
     /// Exchange a URL credential for a cookie on top-level navigations.
-    pub cookie_exchange: Option<CookieExchangeFile>,
-    /// CloudFront signed URLs and cookies.
-    pub cloudfront: Option<CloudFrontFile>,
-    /// Akamai EdgeAuth tokens.
-    pub edgeauth: Option<EdgeAuthFile>,
-    /// Google Cloud CDN signed URLs and cookies.
-    pub cloud_cdn: Option<CloudCdnFile>,
-    /// nginx `secure_link` hashes.
-    pub secure_link: Option<SecureLinkFile>,
+    pub cookie_exchange: Option<Value>,
+    /// The credential kinds' sections, by section name.
+    pub kinds: BTreeMap<String, Value>,
 }
 
-/// `auth.cloudfront`: links and cookies minted for CloudFront.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CloudFrontFile {
-    /// `public_key_file` keys (RSA or ECDSA P-256); each key's `kid` is its
-    /// CloudFront ID, the `Key-Pair-Id` links carry.
-    pub keys: Vec<String>,
-    /// The scheme and host links are signed for, e.g.
-    /// `https://d111111abcdef8.cloudfront.net` (the request's own Host is
-    /// never used).
-    pub origins: Vec<String>,
-    /// Where credentials are read: `query`, `cookie` (default both).
-    pub from: Option<Vec<CarrierFile>>,
-}
+/// The fields of `auth:` that are the route's, not a kind's.
+pub const ROUTE_AUTH_FIELDS: [&str; 3] = ["use_limit", "revocation", "cookie_exchange"];
 
-/// `auth.edgeauth`: Akamai EdgeAuth (Token Authorization) tokens.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeAuthFile {
-    /// `edgeauth` keys, tried in order (a rotation's old and new key).
-    pub keys: Vec<String>,
-    /// `sha256` (default), `sha1` or `md5`.
-    pub algorithm: Option<EdgeAuthAlgorithm>,
-    /// The token's name in the query, cookie and header (default `__token__`).
-    pub token_name: Option<String>,
-    /// Where the token is read: `query`, `cookie`, `header` (default all three).
-    pub from: Option<Vec<CarrierFile>>,
-    /// The salt the tokens were made with, from a file or the environment.
-    pub salt: Option<SecretFile>,
-    /// URL-mode tokens were made with `escape_early` (the path hashed
-    /// percent-encoded).
-    #[serde(default)]
-    pub escape_early: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EdgeAuthAlgorithm {
-    Sha256,
-    Sha1,
-    Md5,
-}
-
-/// `auth.cloud_cdn`: Google Cloud CDN signed URLs and cookies.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CloudCdnFile {
-    /// `cloud_cdn` keys; each key's `kid` is the `KeyName` links carry.
-    pub keys: Vec<String>,
-    /// The scheme and host links are signed for, e.g. `https://media.example.com`.
-    pub origins: Vec<String>,
-    /// Where credentials are read: `query`, `cookie` (default both).
-    pub from: Option<Vec<CarrierFile>>,
-}
-
-/// `auth.secure_link`: links minted for nginx's `secure_link` module.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecureLinkFile {
-    /// `secure_link` keys (the `$secret` of the expression), tried in order.
-    pub keys: Vec<String>,
-    /// nginx's `secure_link_md5` expression with `$secret` where nginx's
-    /// config has the secret, e.g. `"$secure_link_expires$uri$remote_addr $secret"`.
-    pub md5: String,
-    /// The query parameter with the hash (default `md5`).
-    pub hash_param: Option<String>,
-    /// The query parameter with the expiry (default `expires`).
-    pub expires_param: Option<String>,
+/// Every field `auth:` may hold: the route's, then each kind's section.
+pub fn auth_fields() -> &'static [&'static str] {
+    static FIELDS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        ROUTE_AUTH_FIELDS.iter().copied().chain(REGISTRY.iter().map(|k| k.section())).collect()
+    });
+    &FIELDS
 }
 
 /// `routes[].auth.cookie_exchange` (SPEC §10).
@@ -464,62 +389,28 @@ pub struct CookieExchangeFile {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SignedUrlFile {
-    pub keys: Vec<String>,
-    pub max_ttl: Option<HumanDuration>,
-    /// Also accept path tokens (SPEC §2b), for HLS/DASH.
-    #[serde(default)]
-    pub path_tokens: bool,
-    /// The path-token segment's marker (default `tg`).
-    pub path_token_marker: Option<String>,
-}
+/// The schema of one entry of `keys:`: [`KeyFile`]'s fields and every
+/// credential kind's own secret format.
+pub struct KeyEntry;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CarrierFile {
-    Header,
-    Query,
-    Cookie,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    pub fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
+impl JsonSchema for KeyEntry {
+    fn schema_name() -> Cow<'static, str> {
+        "KeyFile".into()
     }
-}
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JwtFile {
-    pub keys: Vec<String>,
-    pub from: Option<Vec<CarrierFile>>,
-    pub query_param: Option<String>,
-    pub cookie: Option<String>,
-    pub issuer: Option<OneOrMany>,
-    pub audience: Option<OneOrMany>,
-    pub leeway: Option<HumanDuration>,
-    pub max_lifetime: Option<HumanDuration>,
-    #[serde(default)]
-    pub require: BTreeMap<String, serde_json::Value>,
-    pub path_claim: Option<String>,
-    /// Accept query-string tokens without a path claim (not recommended).
-    #[serde(default)]
-    pub allow_unbound_query_tokens: bool,
-    /// Claims forwarded as request headers, e.g. `sub: X-Auth-Subject`.
-    #[serde(default)]
-    pub forward_claims: BTreeMap<String, String>,
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = KeyFile::json_schema(generator);
+        for format in REGISTRY.iter().filter_map(|k| k.key_format()) {
+            let mut secret = generator.subschema_for::<Option<SecretFile>>();
+            if let Some(object) = secret.as_object_mut() {
+                object.insert("description".into(), format.about.into());
+            }
+            if let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                properties.insert(format.field.into(), secret.to_value());
+            }
+        }
+        schema
+    }
 }
 
 impl<'de> Deserialize<'de> for AuthFile {
@@ -538,9 +429,23 @@ impl<'de> Deserialize<'de> for AuthFile {
                     ))),
                 }
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AuthFile, A::Error> {
-                AuthRulesFile::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(|r| AuthFile::Rules(Box::new(r)))
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AuthFile, A::Error> {
+                let mut rules = AuthRulesFile::default();
+                while let Some(field) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    let slot = match field.as_str() {
+                        "use_limit" => &mut rules.use_limit,
+                        "revocation" => &mut rules.revocation,
+                        "cookie_exchange" => &mut rules.cookie_exchange,
+                        kind if REGISTRY.iter().any(|k| k.section() == kind) => {
+                            rules.kinds.insert(field, value);
+                            continue;
+                        }
+                        other => return Err(de::Error::unknown_field(other, auth_fields())),
+                    };
+                    *slot = Some(value);
+                }
+                Ok(AuthFile::Rules(Box::new(rules)))
             }
         }
         deserializer.deserialize_any(V)

@@ -7,12 +7,16 @@ use std::time::Duration;
 use http::Uri;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
-use super::context::{CdnFormat, CompiledKey, Compiler};
+use serde_yaml_ng::Value;
+
+use super::context::{CompiledKey, Compiler};
 use super::file::{KeyFile, SecretEncoding, SecretFile};
 use crate::auth::jwks::JwksFetch;
 use crate::auth::keyfile;
 use crate::auth::keys::{self, HmacKey, JwtKey, KeySet, MIN_SECRET_LEN};
+use crate::auth::kinds::REGISTRY;
 use crate::auth::kinds::cdn::{NamedSecret, Secret};
+use crate::auth::section::KeyFormat;
 
 impl Compiler {
     /// Secret bytes from `secret_env`/`secret_file`, decoded; any length.
@@ -76,26 +80,45 @@ impl Compiler {
         (out.len() == names.len()).then_some(out)
     }
 
-    pub(super) fn key(
+    /// One entry of `keys:`: a kind's own secret format is taken out of
+    /// the map first (`keys.akamai.edgeauth`), the rest read as [`KeyFile`].
+    pub(super) fn key_entry(
+        &mut self,
+        path: &str,
+        name: &str,
+        mut value: Value,
+        jwks: &mut Vec<JwksFetch>,
+    ) -> Option<CompiledKey> {
+        let mut formats = Vec::new();
+        if let Value::Mapping(map) = &mut value {
+            for format in REGISTRY.iter().filter_map(|k| k.key_format()) {
+                if let Some(secret) = map.remove(format.field) {
+                    formats.push((format, secret));
+                }
+            }
+        }
+        let raw = self.entry::<KeyFile>(path, value)?;
+        self.key(path, name, raw, formats, jwks)
+    }
+
+    fn key(
         &mut self,
         path: &str,
         name: &str,
         raw: KeyFile,
+        formats: Vec<(KeyFormat, Value)>,
         jwks: &mut Vec<JwksFetch>,
     ) -> Option<CompiledKey> {
-        let sources = [
-            raw.hmac.is_some(),
-            raw.public_key_file.is_some(),
-            raw.jwks_file.is_some(),
-            raw.jwks_url.is_some(),
-            raw.edgeauth.is_some(),
-            raw.cloud_cdn.is_some(),
-            raw.secure_link.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
+        let sources =
+            [raw.hmac.is_some(), raw.public_key_file.is_some(), raw.jwks_file.is_some(), raw.jwks_url.is_some()];
+        if sources.iter().filter(|s| **s).count() + formats.len() != 1 {
+            let own: Vec<&str> = REGISTRY.iter().filter_map(|k| k.key_format()).map(|f| f.field).collect();
             self.error(
                 path,
-                "set exactly one of hmac, public_key_file, jwks_file and jwks_url (or a CDN format's edgeauth, cloud_cdn, secure_link)",
+                format!(
+                    "set exactly one of hmac, public_key_file, jwks_file and jwks_url (or a CDN format's {})",
+                    own.join(", ")
+                ),
             );
             return None;
         }
@@ -114,23 +137,20 @@ impl Compiler {
             }
         }
         let kid = raw.kid.clone().unwrap_or_else(|| name.to_owned());
-        let cdn = [
-            (CdnFormat::EdgeAuth, raw.edgeauth, SecretEncoding::Hex),
-            (CdnFormat::CloudCdn, raw.cloud_cdn, SecretEncoding::Base64),
-            (CdnFormat::SecureLink, raw.secure_link, SecretEncoding::Raw),
-        ];
-        if let Some((format, Some(secret), default)) = cdn.into_iter().find(|(_, s, _)| s.is_some()) {
+        if let Some((format, secret)) = formats.into_iter().next() {
             if raw.algorithms.is_some() {
                 self.error(format!("{path}.algorithms"), "only for JWT keys");
             }
-            let spath = format!("{path}.{}", format.field());
-            let secret = self.secret_bytes(&spath, secret, default)?;
+            let spath = format!("{path}.{}", format.field);
+            let secret = self.entry::<SecretFile>(&spath, secret)?;
+            let secret = self.secret_bytes(&spath, secret, format.encoding)?;
             self.remember_secret(name, &secret);
-            if format == CdnFormat::CloudCdn && secret.len() != 16 {
-                self.error(spath, format!("a Cloud CDN key is 16 bytes; this one is {}", secret.len()));
+            if let Err(why) = (format.check)(&secret) {
+                self.error(spath, why);
                 return None;
             }
-            return Some(CompiledKey::Cdn(format, Arc::new(NamedSecret { id: kid, secret: Secret::new(&secret) })));
+            let named = NamedSecret { id: kid, secret: Secret::new(&secret) };
+            return Some(CompiledKey::Secret(format.field, Arc::new(named)));
         }
         if let Some(secret) = raw.hmac {
             let secret = self.secret(&format!("{path}.hmac"), secret)?;

@@ -3,11 +3,9 @@
 //! YAML path; `context.rs` is the compiler's state, and each `*_rules.rs`
 //! compiles one section. This file declares and re-exports.
 
-mod cdn_rules;
 mod compile;
 pub mod compiled;
 mod context;
-pub mod duration;
 pub mod file;
 mod keys;
 mod route_rules;
@@ -15,6 +13,7 @@ pub mod schema;
 mod store_rules;
 mod upstreams;
 
+pub use crate::duration;
 pub use compile::{compile_str, load};
 pub use compiled::*;
 pub use file::LogFormat;

@@ -4,22 +4,18 @@
 use http::{HeaderName, HeaderValue, Method};
 
 use super::context::{CompiledKey, Compiler, Known, valid_name};
-use super::file::{AuthFile, CarrierFile, CookieExchangeFile, CorsFile, JwtFile, RouteFile, SignedUrlFile};
-
-use super::store_rules::Bounds;
-use crate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
-use crate::auth::keys::JwtKeySource;
+use super::file::{
+    AuthFile, AuthRulesFile, CookieExchangeFile, CorsFile, RevocationFile, RouteFile, SecretEncoding, SecretFile,
+    UseLimitFile,
+};
 use crate::auth::kinds::exchanged_cookie::{self, ExchangedCookies};
-use crate::auth::path_token;
-use crate::auth::path_token::PathTokens;
-use crate::auth::signed_url::{self, SignedUrlPolicy};
-use crate::auth::{Kind, RouteAuth, TooManyParams, query};
+use crate::auth::kinds::{REGISTRY, jwt};
+use crate::auth::section::CompileContext;
+use crate::auth::{Kind, RouteAuth, TooManyParams};
 use crate::normalize;
 use crate::routes::Route;
 use crate::routes::cors::{self, Cors};
-
-/// JWT clock leeway when the route sets none (SPEC §3).
-const DEFAULT_LEEWAY: u64 = 30;
+use crate::routes::state::StatePolicy;
 
 impl Compiler {
     pub(super) fn route(&mut self, path: &str, index: usize, raw: RouteFile, known: &Known<'_>) -> Option<Route> {
@@ -61,92 +57,9 @@ impl Compiler {
                 out
             }
         };
-        let mut state = None;
-        let auth = match raw.auth {
-            AuthFile::None => None,
-            AuthFile::Rules(rules) => {
-                let any = rules.signed_url.is_some()
-                    || rules.jwt.is_some()
-                    || rules.cloudfront.is_some()
-                    || rules.edgeauth.is_some()
-                    || rules.cloud_cdn.is_some()
-                    || rules.secure_link.is_some();
-                if !any {
-                    self.error(
-                        format!("{path}.auth"),
-                        "set signed_url, jwt, cloudfront, edgeauth, cloud_cdn or secure_link, or write `auth: none`",
-                    );
-                }
-                let leeway = rules.jwt.as_ref().and_then(|j| j.leeway).map_or(DEFAULT_LEEWAY, |d| d.0.as_secs());
-                let bounds = Bounds {
-                    signed_url: rules.signed_url.as_ref().map(|s| s.max_ttl.map(|d| d.0.as_secs())),
-                    jwt: rules.jwt.as_ref().map(|j| j.max_lifetime.map(|d| d.0.as_secs() + leeway)),
-                    leeway,
-                };
-                state = self.state_policy(&format!("{path}.auth"), &raw.name, &rules, &bounds, known.metrics);
-                if state.is_some() && rules.jwt.as_ref().and_then(|j| j.query_param.as_deref()) == Some(query::ID_PARAM)
-                {
-                    self.error(
-                        format!("{path}.auth.jwt.query_param"),
-                        "jti is the signed URL's id on routes with use_limit or revocation",
-                    );
-                }
-                // The signed URL's id is a credential parameter where it
-                // is read: found once, stripped before forwarding.
-                let ids: &[&str] = if state.is_some() && rules.signed_url.is_some() { &[query::ID_PARAM] } else { &[] };
-                // The route's credential kinds: one line per kind.
-                let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
-                if let Some(raw) = rules.signed_url {
-                    let (signed, paths) = self.signed_url(&format!("{path}.auth.signed_url"), raw, known);
-                    kinds.extend(paths.map(|k| Box::new(k) as Box<dyn Kind>));
-                    kinds.push(Box::new(signed));
-                }
-                if let Some(raw) = rules.jwt {
-                    kinds.extend(
-                        self.jwt(&format!("{path}.auth.jwt"), raw, known).map(|k| Box::new(k) as Box<dyn Kind>),
-                    );
-                }
-                if let Some(raw) = rules.cloudfront {
-                    kinds.extend(self.cloudfront(&format!("{path}.auth.cloudfront"), raw, known).map(boxed));
-                }
-                if let Some(raw) = rules.secure_link {
-                    kinds.extend(self.secure_link(&format!("{path}.auth.secure_link"), raw, known).map(boxed));
-                }
-                if let Some(raw) = rules.edgeauth {
-                    kinds.extend(self.edgeauth(&format!("{path}.auth.edgeauth"), raw, known).map(boxed));
-                }
-                if let Some(raw) = rules.cloud_cdn {
-                    kinds.extend(self.cloud_cdn(&format!("{path}.auth.cloud_cdn"), raw, known).map(boxed));
-                }
-                self.distinct_params(&format!("{path}.auth"), &kinds);
-                if rules.cookie_exchange.is_some() && state.is_some() {
-                    // A cookie carries no id: exchanging a one-time or
-                    // revocable link for one would escape the limit.
-                    self.error(
-                        format!("{path}.auth.cookie_exchange"),
-                        "cannot be combined with use_limit or revocation (the cookie would escape them)",
-                    );
-                }
-                let exchange = rules.cookie_exchange.and_then(|cookies| {
-                    self.cookie_exchange(
-                        &format!("{path}.auth.cookie_exchange"),
-                        cookies,
-                        &raw.name,
-                        &raw.prefix,
-                        known,
-                    )
-                });
-                match RouteAuth::with_params(kinds, ids) {
-                    Ok(auth) => Some(match exchange {
-                        Some(exchange) => auth.with_exchange(exchange),
-                        None => auth,
-                    }),
-                    Err(TooManyParams) => {
-                        self.error(format!("{path}.auth"), "too many credential query parameters on one route");
-                        None
-                    }
-                }
-            }
+        let (auth, state) = match raw.auth {
+            AuthFile::None => (None, None),
+            AuthFile::Rules(rules) => self.route_auth(&format!("{path}.auth"), &raw.name, &raw.prefix, *rules, known),
         };
         let object_store = upstream.as_ref().is_some_and(|u| u.s3.is_some());
         for (flag, set) in
@@ -299,122 +212,102 @@ impl Compiler {
             None => None,
         }
     }
+}
 
-    /// The signed-URL kind, and the path-token kind when the route takes them.
-    pub(super) fn signed_url(
+/// The config compiler as a kind's section sees it (`auth::section`).
+struct KindContext<'c, 'k> {
+    compiler: &'c mut Compiler,
+    known: &'c Known<'k>,
+    /// The route counts uses or checks revocations (credential ids matter).
+    counts_ids: bool,
+}
+
+impl CompileContext for KindContext<'_, '_> {
+    fn error(&mut self, path: &str, message: String) {
+        self.compiler.error(path, message);
+    }
+
+    fn key(&mut self, path: &str, name: &str) -> Option<CompiledKey> {
+        self.compiler.key_ref(path, name, self.known).cloned()
+    }
+
+    fn secret(&mut self, path: &str, raw: SecretFile, default: SecretEncoding) -> Option<Vec<u8>> {
+        self.compiler.secret_bytes(path, raw, default)
+    }
+
+    fn counts_ids(&self) -> bool {
+        self.counts_ids
+    }
+}
+
+impl Compiler {
+    /// A route's `auth:` map: each registered kind compiles its own
+    /// section (in the registry's order, which is the order a route's kinds
+    /// are asked for a credential), then the route's use limit, revocation
+    /// and cookie exchange.
+    fn route_auth(
         &mut self,
         path: &str,
-        raw: SignedUrlFile,
+        route: &str,
+        prefix: &str,
+        mut rules: AuthRulesFile,
         known: &Known<'_>,
-    ) -> (SignedUrlPolicy, Option<PathTokens>) {
-        if raw.keys.is_empty() {
-            self.error(format!("{path}.keys"), "list at least one hmac key");
+    ) -> (Option<RouteAuth>, Option<StatePolicy>) {
+        if rules.kinds.is_empty() {
+            let names: Vec<&str> = REGISTRY.iter().map(|k| k.section()).collect();
+            self.error(path, format!("set {}, or write `auth: none`", names.join(", ")));
         }
-        let mut keys = Vec::new();
-        for (i, name) in raw.keys.iter().enumerate() {
-            let kpath = format!("{path}.keys[{i}]");
-            match self.key_ref(&kpath, name, known) {
-                Some(CompiledKey::Hmac { signer, .. }) => {
-                    if !signed_url::valid_kid(&signer.id) {
-                        self.error(&kpath, format!("kid {:?} must match [A-Za-z0-9._-]{{1,64}}", signer.id));
-                    }
-                    keys.push(signer.clone());
-                }
-                Some(_) => self.error(&kpath, format!("key {name:?} is not an hmac key; signed URLs need one")),
-                None => {}
+        let use_limit =
+            rules.use_limit.take().and_then(|v| self.entry::<UseLimitFile>(&format!("{path}.use_limit"), v));
+        let revocation =
+            rules.revocation.take().and_then(|v| self.entry::<RevocationFile>(&format!("{path}.revocation"), v));
+        let counts_ids =
+            use_limit.is_some() || matches!(revocation, Some(RevocationFile::Rules(_) | RevocationFile::Enabled(true)));
+        let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
+        let mut cx = KindContext { compiler: self, known, counts_ids };
+        for registered in REGISTRY {
+            if let Some(section) = rules.kinds.remove(registered.section()) {
+                kinds.extend(registered.compile(&mut cx, &format!("{path}.{}", registered.section()), section));
             }
         }
-        let marker = raw.path_token_marker.unwrap_or_else(|| path_token::DEFAULT_MARKER.to_owned());
-        if !path_token::valid_marker(&marker) {
-            self.error(format!("{path}.path_token_marker"), "must match [A-Za-z0-9_-]{1,16}");
-        }
-        let policy = SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) };
-        if raw.path_tokens && !self.path_token_markers.iter().any(|m| **m == *marker) {
-            self.path_token_markers.push(marker.clone().into_boxed_str());
-        }
-        let paths = raw.path_tokens.then(|| PathTokens { policy: policy.clone(), marker: marker.into_boxed_str() });
-        (policy, paths)
-    }
-
-    pub(super) fn jwt(&mut self, path: &str, raw: JwtFile, known: &Known<'_>) -> Option<JwtPolicy> {
-        if raw.keys.is_empty() {
-            self.error(format!("{path}.keys"), "list at least one key");
-        }
-        let mut keys = Vec::new();
-        for (i, name) in raw.keys.iter().enumerate() {
-            match self.key_ref(&format!("{path}.keys[{i}]"), name, known) {
-                Some(CompiledKey::Hmac { jwt, .. } | CompiledKey::Public(jwt, _)) => {
-                    keys.push(JwtKeySource::Static(jwt.clone()))
-                }
-                Some(CompiledKey::Set(set)) => keys.push(JwtKeySource::Set(set.clone())),
-                Some(CompiledKey::Cdn(..)) => {
-                    self.error(format!("{path}.keys[{i}]"), format!("key {name:?} is a CDN secret, not a JWT key"))
-                }
-                None => {}
+        for kind in &kinds {
+            if let Some(marker) = kind.path_marker()
+                && !self.path_token_markers.iter().any(|m| **m == *marker)
+            {
+                self.path_token_markers.push(marker.into());
             }
         }
-        let mut from = Carriers::default();
-        for carrier in raw.from.unwrap_or_else(|| vec![CarrierFile::Header]) {
-            match carrier {
-                CarrierFile::Header => from.header = true,
-                CarrierFile::Query => from.query = true,
-                CarrierFile::Cookie => from.cookie = true,
-            }
-        }
-        if from.query && raw.path_claim.is_none() && !raw.allow_unbound_query_tokens {
+        let leeway = kinds.iter().find_map(|k| k.leeway()).unwrap_or(jwt::DEFAULT_LEEWAY);
+        let lifetimes: Vec<Option<u64>> = kinds.iter().filter_map(|k| k.id_lifetime()).collect();
+        let state = self.state_policy(path, route, use_limit, revocation, &lifetimes, leeway, known.metrics);
+        // A signed URL's id is a credential parameter where it is read:
+        // found once, stripped before forwarding.
+        let ids: Vec<&str> =
+            if state.is_some() { kinds.iter().filter_map(|k| k.id_param()).collect() } else { Vec::new() };
+        self.distinct_params(path, &kinds);
+        if rules.cookie_exchange.is_some() && state.is_some() {
+            // A cookie carries no id: exchanging a one-time or revocable
+            // link for one would escape the limit.
             self.error(
-                format!("{path}.from"),
-                "tokens in the query string must be path-bound: set path_claim (or allow_unbound_query_tokens: true)",
+                format!("{path}.cookie_exchange"),
+                "cannot be combined with use_limit or revocation (the cookie would escape them)",
             );
         }
-        let query_param = raw.query_param.unwrap_or_else(|| "token".to_owned());
-        if matches!(query_param.as_str(), "exp" | "sig" | "kid" | "prefix") || query_param.is_empty() {
-            self.error(format!("{path}.query_param"), "must be a non-empty name other than exp, sig, kid and prefix");
-        }
-        let cookie = raw.cookie.unwrap_or_else(|| "tollgate_token".to_owned());
-        if cookie.is_empty() || cookie.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b)) {
-            self.error(format!("{path}.cookie"), "must be a valid cookie name");
-        }
-        let mut forward_claims = Vec::new();
-        for (claim, header) in raw.forward_claims {
-            let hpath = format!("{path}.forward_claims.{claim}");
-            match HeaderName::from_bytes(header.as_bytes()) {
-                Ok(h) if !reserved_header(&h) => forward_claims.push((claim, h)),
-                Ok(_) => self.error(hpath, format!("{header} is managed by tollgate or the protocol")),
-                Err(_) => self.error(hpath, format!("{header:?} is not a valid header name")),
+        let exchange = rules.cookie_exchange.take().and_then(|value| {
+            let at = format!("{path}.cookie_exchange");
+            let raw = self.entry::<CookieExchangeFile>(&at, value)?;
+            self.cookie_exchange(&at, raw, route, prefix, known)
+        });
+        let auth = match RouteAuth::with_params(kinds, &ids) {
+            Ok(auth) => Some(match exchange {
+                Some(exchange) => auth.with_exchange(exchange),
+                None => auth,
+            }),
+            Err(TooManyParams) => {
+                self.error(path, "too many credential query parameters on one route");
+                None
             }
-        }
-        let rules = ClaimRules {
-            issuers: raw.issuer.map(|i| i.into_vec()).unwrap_or_default(),
-            audiences: raw.audience.map(|a| a.into_vec()).unwrap_or_default(),
-            leeway: raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0.as_secs()),
-            max_lifetime: raw.max_lifetime.map(|d| d.0.as_secs()),
-            required: raw.require.into_iter().collect(),
-            path_claim: raw.path_claim,
         };
-        Some(JwtPolicy::new(keys, from, query_param, cookie, rules, forward_claims))
+        (auth, state)
     }
-}
-
-fn boxed<K: Kind + 'static>(kind: K) -> Box<dyn Kind> {
-    Box::new(kind)
-}
-
-/// Headers a claim may not be forwarded as.
-fn reserved_header(h: &HeaderName) -> bool {
-    let n = h.as_str();
-    matches!(
-        n,
-        "host"
-            | "authorization"
-            | "cookie"
-            | "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "te"
-            | "upgrade"
-            | "keep-alive"
-            | "proxy-authorization"
-            | "forwarded"
-    ) || n.starts_with("x-forwarded-")
 }

@@ -13,15 +13,10 @@ use std::borrow::Cow;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
-use super::duration::{ByteSize, HumanDuration};
-use super::file::{AuthFile, AuthRulesFile, ConfigFile, SecretEncoding};
-
-/// What `parse_duration` accepts: one or more `<digits><unit>` pairs, no
-/// spaces between them; a bare number is refused (ambiguous unit).
-pub const DURATION_PATTERN: &str = r"^\s*([0-9]{1,12}(ms|s|m|h|d))+\s*$";
-
-/// What `parse_size` accepts as text (a YAML integer is also a size).
-pub const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\s*$";
+use super::file::{
+    AuthFile, AuthRulesFile, ConfigFile, CookieExchangeFile, RevocationFile, SecretEncoding, UseLimitFile,
+};
+use crate::auth::kinds::REGISTRY;
 
 /// The schema as `tollgate schema` prints it (pretty JSON, final newline).
 pub fn config_schema_json() -> String {
@@ -57,37 +52,6 @@ pub fn config_schema() -> serde_json::Value {
         }
     }
     schema
-}
-
-impl JsonSchema for HumanDuration {
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A duration with a unit: ms, s, m, h or d, e.g. 500ms, 30s, 15m, 1h30m, 1d. \
-                            A bare number is refused (seconds or milliseconds would be a guess).",
-            "type": "string",
-            "pattern": DURATION_PATTERN,
-        })
-    }
-}
-
-impl JsonSchema for ByteSize {
-    fn schema_name() -> Cow<'static, str> {
-        "Size".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A size: bytes as an integer, or text with a unit (B, KiB, MiB, GiB, KB, MB, GB), \
-                            e.g. 1048576, 64KiB, 10MiB.",
-            "type": ["integer", "string"],
-            "minimum": 0,
-            "pattern": SIZE_PATTERN,
-        })
-    }
 }
 
 /// Every encoding with its YAML spelling. The match is exhaustive, so a new
@@ -127,6 +91,50 @@ impl JsonSchema for AuthFile {
         json_schema!({
             "description": "`none` (the route is public, said explicitly), or the credentials it accepts.",
             "anyOf": [{ "type": "string", "enum": ["none"] }, rules],
+        })
+    }
+}
+
+impl JsonSchema for AuthRulesFile {
+    fn schema_name() -> Cow<'static, str> {
+        "AuthRulesFile".into()
+    }
+
+    /// The route's own fields, then each registered kind's section.
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut properties = serde_json::Map::new();
+        let mut field = |name: &str, mut schema: Schema, about: &str| {
+            if let Some(object) = schema.as_object_mut()
+                && !object.contains_key("description")
+                && !about.is_empty()
+            {
+                object.insert("description".into(), about.into());
+            }
+            properties.insert(name.into(), schema.to_value());
+        };
+        field(
+            "use_limit",
+            generator.subschema_for::<Option<UseLimitFile>>(),
+            "Limit how often one credential may be used (SPEC §11); the id is the JWT `jti` or the signed URL's `jti` parameter.",
+        );
+        field(
+            "revocation",
+            generator.subschema_for::<Option<RevocationFile>>(),
+            "Refuse credentials revoked with `tollgate revoke` (SPEC §11).",
+        );
+        field(
+            "cookie_exchange",
+            generator.subschema_for::<Option<CookieExchangeFile>>(),
+            "Exchange a URL credential for a cookie on top-level navigations.",
+        );
+        for kind in REGISTRY {
+            field(kind.section(), kind.schema(generator), "");
+        }
+        json_schema!({
+            "description": "The credentials a route accepts: one or more credential kinds' sections, and the route's use limit, revocation and cookie exchange.",
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false,
         })
     }
 }

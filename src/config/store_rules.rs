@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::context::Compiler;
 use super::file::{
-    AuthRulesFile, MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, StoreFile,
+    MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, StoreFile, UseLimitFile,
 };
 use crate::metrics::Metrics;
 use crate::routes::state::{StatePolicy, UseLimit};
@@ -15,14 +15,6 @@ use crate::store::{Digest, MemorySettings, RedisMode, RedisSettings, StoreSettin
 pub const DEFAULT_REVOCATION_KEEP: Duration = Duration::from_secs(7 * 86_400);
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// Lifetimes a route's kinds bound, seconds: (signed URL `max_ttl`, JWT
-/// `max_lifetime` + leeway), `None` where a kind is accepted but unbounded.
-pub(super) struct Bounds {
-    pub(super) signed_url: Option<Option<u64>>,
-    pub(super) jwt: Option<Option<u64>>,
-    pub(super) leeway: u64,
-}
 
 impl Compiler {
     pub(super) fn store(&mut self, raw: Option<StoreFile>) -> StoreSettings {
@@ -99,25 +91,31 @@ impl Compiler {
     }
 
     /// The route's use-limit and revocation stage, if it has one.
+    /// A route's use limit and revocation; `lifetimes` are the longest
+    /// lifetimes its kinds that carry ids accept (seconds, `None` when
+    /// unbounded), `leeway` the route's clock leeway.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn state_policy(
         &mut self,
         path: &str,
         route: &str,
-        rules: &AuthRulesFile,
-        bounds: &Bounds,
+        use_limit_raw: Option<UseLimitFile>,
+        revocation_raw: Option<RevocationFile>,
+        lifetimes: &[Option<u64>],
+        leeway: u64,
         metrics: &Metrics,
     ) -> Option<StatePolicy> {
-        let (revocation, revocation_policy) = match &rules.revocation {
+        let (revocation, revocation_policy) = match &revocation_raw {
             None | Some(RevocationFile::Enabled(false)) => (false, None),
             Some(RevocationFile::Enabled(true)) => (true, None),
             Some(RevocationFile::Rules(r)) => (true, r.on_store_error),
         };
-        if rules.use_limit.is_none() && !revocation {
+        if use_limit_raw.is_none() && !revocation {
             return None;
         }
         let mut use_limit = None;
         let mut limit_policy = None;
-        if let Some(raw) = &rules.use_limit {
+        if let Some(raw) = &use_limit_raw {
             if raw.uses == 0 {
                 self.error(format!("{path}.use_limit.uses"), "must be at least 1");
             }
@@ -136,9 +134,8 @@ impl Compiler {
             .all(|(p, _)| p == Some(OnStoreError::Allow));
         // A revocation must outlive every credential it can match: the
         // longest lifetime any kind of the route accepts.
-        let keep = [bounds.signed_url, bounds.jwt]
-            .into_iter()
-            .flatten()
+        let keep = lifetimes
+            .iter()
             .map(|b| b.unwrap_or(DEFAULT_REVOCATION_KEEP.as_secs()))
             .max()
             .unwrap_or(DEFAULT_REVOCATION_KEEP.as_secs());
@@ -147,11 +144,11 @@ impl Compiler {
             revocation,
             fail_open,
             route: Digest::route(route),
-            leeway: bounds.leeway,
+            leeway,
             revocation_keep: if revocation { keep } else { 0 },
             counters: metrics.use_counters(route),
         };
-        if revocation && [bounds.signed_url, bounds.jwt].into_iter().flatten().any(|b| b.is_none()) {
+        if revocation && lifetimes.iter().any(Option::is_none) {
             self.warnings.push(super::ConfigError {
                 path: format!("{path}.revocation"),
                 message: format!(

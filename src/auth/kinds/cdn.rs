@@ -12,12 +12,15 @@
 //! the request.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::auth::error::AuthError;
+pub use crate::auth::keys::{NamedSecret, Secret};
 use crate::auth::kind::AuthRequest;
+use crate::auth::kind::Tracer;
 use crate::auth::query;
+use crate::auth::section::{CarrierFile, CompileContext, CompiledKey};
 
 /// The public origins (`https://host[:port]`) a route's CDN links name.
 #[derive(Debug, Clone, Default)]
@@ -144,38 +147,10 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
     }
 }
 
-/// Secret bytes for the CDN formats (HMAC keys, salts, `secure_link`
-/// secrets). `Debug` never prints them.
-pub struct Secret(Box<[u8]>);
-
-impl Secret {
-    pub fn new(bytes: &[u8]) -> Self {
-        Secret(bytes.into())
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// A named secret of `keys:` (its name, or `kid`, is how a credential
-/// selects it: Cloud CDN's `KeyName`).
-#[derive(Debug)]
-pub struct NamedSecret {
-    pub id: String,
-    pub secret: Secret,
-}
-
 /// A plain decimal of at most 11 digits without a leading zero (an epoch
 /// time as every signer writes it).
 pub fn parse_epoch(raw: &str) -> Result<u64, AuthError> {
-    crate::auth::kinds::signed_url::parse_exp(raw).ok_or(AuthError::Malformed)
+    crate::auth::kinds::hmac::parse_exp(raw).ok_or(AuthError::Malformed)
 }
 
 /// A query value, percent-decoded, as UTF-8.
@@ -184,6 +159,90 @@ pub fn decoded(raw: &str) -> Result<Cow<'_, str>, AuthError> {
         Cow::Borrowed(b) => Ok(Cow::Borrowed(std::str::from_utf8(b).map_err(|_| AuthError::Malformed)?)),
         Cow::Owned(v) => Ok(Cow::Owned(String::from_utf8(v).map_err(|_| AuthError::Malformed)?)),
     }
+}
+
+/// Reports a verdict of a format checked as a whole (`tollgate explain`):
+/// each refusal names the check that failed, in the format's terms.
+pub fn trace_verdict(t: &mut dyn Tracer, format: &str, verdict: &Result<(), AuthError>) {
+    match verdict {
+        Ok(()) => t.step(
+            "signature",
+            true,
+            format_args!("a {format} signature of the route's keys, not expired, granting this path"),
+        ),
+        Err(e) => {
+            let (check, why) = match e {
+                AuthError::Malformed => ("token", "its fields are not the format's"),
+                AuthError::UnknownKey => ("key", "it names a key the route does not have"),
+                AuthError::BadSignature => ("signature", "no key of the route gives this signature for this URL"),
+                AuthError::Expired => ("expiry", "it has expired"),
+                AuthError::NotYetValid => ("expiry", "it is not valid yet"),
+                AuthError::WrongResource => ("resource", "it does not grant this path"),
+                _ => ("claims", "a condition it carries does not hold (client address, policy)"),
+            };
+            t.step(check, false, format_args!("{format}: {why}"));
+        }
+    }
+}
+
+// ---- What the CDN formats' sections share ----
+
+/// The secrets of one format (`keys.<name>.<format>`) a section names.
+pub fn secrets(cx: &mut dyn CompileContext, path: &str, names: &[String], format: &str) -> Vec<Arc<NamedSecret>> {
+    if names.is_empty() {
+        cx.error(&format!("{path}.keys"), format!("list at least one {format} key"));
+    }
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let kpath = format!("{path}.keys[{i}]");
+        match cx.key(&kpath, name) {
+            Some(CompiledKey::Secret(f, secret)) if f == format => out.push(secret),
+            Some(_) => {
+                let article = if format.starts_with('e') { "an" } else { "a" };
+                cx.error(&kpath, format!("key {name:?} is not {article} {format} key"));
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// `from:` for formats carried in the query or a cookie; default both.
+pub fn query_or_cookie(cx: &mut dyn CompileContext, path: &str, raw: Option<Vec<CarrierFile>>) -> (bool, bool) {
+    let Some(list) = raw else {
+        return (true, true);
+    };
+    let (mut query, mut cookie) = (false, false);
+    for (i, c) in list.iter().enumerate() {
+        match c {
+            CarrierFile::Query => query = true,
+            CarrierFile::Cookie => cookie = true,
+            CarrierFile::Header => {
+                cx.error(&format!("{path}.from[{i}]"), "this format is carried in the query or a cookie".to_owned())
+            }
+        }
+    }
+    if !query && !cookie {
+        cx.error(&format!("{path}.from"), "list query and/or cookie".to_owned());
+    }
+    (query, cookie)
+}
+
+/// A section's public origins, errors at `<path>.origins[i]`.
+pub fn origins(cx: &mut dyn CompileContext, path: &str, raw: &[String]) -> Option<Origins> {
+    match Origins::new(raw) {
+        Ok(o) => Some(o),
+        Err((i, why)) => {
+            let at = if raw.is_empty() { format!("{path}.origins") } else { format!("{path}.origins[{i}]") };
+            cx.error(&at, why);
+            None
+        }
+    }
+}
+
+/// Query parameter names a route may configure: nothing to encode.
+pub fn valid_param(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 #[cfg(test)]

@@ -24,15 +24,22 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use super::cdn::{self, NamedSecret, Origins};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use super::cdn::{self, NamedSecret, Origins, Secret};
 use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::grant::Grant;
+use crate::auth::keys::SecretEncoding;
 use crate::auth::kind::AuthRequest;
 use crate::auth::kind::CookieName;
 use crate::auth::kind::Kind;
 use crate::auth::kind::Presented;
 use crate::auth::kind::VerifyContext;
+use crate::auth::section::{CarrierFile, CompileContext, Compiled, KeyFormat, Registered, parse_section};
+use crate::auth::sign::{SignInput, SignOption, Signer, absolute};
 
 /// The query parameters of a Cloud CDN signed URL.
 pub const URL_PARAMS: [&str; 4] = ["URLPrefix", "Expires", "KeyName", "Signature"];
@@ -93,15 +100,16 @@ impl Kind for CloudCdn {
 
     fn verify(&self, cred: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         let target = cdn::path_and_query(req);
-        match cred.carrier {
-            Carrier::Cookie => self.check_cookie(&cred.credential, &target, ctx.now)?,
+        let verdict = match cred.carrier {
+            Carrier::Cookie => self.check_cookie(&cred.credential, &target, ctx.now),
             _ => {
                 let get = |name| req.found.get(name).ok_or(AuthError::Malformed);
                 let prefix = req.found.get("URLPrefix");
-                self.check_url(prefix, get("Expires")?, get("KeyName")?, get("Signature")?, &target, ctx.now)?;
+                (|| self.check_url(prefix, get("Expires")?, get("KeyName")?, get("Signature")?, &target, ctx.now))()
             }
-        }
-        Ok(Grant::plain(cred.carrier))
+        };
+        cdn::trace_verdict(&mut ctx.tracer(), "Cloud CDN", &verdict);
+        verdict.map(|()| Grant::plain(cred.carrier))
     }
 }
 
@@ -217,6 +225,124 @@ impl CloudCdn {
         let sig = encode(signature(key.secret.bytes(), policy.as_bytes()).as_ref());
         format!("{policy}:Signature={sig}")
     }
+}
+
+// ---- Its section of `routes[].auth`, its key format and its signer ----
+
+/// `auth.cloud_cdn`: Google Cloud CDN signed URLs and cookies.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudCdnFile {
+    /// `cloud_cdn` keys; each key's `kid` is the `KeyName` links carry.
+    pub keys: Vec<String>,
+    /// The scheme and host links are signed for, e.g. `https://media.example.com`.
+    pub origins: Vec<String>,
+    /// Where credentials are read: `query`, `cookie` (default both).
+    pub from: Option<Vec<CarrierFile>>,
+}
+
+/// The kind's registration (see `kinds/mod.rs`).
+pub struct Section;
+
+/// Listed in `kinds::REGISTRY`.
+pub static SECTION: Section = Section;
+
+impl Registered for Section {
+    fn section(&self) -> &'static str {
+        "cloud_cdn"
+    }
+
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<CloudCdnFile>()
+    }
+
+    fn key_format(&self) -> Option<KeyFormat> {
+        Some(KeyFormat {
+            field: "cloud_cdn",
+            about: "A Cloud CDN signing key: 16 bytes (default encoding `base64`, base64url as `gcloud` writes it accepted); `kid` is its `KeyName`.",
+            encoding: SecretEncoding::Base64,
+            check: |secret| match secret.len() {
+                16 => Ok(()),
+                n => Err(format!("a Cloud CDN key is 16 bytes; this one is {n}")),
+            },
+        })
+    }
+
+    fn compile(&self, cx: &mut dyn CompileContext, path: &str, section: Value) -> Compiled {
+        let Some(raw) = parse_section::<CloudCdnFile>(cx, path, section) else { return Vec::new() };
+        let keys = cdn::secrets(cx, path, &raw.keys, "cloud_cdn");
+        let origins = cdn::origins(cx, path, &raw.origins);
+        let (from_query, from_cookie) = cdn::query_or_cookie(cx, path, raw.from);
+        match origins {
+            Some(origins) => vec![Box::new(CloudCdn { keys, origins, from_query, from_cookie })],
+            None => Vec::new(),
+        }
+    }
+
+    fn signer(&self) -> &dyn Signer {
+        self
+    }
+}
+
+impl Signer for Section {
+    fn format(&self) -> &'static str {
+        "cloud_cdn"
+    }
+
+    fn options(&self) -> &'static [SignOption] {
+        const OPTIONS: &[SignOption] = &[
+            SignOption {
+                name: "url-prefix",
+                value: Some("URL"),
+                help: "cloud_cdn: sign this URL prefix (the URLPrefix form, and cookies)",
+                default: None,
+            },
+            SignOption {
+                name: "cookies",
+                value: None,
+                help: "cloudfront, cloud_cdn: print the signed cookies (a Cookie header value)",
+                default: None,
+            },
+        ];
+        OPTIONS
+    }
+
+    fn sign(&self, input: &SignInput<'_>) -> Result<String, String> {
+        let req = CloudCdnSign {
+            url: input.target,
+            key_name: input.kid.ok_or("cloud_cdn needs --kid (the KeyName)")?,
+            expires: input.exp,
+            url_prefix: input.option("url-prefix"),
+            cookie: input.flag("cookies"),
+        };
+        sign_cloud_cdn(&input.key.secret(SecretEncoding::Base64, 1)?, &req)
+    }
+}
+
+/// What `tollgate sign --format cloud_cdn` needs.
+pub struct CloudCdnSign<'a> {
+    /// The full URL.
+    pub url: &'a str,
+    pub key_name: &'a str,
+    pub expires: u64,
+    /// Sign this prefix (the `URLPrefix` form) instead of the whole URL.
+    pub url_prefix: Option<&'a str>,
+    /// Print a `Cookie` header value (needs `url_prefix`).
+    pub cookie: bool,
+}
+
+/// A Cloud CDN signed URL, or its signed cookie.
+pub fn sign_cloud_cdn(key: &[u8], req: &CloudCdnSign<'_>) -> Result<String, String> {
+    absolute(req.url)?;
+    if key.len() != 16 {
+        return Err(format!("a Cloud CDN key is 16 bytes; this one is {}", key.len()));
+    }
+    let key = NamedSecret { id: req.key_name.to_owned(), secret: Secret::new(key) };
+    if req.cookie {
+        let prefix = req.url_prefix.ok_or("a signed cookie grants a prefix: give --url-prefix")?;
+        return Ok(format!("{}={}", COOKIE, CloudCdn::sign_cookie(&key, prefix, req.expires)));
+    }
+    Ok(CloudCdn::sign_url(&key, req.url, req.expires, req.url_prefix))
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::cdn::{self, Cidr, Origins};
@@ -45,6 +47,8 @@ use crate::auth::kind::CookieName;
 use crate::auth::kind::Kind;
 use crate::auth::kind::Presented;
 use crate::auth::kind::VerifyContext;
+use crate::auth::section::{CarrierFile, CompileContext, Compiled, CompiledKey, Registered, parse_section};
+use crate::auth::sign::{SignInput, SignOption, Signer, absolute, append_query};
 
 /// The query parameters of a CloudFront signed URL.
 pub const URL_PARAMS: [&str; 5] = ["Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm"];
@@ -271,10 +275,12 @@ impl Kind for CloudFront {
                 verdict
             }
         };
-        match verdict {
-            Verdict::Allow(_) => Ok(Grant::plain(cred.carrier)),
+        let verdict = match verdict {
+            Verdict::Allow(_) => Ok(()),
             Verdict::Deny(error) => Err(error),
-        }
+        };
+        cdn::trace_verdict(&mut ctx.tracer(), "CloudFront", &verdict);
+        verdict.map(|()| Grant::plain(cred.carrier))
     }
 }
 
@@ -486,6 +492,160 @@ pub fn sign(key: &PrivateKey, req: &SignRequest<'_>) -> Result<Vec<(&'static str
     fields.push(("Key-Pair-Id", req.key_pair_id.to_owned()));
     fields.push(("Hash-Algorithm", "SHA256".to_owned()));
     Ok(fields)
+}
+
+// ---- Its section of `routes[].auth` and its signer ----
+
+/// `auth.cloudfront`: links and cookies minted for CloudFront.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontFile {
+    /// `public_key_file` keys (RSA or ECDSA P-256); each key's `kid` is its
+    /// CloudFront ID, the `Key-Pair-Id` links carry.
+    pub keys: Vec<String>,
+    /// The scheme and host links are signed for, e.g.
+    /// `https://d111111abcdef8.cloudfront.net` (the request's own Host is
+    /// never used).
+    pub origins: Vec<String>,
+    /// Where credentials are read: `query`, `cookie` (default both).
+    pub from: Option<Vec<CarrierFile>>,
+}
+
+/// The kind's registration (see `kinds/mod.rs`).
+pub struct Section;
+
+/// Listed in `kinds::REGISTRY`.
+pub static SECTION: Section = Section;
+
+impl Registered for Section {
+    fn section(&self) -> &'static str {
+        "cloudfront"
+    }
+
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<CloudFrontFile>()
+    }
+
+    fn compile(&self, cx: &mut dyn CompileContext, path: &str, section: serde_yaml_ng::Value) -> Compiled {
+        let Some(raw) = parse_section::<CloudFrontFile>(cx, path, section) else { return Vec::new() };
+        if raw.keys.is_empty() {
+            cx.error(&format!("{path}.keys"), "list at least one public_key_file key".to_owned());
+        }
+        let mut keys = Vec::new();
+        for (i, name) in raw.keys.iter().enumerate() {
+            let kpath = format!("{path}.keys[{i}]");
+            match cx.key(&kpath, name) {
+                Some(CompiledKey::Public(jwt, pem)) => {
+                    let rsa = pem.family == jsonwebtoken::AlgorithmFamily::Rsa;
+                    if !rsa && pem.default_alg != jsonwebtoken::Algorithm::ES256 {
+                        cx.error(&kpath, "CloudFront keys are RSA or ECDSA P-256".to_owned());
+                        continue;
+                    }
+                    let id = jwt.kid.clone().unwrap_or_else(|| name.clone());
+                    match CloudFrontKey::new(id, &pem.der, rsa) {
+                        Ok(key) => keys.push(Arc::new(key)),
+                        Err(why) => cx.error(&kpath, why),
+                    }
+                }
+                Some(_) => cx.error(&kpath, format!("key {name:?} is not a public_key_file key")),
+                None => {}
+            }
+        }
+        let origins = cdn::origins(cx, path, &raw.origins);
+        let (from_query, from_cookie) = cdn::query_or_cookie(cx, path, raw.from);
+        match origins {
+            Some(origins) => vec![Box::new(CloudFront { keys, origins, from_query, from_cookie })],
+            None => Vec::new(),
+        }
+    }
+
+    fn signer(&self) -> &dyn Signer {
+        self
+    }
+}
+
+impl Signer for Section {
+    fn format(&self) -> &'static str {
+        "cloudfront"
+    }
+
+    fn options(&self) -> &'static [SignOption] {
+        const OPTIONS: &[SignOption] = &[
+            SignOption {
+                name: "private-key",
+                value: Some("PEM"),
+                help: "cloudfront: the private key PEM (RSA or ECDSA P-256)",
+                default: None,
+            },
+            SignOption {
+                name: "policy-resource",
+                value: Some("PATTERN"),
+                help: "cloudfront: a Resource pattern (with * and ?) instead of the URL",
+                default: None,
+            },
+            SignOption {
+                name: "ip",
+                value: Some("ADDRESS"),
+                help: "cloudfront, edgeauth: bind the link to this client address (cloudfront: or CIDR range)",
+                default: None,
+            },
+            SignOption {
+                name: "not-before",
+                value: Some("UNIX_TIME"),
+                help: "cloudfront, edgeauth: not valid before this time (unix seconds)",
+                default: None,
+            },
+            SignOption {
+                name: "cookies",
+                value: None,
+                help: "cloudfront, cloud_cdn: print the signed cookies (a Cookie header value)",
+                default: None,
+            },
+        ];
+        OPTIONS
+    }
+
+    /// Signs with `--private-key` and `--kid` (the Key-Pair-Id), SHA-256.
+    fn sign(&self, input: &SignInput<'_>) -> Result<String, String> {
+        let path = input.option("private-key").ok_or("cloudfront needs --private-key")?;
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let not_before = match input.option("not-before") {
+            Some(s) => Some(s.parse::<u64>().map_err(|_| format!("--not-before {s:?} is not unix seconds"))?),
+            None => None,
+        };
+        let request = SignRequest {
+            url: input.target,
+            key_pair_id: input.kid.ok_or("cloudfront needs --kid (the Key-Pair-Id)")?,
+            expires: input.exp,
+            resource: input.option("policy-resource"),
+            ip: input.option("ip"),
+            not_before,
+        };
+        sign_cloudfront(&CloudFrontSign { private_key_pem: &pem, request, cookies: input.flag("cookies") })
+    }
+}
+
+/// What `tollgate sign --format cloudfront` needs.
+pub struct CloudFrontSign<'a> {
+    pub private_key_pem: &'a [u8],
+    pub request: SignRequest<'a>,
+    /// Print a `Cookie` header value instead of a URL.
+    pub cookies: bool,
+}
+
+/// A CloudFront signed URL, or the signed cookies as one `Cookie` value.
+pub fn sign_cloudfront(req: &CloudFrontSign<'_>) -> Result<String, String> {
+    absolute(req.request.url)?;
+    let key = PrivateKey::from_pem(req.private_key_pem)?;
+    let fields = sign(&key, &req.request)?;
+    if !req.cookies {
+        return Ok(append_query(req.request.url, &fields));
+    }
+    let cookie = |name: &str| {
+        let i = URL_PARAMS.iter().position(|p| *p == name).unwrap_or(0);
+        COOKIES[i]
+    };
+    Ok(fields.iter().map(|(n, v)| format!("{}={v}", cookie(n))).collect::<Vec<_>>().join("; "))
 }
 
 #[cfg(test)]

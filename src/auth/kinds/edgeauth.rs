@@ -25,23 +25,32 @@ use std::sync::Arc;
 
 use aws_lc_rs::{constant_time, hmac};
 use http::HeaderName;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
 
 use super::cdn::{self, NamedSecret, Secret};
 use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::grant::Grant;
+use crate::auth::keys::SecretEncoding;
 use crate::auth::kind::AuthRequest;
 use crate::auth::kind::CookieName;
 use crate::auth::kind::Kind;
 use crate::auth::kind::Presented;
 use crate::auth::kind::VerifyContext;
+use crate::auth::kind::{NoTrace, Tracer};
 use crate::auth::query;
+use crate::auth::section::{CarrierFile, CompileContext, Compiled, KeyFormat, Registered, SecretFile, parse_section};
+use crate::auth::sign::{KeySource, SignInput, SignKey, SignOption, Signer, append_query, split_origin};
 
 /// Longest token accepted, in bytes.
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// The token's HMAC digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The token's HMAC digest: `sha256` (default), `sha1` or `md5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "EdgeAuthAlgorithm")]
 pub enum Algorithm {
     Sha256,
     Sha1,
@@ -149,7 +158,8 @@ impl Kind for EdgeAuth {
 
     fn verify(&self, cred: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         let raw = &*cred.credential;
-        let result = match self.check(raw, req.raw_path, req.path, req.client_ip, ctx.now) {
+        let t = &mut ctx.tracer();
+        let result = match self.check_traced(raw, req.raw_path, req.path, req.client_ip, ctx.now, t) {
             // A token hashed over its own bytes holds no `%` outside an
             // escaped field; one that arrived percent-encoded is tried
             // decoded, and keeps the first answer if that fails as well.
@@ -158,7 +168,7 @@ impl Kind for EdgeAuth {
             {
                 let decoded = query::decode_component(raw).map_err(|_| first)?;
                 let decoded = std::str::from_utf8(&decoded).map_err(|_| first)?;
-                match self.check(decoded, req.raw_path, req.path, req.client_ip, ctx.now) {
+                match self.check_traced(decoded, req.raw_path, req.path, req.client_ip, ctx.now, t) {
                     Err(AuthError::BadSignature | AuthError::Malformed) => Err(first),
                     other => other,
                 }
@@ -265,7 +275,23 @@ impl EdgeAuth {
 
     /// Verifies `text` for a request on `raw_path` (decoded: `path`) from `client`.
     pub fn check(&self, text: &str, raw_path: &str, path: &str, client: IpAddr, now: u64) -> Result<(), AuthError> {
-        let token = Token::parse(text)?;
+        self.check_traced(text, raw_path, path, client, now, &mut NoTrace)
+    }
+
+    /// [`EdgeAuth::check`], reporting each check to `t` (`tollgate explain`).
+    pub fn check_traced(
+        &self,
+        text: &str,
+        raw_path: &str,
+        path: &str,
+        client: IpAddr,
+        now: u64,
+        t: &mut dyn Tracer,
+    ) -> Result<(), AuthError> {
+        let token = Token::parse(text).inspect_err(|_| {
+            t.step("token", false, format_args!("not ip=~st=~exp=~acl=~id=~data=~hmac= fields in that order"));
+        })?;
+        t.step("token", true, format_args!("{} mode", if token.acl.is_some() { "ACL" } else { "URL" }));
         let given = crate::normalize::decode_hex(token.hmac.as_bytes())
             .filter(|h| h.len() == self.algorithm.len())
             .ok_or(AuthError::BadSignature)?;
@@ -291,20 +317,28 @@ impl EdgeAuth {
             })
         });
         if !verified {
+            let why = "no key of the route (with its algorithm and salt) gives this hmac";
+            t.step("signature", false, format_args!("{why}"));
             return Err(AuthError::BadSignature);
         }
+        t.step("signature", true, format_args!("matches ({:?})", self.algorithm));
         if now > exp {
+            t.step("expiry", false, format_args!("exp {exp} passed {} s ago", now - exp));
             return Err(AuthError::Expired);
         }
         if st.is_some_and(|st| now < st) {
+            t.step("expiry", false, format_args!("not valid before st {}", st.unwrap_or_default()));
             return Err(AuthError::NotYetValid);
         }
+        t.step("expiry", true, format_args!("exp {exp} is {} s away", exp - now));
         if let Some(ip) = token.ip {
             let ip = query::decode_component(ip).map_err(|_| AuthError::Malformed)?;
             let ip: Option<IpAddr> = std::str::from_utf8(&ip).ok().and_then(|s| s.parse().ok());
             if ip.map(|ip| ip.to_canonical()) != Some(client.to_canonical()) {
+                t.step("ip", false, format_args!("the token is bound to another address than {client}"));
                 return Err(AuthError::ClaimMismatch);
             }
+            t.step("ip", true, format_args!("{client}"));
         }
         if let Some(acl) = token.acl {
             let granted = acl.split('!').any(|pattern| {
@@ -312,8 +346,10 @@ impl EdgeAuth {
                 cdn::wildcard_match(p, raw_path.as_bytes(), false) || cdn::wildcard_match(p, path.as_bytes(), false)
             });
             if !granted {
+                t.step("acl", false, format_args!("no pattern of {acl:?} matches {path:?}"));
                 return Err(AuthError::WrongResource);
             }
+            t.step("acl", true, format_args!("{path:?} matches {acl:?}"));
         }
         Ok(())
     }
@@ -355,6 +391,211 @@ pub struct SignFields<'a> {
     pub acl: Option<&'a str>,
     /// URL mode: the path hashed in.
     pub url: &'a str,
+}
+
+// ---- Its section of `routes[].auth`, its key format and its signer ----
+
+/// `auth.edgeauth`: Akamai EdgeAuth (Token Authorization) tokens.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeAuthFile {
+    /// `edgeauth` keys, tried in order (a rotation's old and new key).
+    pub keys: Vec<String>,
+    /// `sha256` (default), `sha1` or `md5`.
+    pub algorithm: Option<Algorithm>,
+    /// The token's name in the query, cookie and header (default `__token__`).
+    pub token_name: Option<String>,
+    /// Where the token is read: `query`, `cookie`, `header` (default all three).
+    pub from: Option<Vec<CarrierFile>>,
+    /// The salt the tokens were made with, from a file or the environment.
+    pub salt: Option<SecretFile>,
+    /// URL-mode tokens were made with `escape_early` (the path hashed
+    /// percent-encoded).
+    #[serde(default)]
+    pub escape_early: bool,
+}
+
+/// The kind's registration (see `kinds/mod.rs`).
+pub struct Section;
+
+/// Listed in `kinds::REGISTRY`.
+pub static SECTION: Section = Section;
+
+impl Registered for Section {
+    fn section(&self) -> &'static str {
+        "edgeauth"
+    }
+
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<EdgeAuthFile>()
+    }
+
+    fn key_format(&self) -> Option<KeyFormat> {
+        Some(KeyFormat {
+            field: "edgeauth",
+            about: "An Akamai EdgeAuth token key (default encoding `hex`, as Akamai shows it).",
+            encoding: SecretEncoding::Hex,
+            check: |_| Ok(()),
+        })
+    }
+
+    fn compile(&self, cx: &mut dyn CompileContext, path: &str, section: Value) -> Compiled {
+        let Some(raw) = parse_section::<EdgeAuthFile>(cx, path, section) else { return Vec::new() };
+        let keys = cdn::secrets(cx, path, &raw.keys, "edgeauth");
+        let token_name = raw.token_name.unwrap_or_else(|| "__token__".to_owned());
+        let header = match HeaderName::from_bytes(token_name.to_ascii_lowercase().as_bytes()) {
+            Ok(h) if cdn::valid_param(&token_name) => Some(h),
+            _ => {
+                cx.error(&format!("{path}.token_name"), "must be a plain name (A-Z a-z 0-9 - _ .)".to_owned());
+                None
+            }
+        };
+        let all = raw.from.is_none();
+        let (mut from_query, mut from_cookie, mut from_header) = (all, all, all);
+        for c in raw.from.iter().flatten() {
+            match c {
+                CarrierFile::Query => from_query = true,
+                CarrierFile::Cookie => from_cookie = true,
+                CarrierFile::Header => from_header = true,
+            }
+        }
+        if !(from_query || from_cookie || from_header) {
+            cx.error(&format!("{path}.from"), "list query, cookie and/or header".to_owned());
+        }
+        let salt = match raw.salt {
+            None => None,
+            Some(s) => match cx.secret(&format!("{path}.salt"), s, SecretEncoding::Raw) {
+                Some(bytes) => Some(Secret::new(&bytes)),
+                None => return Vec::new(),
+            },
+        };
+        vec![Box::new(EdgeAuth {
+            keys,
+            algorithm: raw.algorithm.unwrap_or(Algorithm::Sha256),
+            token_name: token_name.into_boxed_str(),
+            from_query,
+            from_cookie,
+            header: if from_header { header } else { None },
+            salt,
+            escape_early: raw.escape_early,
+        })]
+    }
+
+    fn signer(&self) -> &dyn Signer {
+        self
+    }
+}
+
+impl Signer for Section {
+    fn format(&self) -> &'static str {
+        "edgeauth"
+    }
+
+    fn options(&self) -> &'static [SignOption] {
+        const OPTIONS: &[SignOption] = &[
+            SignOption {
+                name: "acl",
+                value: Some("PATTERNS"),
+                help: "edgeauth: ACL mode with these `!`-separated path patterns (default: URL mode, the target's path hashed in)",
+                default: None,
+            },
+            SignOption {
+                name: "algorithm",
+                value: Some("ALG"),
+                help: "edgeauth: sha256, sha1 or md5",
+                default: Some("sha256"),
+            },
+            SignOption {
+                name: "salt-file",
+                value: Some("FILE"),
+                help: "edgeauth: a file holding the salt",
+                default: None,
+            },
+            SignOption {
+                name: "token-name",
+                value: Some("NAME"),
+                help: "edgeauth: the token's query parameter",
+                default: Some("__token__"),
+            },
+            SignOption {
+                name: "ip",
+                value: Some("ADDRESS"),
+                help: "cloudfront, edgeauth: bind the link to this client address (cloudfront: or CIDR range)",
+                default: None,
+            },
+            SignOption {
+                name: "not-before",
+                value: Some("UNIX_TIME"),
+                help: "cloudfront, edgeauth: not valid before this time (unix seconds)",
+                default: None,
+            },
+        ];
+        OPTIONS
+    }
+
+    /// The target with an EdgeAuth token in its query (characters a query
+    /// cannot hold are percent-encoded).
+    fn sign(&self, input: &SignInput<'_>) -> Result<String, String> {
+        let algorithm = match input.option("algorithm").unwrap_or("sha256") {
+            "sha256" => Algorithm::Sha256,
+            "sha1" => Algorithm::Sha1,
+            "md5" => Algorithm::Md5,
+            other => return Err(format!("unknown algorithm {other:?}: sha256, sha1 or md5")),
+        };
+        let salt = match input.option("salt-file") {
+            Some(file) => {
+                let key = SignKey { source: KeySource::File(file.into()), encoding: Some(SecretEncoding::Raw) };
+                Some(key.secret(SecretEncoding::Raw, 1)?)
+            }
+            None => None,
+        };
+        let start = input.option("not-before").map(|s| s.parse::<u64>().map_err(|_| format!("--not-before {s:?}")));
+        let req = EdgeAuthSign {
+            target: input.target,
+            algorithm,
+            salt: salt.as_deref(),
+            token_name: input.option("token-name").unwrap_or("__token__"),
+            ip: input.option("ip"),
+            start: start.transpose()?,
+            exp: input.exp,
+            acl: input.option("acl"),
+        };
+        sign_edgeauth(&input.key.secret(SecretEncoding::Hex, 1)?, &req)
+    }
+}
+
+/// What `tollgate sign --format edgeauth` needs.
+pub struct EdgeAuthSign<'a> {
+    /// `/path?query` or a full URL; URL mode hashes its path.
+    pub target: &'a str,
+    pub algorithm: Algorithm,
+    pub salt: Option<&'a [u8]>,
+    pub token_name: &'a str,
+    pub ip: Option<&'a str>,
+    pub start: Option<u64>,
+    pub exp: u64,
+    /// ACL mode: `!`-separated patterns.
+    pub acl: Option<&'a str>,
+}
+
+/// The target with an EdgeAuth token in its query (characters a query
+/// cannot hold are percent-encoded).
+pub fn sign_edgeauth(key: &[u8], req: &EdgeAuthSign<'_>) -> Result<String, String> {
+    let (_, target) = split_origin(req.target);
+    let raw_path = target.split_once('?').map_or(&*target, |(p, _)| p);
+    let fields = SignFields { ip: req.ip, start: req.start, exp: req.exp, acl: req.acl, url: raw_path };
+    let token = EdgeAuth::sign(req.algorithm, key, req.salt, &fields);
+    let encoded: String = token
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~=*!/:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(append_query(req.target, &[(req.token_name, encoded)]))
 }
 
 #[cfg(test)]

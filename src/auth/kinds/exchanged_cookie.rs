@@ -29,7 +29,7 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::signed_url::{self, ToSign};
+use super::hmac::{self as signed_url, ToSign};
 use crate::auth::cookie;
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::grant::Facts;

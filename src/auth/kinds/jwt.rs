@@ -12,6 +12,7 @@
 //! which re-parses the public key on every call) keeps uncached RS256 close
 //! to the cost of the RSA operation itself (see BENCHMARKS.md).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -21,6 +22,8 @@ use std::borrow::Cow;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::auth::cache::{CacheKey, Verdict, Verified};
@@ -38,6 +41,9 @@ use crate::auth::kind::Presented;
 use crate::auth::kind::Tracer;
 use crate::auth::kind::VerifyContext;
 use crate::auth::query;
+use crate::auth::section::{CarrierFile, CompileContext, Compiled, Registered, parse_section};
+use crate::auth::sign::{SignInput, SignOption, Signer, append_query, split_origin};
+use crate::duration::HumanDuration;
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -103,6 +109,14 @@ impl Kind for JwtPolicy {
 
     fn key_sources(&self) -> &[JwtKeySource] {
         &self.keys
+    }
+
+    fn id_lifetime(&self) -> Option<Option<u64>> {
+        Some(self.rules.max_lifetime.map(|m| m + self.rules.leeway))
+    }
+
+    fn leeway(&self) -> Option<u64> {
+        Some(self.rules.leeway)
     }
 
     fn key_ids(&self) -> Vec<String> {
@@ -519,213 +533,243 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use jsonwebtoken::{EncodingKey, Header};
-    use serde_json::json;
+// ---- Its section of `routes[].auth`, its signer and its minting ----
 
-    const SECRET: &[u8] = b"jwt-unit-test-secret-0123456789abcdef";
+/// `auth.jwt`: bearer tokens from a header, the query or a cookie.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFile {
+    pub keys: Vec<String>,
+    pub from: Option<Vec<CarrierFile>>,
+    pub query_param: Option<String>,
+    pub cookie: Option<String>,
+    pub issuer: Option<OneOrMany>,
+    pub audience: Option<OneOrMany>,
+    pub leeway: Option<HumanDuration>,
+    pub max_lifetime: Option<HumanDuration>,
+    #[serde(default)]
+    pub require: BTreeMap<String, serde_json::Value>,
+    pub path_claim: Option<String>,
+    /// Accept query-string tokens without a path claim (not recommended).
+    #[serde(default)]
+    pub allow_unbound_query_tokens: bool,
+    /// Claims forwarded as request headers, e.g. `sub: X-Auth-Subject`.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
+}
 
-    fn now() -> u64 {
-        jsonwebtoken::get_current_timestamp()
-    }
+/// One value or a list of them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
 
-    fn policy(rules: ClaimRules) -> JwtPolicy {
-        let key = JwtKey::hmac(Some("k1".into()), SECRET, vec![Algorithm::HS256]).unwrap_or_else(|e| panic!("{e}"));
-        JwtPolicy::new(
-            vec![JwtKeySource::Static(Arc::new(key))],
-            Carriers { header: true, ..Carriers::default() },
-            "token".into(),
-            "c".into(),
-            rules,
-            vec![("sub".into(), HeaderName::from_static("x-auth-subject"))],
-        )
-    }
-
-    fn token(claims: Value, kid: Option<&str>) -> String {
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = kid.map(str::to_owned);
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap_or_default()
-    }
-
-    #[test]
-    fn valid_token_forwards_claims() {
-        let p = policy(ClaimRules::default());
-        let t = token(json!({"sub": "alice", "exp": now() + 60}), Some("k1"));
-        let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(v.headers[0].1, "alice");
-        assert_eq!(v.facts.subject.as_deref(), Some("alice"));
-        assert_eq!(v.facts.id, None);
-        let no_kid = token(json!({"sub": "alice", "exp": now() + 60}), None);
-        assert!(p.verify(&no_kid, "/x", now()).is_ok());
-    }
-
-    #[test]
-    fn time_checks_use_the_leeway() {
-        let p = policy(ClaimRules { leeway: 30, ..ClaimRules::default() });
-        let inside = token(json!({"exp": now() - 20}), None);
-        assert!(p.verify(&inside, "/x", now()).is_ok());
-        let outside = token(json!({"exp": now() - 40}), None);
-        assert_eq!(p.verify(&outside, "/x", now()).err(), Some(AuthError::Expired));
-        let future = token(json!({"exp": now() + 600, "nbf": now() + 300}), None);
-        assert_eq!(p.verify(&future, "/x", now()).err(), Some(AuthError::NotYetValid));
-        let no_exp = token(json!({"sub": "a"}), None);
-        assert_eq!(p.verify(&no_exp, "/x", now()).err(), Some(AuthError::BadSignature));
-        let never = token(json!({"exp": "never"}), None);
-        assert_eq!(p.verify(&never, "/x", now()).err(), Some(AuthError::BadSignature));
-    }
-
-    #[test]
-    fn claim_rules() {
-        let p = policy(ClaimRules {
-            issuers: vec!["https://idp".into()],
-            audiences: vec!["media".into()],
-            required: vec![("division".into(), json!("Honda"))],
-            path_claim: Some("path".into()),
-            max_lifetime: Some(3600),
-            ..ClaimRules::default()
-        });
-        let base = json!({"iss": "https://idp", "aud": ["x", "media"], "division": "Honda",
-                          "path": ["/m/u1/*", "/m/file"], "exp": now() + 60, "iat": now()});
-        let with = |k: &str, v: Value| {
-            let mut c = base.clone();
-            c[k] = v;
-            token(c, None)
-        };
-        assert!(p.verify(&token(base.clone(), None), "/m/u1/a/b", now()).is_ok());
-        assert!(p.verify(&token(base.clone(), None), "/m/file", now()).is_ok());
-        assert_eq!(p.verify(&token(base.clone(), None), "/m/u10/a", now()).err(), Some(AuthError::WrongResource));
-        assert_eq!(
-            p.verify(&with("iss", json!("https://evil")), "/m/file", now()).err(),
-            Some(AuthError::ClaimMismatch)
-        );
-        assert_eq!(p.verify(&with("aud", json!("other")), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
-        assert_eq!(
-            p.verify(&with("division", json!("Toyota")), "/m/file", now()).err(),
-            Some(AuthError::ClaimMismatch)
-        );
-        assert_eq!(p.verify(&with("path", json!(7)), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
-        assert_eq!(p.verify(&with("iat", json!(now() - 7200)), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
-        let mut missing_aud = base.clone();
-        missing_aud.as_object_mut().map(|o| o.remove("aud"));
-        assert_eq!(p.verify(&token(missing_aud, None), "/m/file", now()).err(), Some(AuthError::ClaimMismatch));
-    }
-
-    #[test]
-    fn facts_for_the_stateful_stage() {
-        let p = policy(ClaimRules::default());
-        let (iat, exp) = (now() - 5, now() + 60);
-        let t = token(json!({"jti": "j-1", "sub": "bob", "iat": iat, "exp": exp}), None);
-        let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
-        let want =
-            Facts { id: Some("j-1".into()), subject: Some("bob".into()), issued_at: Some(iat), expires_at: Some(exp) };
-        assert_eq!(v.facts, want);
-        let numeric = token(json!({"jti": 7, "sub": 8, "exp": exp}), None);
-        let v = p.verify(&numeric, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((v.facts.id, v.facts.subject), (None, None), "only strings are ids and subjects");
-    }
-
-    #[test]
-    fn aud_is_ignored_when_not_configured() {
-        let p = policy(ClaimRules::default());
-        let t = token(json!({"aud": "someone", "exp": now() + 60}), None);
-        assert!(p.verify(&t, "/x", now()).is_ok());
-    }
-
-    #[test]
-    fn key_selection() {
-        let p = policy(ClaimRules::default());
-        let t = token(json!({"exp": now() + 60}), Some("other"));
-        assert_eq!(p.verify(&t, "/x", now()).err(), Some(AuthError::UnknownKey));
-        let forged = {
-            let header = Header::new(Algorithm::HS256);
-            let claims = json!({"exp": now() + 60});
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"another-secret-another-secret-xx"))
-                .unwrap_or_default()
-        };
-        assert_eq!(p.verify(&forged, "/x", now()).err(), Some(AuthError::BadSignature));
-        let hs384 = {
-            let header = Header::new(Algorithm::HS384);
-            jsonwebtoken::encode(&header, &json!({"exp": now() + 60}), &EncodingKey::from_secret(SECRET))
-                .unwrap_or_default()
-        };
-        assert_eq!(p.verify(&hs384, "/x", now()).err(), Some(AuthError::BadSignature), "key pinned to HS256");
-    }
-
-    /// An HS256 token over a payload written as raw JSON text, so claim
-    /// values no JSON library would produce (u64::MAX + 1) can be tested.
-    fn raw_token(payload: &str) -> String {
-        let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let input = format!("{head}.{}", URL_SAFE_NO_PAD.encode(payload));
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
-        let sig = URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes()));
-        format!("{input}.{sig}")
-    }
-
-    /// Correctly signed tokens whose registered claims are not NumericDates
-    /// are invalid tokens (401 `invalid_token` from a header), never a scope
-    /// mismatch; no value panics.
-    #[test]
-    fn malformed_registered_claims_are_invalid_tokens() {
-        let p = policy(ClaimRules { max_lifetime: Some(3600), ..ClaimRules::default() });
-        let later = now() + 60;
-        for exp in ["-1", "\"2000000000\"", "null", "1.5e9", "1e300", "18446744073709551616", "true", "[1]", "{}"] {
-            let t = raw_token(&format!(r#"{{"exp":{exp}}}"#));
-            assert_eq!(p.verify(&t, "/x", now()).err(), Some(AuthError::BadSignature), "exp {exp}");
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
         }
-        for claim in ["nbf", "iat"] {
-            for bad in ["-1", "\"1\"", "null", "1.5", "{}"] {
-                let t = raw_token(&format!(r#"{{"exp":{later},"{claim}":{bad}}}"#));
-                assert_eq!(p.verify(&t, "/x", now()).err(), Some(AuthError::BadSignature), "{claim} {bad}");
-            }
-        }
-        for payload in ["[]", "7", "\"x\"", "null"] {
-            assert_eq!(p.verify(&raw_token(payload), "/x", now()).err(), Some(AuthError::BadSignature), "{payload}");
-        }
-        // The largest integral exp parses, and max_lifetime still bounds it.
-        let far = raw_token(&format!(r#"{{"exp":{}}}"#, u64::MAX));
-        assert_eq!(p.verify(&far, "/x", now()).err(), Some(AuthError::ClaimMismatch));
-        let unbounded = policy(ClaimRules::default());
-        assert!(unbounded.verify(&far, "/x", now()).is_ok());
-        assert!(p.verify(&raw_token(&format!(r#"{{"exp":{later}}}"#)), "/x", now()).is_ok());
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(bearer(&headers(&[("authorization", "Bearer abc")])), Ok(Some("abc")));
-        assert_eq!(bearer(&headers(&[("authorization", "bearer  abc ")])), Ok(Some("abc")));
-        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), Ok(None));
-        assert_eq!(bearer(&headers(&[])), Ok(None));
-        assert_eq!(
-            bearer(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])),
-            Err(AuthError::Malformed)
-        );
-    }
-
-    #[test]
-    fn shapes_are_checked_before_parsing() {
-        assert!(well_formed("a.b.c"));
-        for bad in ["", "a.b", "a.b.c.d", "a.b.c.d.e", "a..c", "a.b.c=", "a.b .c", ".b.c", "a.b."] {
-            assert!(!well_formed(bad), "{bad:?}");
-        }
-        assert!(!well_formed(&"a".repeat(MAX_TOKEN_LEN + 1)));
-    }
-
-    #[test]
-    fn path_patterns() {
-        assert!(path_matches("/a/b", "/a/b"));
-        assert!(!path_matches("/a/b", "/a/b/c"));
-        assert!(path_matches("/a/*", "/a/b/c"));
-        assert!(!path_matches("/a/*", "/ab"));
-        assert!(!path_matches("/a*", "/ab"), "a prefix must end with /*");
     }
 }
+
+/// Clock leeway when the route sets none (SPEC §3).
+pub const DEFAULT_LEEWAY: u64 = 30;
+
+/// The kind's registration (see `kinds/mod.rs`).
+pub struct Section;
+
+/// Listed in `kinds::REGISTRY`.
+pub static SECTION: Section = Section;
+
+impl Registered for Section {
+    fn section(&self) -> &'static str {
+        "jwt"
+    }
+
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<JwtFile>()
+    }
+
+    fn compile(&self, cx: &mut dyn CompileContext, path: &str, section: serde_yaml_ng::Value) -> Compiled {
+        let Some(raw) = parse_section::<JwtFile>(cx, path, section) else { return Vec::new() };
+        if raw.keys.is_empty() {
+            cx.error(&format!("{path}.keys"), "list at least one key".to_owned());
+        }
+        let mut keys = Vec::new();
+        for (i, name) in raw.keys.iter().enumerate() {
+            let kpath = format!("{path}.keys[{i}]");
+            if let Some(key) = cx.key(&kpath, name) {
+                match key.jwt_source() {
+                    Some(source) => keys.push(source),
+                    None => cx.error(&kpath, format!("key {name:?} is a CDN secret, not a JWT key")),
+                }
+            }
+        }
+        let mut from = Carriers::default();
+        for carrier in raw.from.unwrap_or_else(|| vec![CarrierFile::Header]) {
+            match carrier {
+                CarrierFile::Header => from.header = true,
+                CarrierFile::Query => from.query = true,
+                CarrierFile::Cookie => from.cookie = true,
+            }
+        }
+        if from.query && raw.path_claim.is_none() && !raw.allow_unbound_query_tokens {
+            cx.error(
+                &format!("{path}.from"),
+                "tokens in the query string must be path-bound: set path_claim (or allow_unbound_query_tokens: true)"
+                    .to_owned(),
+            );
+        }
+        let query_param = raw.query_param.unwrap_or_else(|| "token".to_owned());
+        if cx.counts_ids() && query_param == query::ID_PARAM {
+            let why = "jti is the signed URL's id on routes with use_limit or revocation".to_owned();
+            cx.error(&format!("{path}.query_param"), why);
+        }
+        if matches!(query_param.as_str(), "exp" | "sig" | "kid" | "prefix") || query_param.is_empty() {
+            let why = "must be a non-empty name other than exp, sig, kid and prefix".to_owned();
+            cx.error(&format!("{path}.query_param"), why);
+        }
+        let cookie = raw.cookie.unwrap_or_else(|| "tollgate_token".to_owned());
+        if cookie.is_empty() || cookie.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b)) {
+            cx.error(&format!("{path}.cookie"), "must be a valid cookie name".to_owned());
+        }
+        let mut forward_claims = Vec::new();
+        for (claim, header) in raw.forward_claims {
+            let hpath = format!("{path}.forward_claims.{claim}");
+            match HeaderName::from_bytes(header.as_bytes()) {
+                Ok(h) if !reserved_header(&h) => forward_claims.push((claim, h)),
+                Ok(_) => cx.error(&hpath, format!("{header} is managed by tollgate or the protocol")),
+                Err(_) => cx.error(&hpath, format!("{header:?} is not a valid header name")),
+            }
+        }
+        let rules = ClaimRules {
+            issuers: raw.issuer.map(OneOrMany::into_vec).unwrap_or_default(),
+            audiences: raw.audience.map(OneOrMany::into_vec).unwrap_or_default(),
+            leeway: raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0.as_secs()),
+            max_lifetime: raw.max_lifetime.map(|d| d.0.as_secs()),
+            required: raw.require.into_iter().collect(),
+            path_claim: raw.path_claim,
+        };
+        vec![Box::new(JwtPolicy::new(keys, from, query_param, cookie, rules, forward_claims))]
+    }
+
+    fn signer(&self) -> &dyn Signer {
+        self
+    }
+}
+
+/// Headers a claim may not be forwarded as.
+fn reserved_header(h: &HeaderName) -> bool {
+    let n = h.as_str();
+    matches!(
+        n,
+        "host"
+            | "authorization"
+            | "cookie"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "te"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "forwarded"
+    ) || n.starts_with("x-forwarded-")
+}
+
+impl Signer for Section {
+    fn format(&self) -> &'static str {
+        "jwt"
+    }
+
+    fn options(&self) -> &'static [SignOption] {
+        const OPTIONS: &[SignOption] = &[
+            SignOption {
+                name: "prefix",
+                value: Some("PREFIX"),
+                help: "grant every path under this prefix (must end with /)",
+                default: None,
+            },
+            SignOption {
+                name: "query-param",
+                value: Some("NAME"),
+                help: "jwt: the route's token query parameter",
+                default: Some("token"),
+            },
+        ];
+        OPTIONS
+    }
+
+    /// A link carrying an HS256 token bound to the target's path (or to
+    /// `--prefix`), in the route's query parameter.
+    fn sign(&self, input: &SignInput<'_>) -> Result<String, String> {
+        let (_, target) = split_origin(input.target);
+        let path = target.split_once('?').map_or(&*target, |(p, _)| p);
+        let pattern = match input.option("prefix") {
+            Some(prefix) if prefix.ends_with('/') => format!("{prefix}*"),
+            Some(_) => return Err("--prefix must end with /".to_owned()),
+            None => crate::normalize::check_path(path)
+                .map_err(|e| format!("the path is not in normal form ({e:?}); tollgate would refuse it"))?
+                .decoded
+                .into_owned(),
+        };
+        let now = crate::auth::cache::unix_now();
+        let mut claims = Map::new();
+        claims.insert("path".into(), Value::from(vec![pattern]));
+        let token = mint(
+            &TokenKey::Secret(input.key.hmac()?),
+            Algorithm::HS256,
+            input.kid,
+            input.exp.saturating_sub(now),
+            claims,
+        )?;
+        Ok(append_query(input.target, &[(input.option("query-param").unwrap_or("token"), token)]))
+    }
+}
+
+/// The key material a token is signed with.
+pub enum TokenKey {
+    Secret(Vec<u8>),
+    PrivatePem(Vec<u8>),
+}
+
+/// Mints a JWT (`tollgate token`, `tollgate sign --format jwt`): `claims`
+/// merged over `exp = now + ttl` and `iat = now`.
+pub fn mint(
+    key: &TokenKey,
+    alg: Algorithm,
+    kid: Option<&str>,
+    ttl_secs: u64,
+    claims: Map<String, Value>,
+) -> Result<String, String> {
+    use jsonwebtoken::{AlgorithmFamily, EncodingKey, Header};
+    let encoding = match (key, alg.family()) {
+        (TokenKey::Secret(s), AlgorithmFamily::Hmac) => EncodingKey::from_secret(s),
+        (TokenKey::PrivatePem(pem), AlgorithmFamily::Rsa) => {
+            EncodingKey::from_rsa_pem(pem).map_err(|e| e.to_string())?
+        }
+        (TokenKey::PrivatePem(pem), AlgorithmFamily::Ec) => EncodingKey::from_ec_pem(pem).map_err(|e| e.to_string())?,
+        (TokenKey::PrivatePem(pem), AlgorithmFamily::Ed) => EncodingKey::from_ed_pem(pem).map_err(|e| e.to_string())?,
+        (TokenKey::Secret(_), _) => {
+            return Err(format!("{alg:?} needs --private-key, not an HMAC secret"));
+        }
+        (TokenKey::PrivatePem(_), _) => {
+            return Err(format!("{alg:?} needs an HMAC secret, not a private key"));
+        }
+    };
+    let now = crate::auth::cache::unix_now();
+    let mut body = Map::new();
+    body.insert("iat".into(), now.into());
+    body.insert("exp".into(), (now + ttl_secs).into());
+    body.extend(claims);
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, &body, &encoding).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod tests;

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::signed_url::{self, SignedUrlPolicy, ToSign};
+use super::hmac::{self as signed_url, SignedUrlPolicy, ToSign};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::grant::Facts;
 use crate::auth::grant::Grant;
@@ -54,6 +54,10 @@ impl Kind for PathTokens {
             found(Presented { carrier: Carrier::PathToken, credential: Cow::Borrowed(segment) });
         }
         Ok(())
+    }
+
+    fn path_marker(&self) -> Option<&str> {
+        Some(&self.marker)
     }
 
     fn key_ids(&self) -> Vec<String> {
@@ -433,7 +437,9 @@ mod tests {
             let found = crate::auth::query::scan(query, &names).unwrap_or_default();
             let verdict = match find(raw_path, "tg") {
                 Ok(Some(token)) if !found.any() => verify(&p, &v.method, raw_path, &token, "/media/", EXP - 60),
-                Ok(None) => signed_url::verify(&p, &v.method, &path.decoded, query, &found, EXP - 60),
+                Ok(None) => {
+                    crate::auth::kinds::signed_url::verify(&p, &v.method, &path.decoded, query, &found, EXP - 60)
+                }
                 other => panic!("{}: {other:?}", v.name),
             };
             assert_eq!(verdict.map_err(AuthError::code), Err(v.error.as_str()), "{}", v.name);

@@ -30,13 +30,20 @@ use std::sync::Arc;
 use aws_lc_rs::constant_time;
 use md5::{Digest, Md5};
 
-use super::cdn::NamedSecret;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use super::cdn::{self, NamedSecret};
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::grant::Grant;
+use crate::auth::keys::SecretEncoding;
 use crate::auth::kind::AuthRequest;
 use crate::auth::kind::Kind;
 use crate::auth::kind::Presented;
 use crate::auth::kind::VerifyContext;
+use crate::auth::section::{CompileContext, Compiled, KeyFormat, Registered, parse_section};
+use crate::auth::sign::{SignInput, SignOption, Signer, append_query, split_origin};
 
 /// One piece of a `secure_link_md5` expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +133,9 @@ impl Kind for SecureLink {
             return Err(AuthError::Malformed);
         };
         let vars = Vars { expires, uri: req.path, remote_addr: req.client_ip, query: req.query };
-        self.check(hash, &vars, ctx.now)?;
-        Ok(Grant::plain(Carrier::SignedUrl))
+        let verdict = self.check(hash, &vars, ctx.now);
+        cdn::trace_verdict(&mut ctx.tracer(), "secure_link", &verdict);
+        verdict.map(|()| Grant::plain(Carrier::SignedUrl))
     }
 }
 
@@ -240,6 +248,174 @@ impl SecureLink {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest(template, vars, secret))
     }
+}
+
+// ---- Its section of `routes[].auth`, its key format and its signer ----
+
+/// `auth.secure_link`: links minted for nginx's `secure_link` module.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecureLinkFile {
+    /// `secure_link` keys (the `$secret` of the expression), tried in order.
+    pub keys: Vec<String>,
+    /// nginx's `secure_link_md5` expression with `$secret` where nginx's
+    /// config has the secret, e.g. `"$secure_link_expires$uri$remote_addr $secret"`.
+    pub md5: String,
+    /// The query parameter with the hash (default `md5`).
+    pub hash_param: Option<String>,
+    /// The query parameter with the expiry (default `expires`).
+    pub expires_param: Option<String>,
+}
+
+/// The kind's registration (see `kinds/mod.rs`).
+pub struct Section;
+
+/// Listed in `kinds::REGISTRY`.
+pub static SECTION: Section = Section;
+
+impl Registered for Section {
+    fn section(&self) -> &'static str {
+        "secure_link"
+    }
+
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<SecureLinkFile>()
+    }
+
+    fn key_format(&self) -> Option<KeyFormat> {
+        Some(KeyFormat {
+            field: "secure_link",
+            about: "The secret of an nginx `secure_link_md5` expression (`$secret`).",
+            encoding: SecretEncoding::Raw,
+            check: |_| Ok(()),
+        })
+    }
+
+    fn compile(&self, cx: &mut dyn CompileContext, path: &str, section: Value) -> Compiled {
+        let Some(raw) = parse_section::<SecureLinkFile>(cx, path, section) else { return Vec::new() };
+        let keys = cdn::secrets(cx, path, &raw.keys, "secure_link");
+        let template = match parse_template(&raw.md5) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                cx.error(&format!("{path}.md5"), why);
+                None
+            }
+        };
+        // Without the secret anyone could mint links; without the expiry a
+        // holder could extend theirs.
+        for (part, name) in [(Part::Secret, "$secret"), (Part::Expires, "$secure_link_expires")] {
+            if template.as_ref().is_some_and(|t| !t.contains(&part)) {
+                cx.error(&format!("{path}.md5"), format!("the expression must contain {name}"));
+            }
+        }
+        let hash_param = raw.hash_param.unwrap_or_else(|| "md5".to_owned());
+        let expires_param = raw.expires_param.unwrap_or_else(|| "expires".to_owned());
+        for (field, value) in [("hash_param", &hash_param), ("expires_param", &expires_param)] {
+            if !cdn::valid_param(value) {
+                cx.error(&format!("{path}.{field}"), "must be a plain name (A-Z a-z 0-9 - _ .)".to_owned());
+            }
+        }
+        if hash_param == expires_param {
+            cx.error(&format!("{path}.expires_param"), "must differ from hash_param".to_owned());
+        }
+        let Some(template) = template else { return Vec::new() };
+        vec![Box::new(SecureLink {
+            keys,
+            template,
+            hash_param: hash_param.into_boxed_str(),
+            expires_param: expires_param.into_boxed_str(),
+        })]
+    }
+
+    fn signer(&self) -> &dyn Signer {
+        self
+    }
+}
+
+impl Signer for Section {
+    fn format(&self) -> &'static str {
+        "secure_link"
+    }
+
+    fn options(&self) -> &'static [SignOption] {
+        const OPTIONS: &[SignOption] = &[
+            SignOption {
+                name: "md5",
+                value: Some("EXPR"),
+                help: "secure_link: nginx's secure_link_md5 expression, $secret for the key",
+                default: None,
+            },
+            SignOption {
+                name: "remote-addr",
+                value: Some("ADDRESS"),
+                help: "secure_link: the client address for $remote_addr",
+                default: None,
+            },
+            SignOption {
+                name: "hash-param",
+                value: Some("NAME"),
+                help: "secure_link: the hash parameter's name",
+                default: Some("md5"),
+            },
+            SignOption {
+                name: "expires-param",
+                value: Some("NAME"),
+                help: "secure_link: the expiry parameter's name",
+                default: Some("expires"),
+            },
+        ];
+        OPTIONS
+    }
+
+    fn sign(&self, input: &SignInput<'_>) -> Result<String, String> {
+        let md5 = input.option("md5").ok_or("secure_link needs --md5 (the secure_link_md5 expression)")?;
+        let remote_addr = match input.option("remote-addr") {
+            Some(a) => Some(a.parse::<IpAddr>().map_err(|_| format!("--remote-addr {a:?} is not an address"))?),
+            None => None,
+        };
+        let req = SecureLinkSign {
+            target: input.target,
+            md5,
+            expires: input.exp,
+            remote_addr,
+            hash_param: input.option("hash-param").unwrap_or("md5"),
+            expires_param: input.option("expires-param").unwrap_or("expires"),
+        };
+        sign_secure_link(&input.key.secret(SecretEncoding::Raw, 1)?, &req)
+    }
+}
+
+/// What `tollgate sign --format secure_link` needs.
+pub struct SecureLinkSign<'a> {
+    /// `/path?query` or a full URL.
+    pub target: &'a str,
+    /// nginx's `secure_link_md5` expression, `$secret` for the secret.
+    pub md5: &'a str,
+    pub expires: u64,
+    pub remote_addr: Option<IpAddr>,
+    pub hash_param: &'a str,
+    pub expires_param: &'a str,
+}
+
+/// An nginx `secure_link` link.
+pub fn sign_secure_link(secret: &[u8], req: &SecureLinkSign<'_>) -> Result<String, String> {
+    let (_, target) = split_origin(req.target);
+    let (raw_path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let path = crate::normalize::check_path(raw_path)
+        .map_err(|e| format!("the path is not in normal form ({e:?}); tollgate would refuse it"))?;
+    let template = parse_template(req.md5)?;
+    if template.contains(&Part::RemoteAddr) && req.remote_addr.is_none() {
+        return Err("the expression uses $remote_addr: give --remote-addr".to_owned());
+    }
+    let expires = req.expires.to_string();
+    let vars = Vars {
+        expires: &expires,
+        uri: &path.decoded,
+        remote_addr: req.remote_addr.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        query,
+    };
+    let hash = SecureLink::sign(&template, &vars, secret);
+    Ok(append_query(req.target, &[(req.hash_param, hash), (req.expires_param, expires)]))
 }
 
 #[cfg(test)]

@@ -14,12 +14,14 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::{constant_time, hmac};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use std::borrow::Cow;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+pub use super::hmac::{SignedUrlPolicy, ToSign, Visible, decode_signature, parse_exp, signing_method, valid_kid};
+use super::path_token;
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::grant::Facts;
 use crate::auth::grant::Grant;
@@ -32,6 +34,9 @@ use crate::auth::kind::Presented;
 use crate::auth::kind::Tracer;
 use crate::auth::kind::VerifyContext;
 use crate::auth::query::{self, CredentialNames, Found, ID_PARAM, SIGNED_URL_PARAMS};
+use crate::auth::section::{CompileContext, Compiled, CompiledKey, Registered, parse_section};
+use crate::auth::sign::{SignInput, SignOption, Signer, split_origin};
+use crate::duration::HumanDuration;
 use crate::normalize;
 
 /// First line of a one-path grant's string to sign.
@@ -42,15 +47,6 @@ pub const SCHEME_PREFIX: &str = "TOLLGATE-HMAC-SHA256-PREFIX";
 /// The first line for a grant with or without `prefix`.
 pub fn scheme(prefix: bool) -> &'static str {
     if prefix { SCHEME_PREFIX } else { SCHEME }
-}
-
-/// A route's signed-URL rules; the kind that checks query-signed URLs.
-#[derive(Debug, Clone)]
-pub struct SignedUrlPolicy {
-    /// Keys selected by `kid`; the first one also serves URLs without a `kid`.
-    pub keys: Vec<Arc<HmacKey>>,
-    /// Longest lifetime a link may have, counted from now, in seconds.
-    pub max_ttl: Option<u64>,
 }
 
 impl Kind for SignedUrlPolicy {
@@ -97,55 +93,13 @@ impl Kind for SignedUrlPolicy {
     fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(|k| format!("signed_url:{}", k.id)).collect()
     }
-}
 
-/// The method as signed: HEAD shares GET's signature.
-pub fn signing_method(method: &str) -> &str {
-    if method == "HEAD" { "GET" } else { method }
-}
-
-/// The fields of a string to sign (SPEC §2, §2b), in order.
-#[derive(Debug, Clone, Copy)]
-pub struct ToSign<'a> {
-    pub scheme: &'a str,
-    pub method: &'a str,
-    pub exp: &'a str,
-    pub kid: &'a str,
-    pub resource: &'a str,
-    pub canonical_query: &'a str,
-}
-
-impl ToSign<'_> {
-    fn parts(&self) -> [&str; 6] {
-        [self.scheme, signing_method(self.method), self.exp, self.kid, self.resource, self.canonical_query]
+    fn id_lifetime(&self) -> Option<Option<u64>> {
+        Some(self.max_ttl)
     }
 
-    /// The string to sign, for `explain`, tests and documentation;
-    /// verification feeds the same pieces to the HMAC without building it.
-    pub fn text(&self) -> String {
-        self.parts().join("\n")
-    }
-
-    /// The HMAC of the string to sign.
-    pub fn tag(&self, key: &HmacKey) -> hmac::Tag {
-        let mut ctx = hmac::Context::with_key(key.key());
-        for (i, part) in self.parts().iter().enumerate() {
-            if i > 0 {
-                ctx.update(b"\n");
-            }
-            ctx.update(part.as_bytes());
-        }
-        ctx.sign()
-    }
-
-    /// The signature as written in a URL (43 base64url characters).
-    pub fn signature(&self, key: &HmacKey) -> String {
-        URL_SAFE_NO_PAD.encode(self.tag(key))
-    }
-
-    /// Whether `given` (32 decoded bytes) is this string's signature.
-    pub fn verifies(&self, key: &HmacKey, given: &[u8]) -> bool {
-        constant_time::verify_slices_are_equal(self.tag(key).as_ref(), given).is_ok()
+    fn id_param(&self) -> Option<&'static str> {
+        Some(ID_PARAM)
     }
 }
 
@@ -160,27 +114,6 @@ pub fn string_to_sign(method: &str, exp: &str, kid: &str, prefix: Option<&str>, 
         canonical_query: query,
     }
     .text()
-}
-
-/// Decodes a 43-character base64url signature into its 32 bytes.
-pub fn decode_signature(raw: &str) -> Option<[u8; 32]> {
-    let mut given = [0u8; 32];
-    match URL_SAFE_NO_PAD.decode_slice(raw, &mut given) {
-        Ok(32) if raw.len() == 43 => Some(given),
-        _ => None,
-    }
-}
-
-/// `exp` must be a plain decimal: `^[1-9][0-9]{0,10}$`.
-pub fn parse_exp(raw: &str) -> Option<u64> {
-    let b = raw.as_bytes();
-    let plain = (1..=11).contains(&b.len()) && b[0] != b'0' && b.iter().all(u8::is_ascii_digit);
-    if plain { raw.parse().ok() } else { None }
-}
-
-/// `kid` must match `[A-Za-z0-9._-]{1,64}`.
-pub fn valid_kid(kid: &str) -> bool {
-    (1..=64).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Decodes and checks a `prefix` value: a normal path that ends with `/`.
@@ -317,20 +250,6 @@ pub fn verify_traced<'p>(
     Ok(key)
 }
 
-/// A string to sign with its line breaks made visible, one line each.
-pub struct Visible<'a>(pub &'a str);
-
-impl std::fmt::Display for Visible<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let lines: Vec<&str> = self.0.split('\n').collect();
-        for (i, line) in lines.iter().enumerate() {
-            let end = if i + 1 < lines.len() { "\\n" } else { "" };
-            write!(f, "\n      | {line}{end}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Errors from [`sign_target`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignError {
@@ -402,6 +321,188 @@ pub fn sign_target(
     }
     out.push_str("&sig=");
     out.push_str(&sig);
+    Ok(out)
+}
+
+// ---- Its section of `routes[].auth` (path tokens included) and its signer ----
+
+/// `auth.signed_url`: tollgate's own signed URLs (SPEC §2), and path
+/// tokens (§2b) under the same keys.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedUrlFile {
+    pub keys: Vec<String>,
+    pub max_ttl: Option<HumanDuration>,
+    /// Also accept path tokens (SPEC §2b), for HLS/DASH.
+    #[serde(default)]
+    pub path_tokens: bool,
+    /// The path-token segment's marker (default `tg`).
+    pub path_token_marker: Option<String>,
+}
+
+/// The kind's registration (see `kinds/mod.rs`).
+pub struct Section;
+
+/// Listed in `kinds::REGISTRY`.
+pub static SECTION: Section = Section;
+
+impl Registered for Section {
+    fn section(&self) -> &'static str {
+        "signed_url"
+    }
+
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<SignedUrlFile>()
+    }
+
+    /// The signed-URL kind, and the path-token kind when the route takes them.
+    fn compile(&self, cx: &mut dyn CompileContext, path: &str, section: Value) -> Compiled {
+        let Some(raw) = parse_section::<SignedUrlFile>(cx, path, section) else { return Vec::new() };
+        if raw.keys.is_empty() {
+            cx.error(&format!("{path}.keys"), "list at least one hmac key".to_owned());
+        }
+        let mut keys = Vec::new();
+        for (i, name) in raw.keys.iter().enumerate() {
+            let kpath = format!("{path}.keys[{i}]");
+            match cx.key(&kpath, name) {
+                Some(CompiledKey::Hmac { signer, .. }) => {
+                    if !valid_kid(&signer.id) {
+                        cx.error(&kpath, format!("kid {:?} must match [A-Za-z0-9._-]{{1,64}}", signer.id));
+                    }
+                    keys.push(signer);
+                }
+                Some(_) => cx.error(&kpath, format!("key {name:?} is not an hmac key; signed URLs need one")),
+                None => {}
+            }
+        }
+        let marker = raw.path_token_marker.unwrap_or_else(|| path_token::DEFAULT_MARKER.to_owned());
+        if !path_token::valid_marker(&marker) {
+            cx.error(&format!("{path}.path_token_marker"), "must match [A-Za-z0-9_-]{1,16}".to_owned());
+        }
+        let policy = SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) };
+        let mut kinds: Compiled = Vec::new();
+        if raw.path_tokens {
+            kinds.push(Box::new(path_token::PathTokens { policy: policy.clone(), marker: marker.into_boxed_str() }));
+        }
+        kinds.push(Box::new(policy));
+        kinds
+    }
+
+    fn signer(&self) -> &dyn Signer {
+        self
+    }
+}
+
+impl Signer for Section {
+    fn format(&self) -> &'static str {
+        "tollgate"
+    }
+
+    fn options(&self) -> &'static [SignOption] {
+        const OPTIONS: &[SignOption] = &[
+            SignOption {
+                name: "prefix",
+                value: Some("PREFIX"),
+                help: "grant every path under this prefix (must end with /)",
+                default: None,
+            },
+            SignOption {
+                name: "method",
+                value: Some("METHOD"),
+                help: "the method the link is for (HEAD is covered by GET)",
+                default: Some("GET"),
+            },
+            SignOption {
+                name: "path-token",
+                value: None,
+                help: "write a path token (SPEC §2b) after the prefix instead of query parameters: for HLS/DASH, \
+                       whose players drop the query; grants --prefix, or the target's directory",
+                default: None,
+            },
+            SignOption {
+                name: "marker",
+                value: Some("MARKER"),
+                help: "the route's path-token marker (with --path-token)",
+                default: Some("tg"),
+            },
+            SignOption {
+                name: "jti",
+                value: Some("ID"),
+                help: "the link's id (`jti` parameter, signed): what use limits count and `tollgate revoke --jti` names",
+                default: None,
+            },
+        ];
+        OPTIONS
+    }
+
+    fn sign(&self, input: &SignInput<'_>) -> Result<String, String> {
+        let path_token = input.flag("path-token");
+        if !path_token && input.options.contains_key("marker") {
+            return Err("--marker goes with --path-token".to_owned());
+        }
+        let target = match input.option("jti") {
+            Some(_) if path_token => return Err("--jti cannot be used with --path-token".to_owned()),
+            Some(id) => with_id(input.target, id)?,
+            None => input.target.to_owned(),
+        };
+        let method = input.option("method").unwrap_or("GET").to_ascii_uppercase();
+        let request = SignRequest {
+            target: &target,
+            method: &method,
+            exp: input.exp,
+            kid: input.kid,
+            prefix: input.option("prefix"),
+            path_token: path_token.then(|| input.option("marker").unwrap_or(path_token::DEFAULT_MARKER)),
+        };
+        sign(&input.key.hmac()?, &request)
+    }
+}
+
+/// What `tollgate sign` needs for tollgate's own formats.
+pub struct SignRequest<'a> {
+    /// `/path?query`, or a full `https://host/path?query` URL.
+    pub target: &'a str,
+    pub method: &'a str,
+    /// Expiry, unix seconds.
+    pub exp: u64,
+    pub kid: Option<&'a str>,
+    pub prefix: Option<&'a str>,
+    /// Write a path token with this marker instead of query parameters.
+    pub path_token: Option<&'a str>,
+}
+
+/// Signs a path or URL; returns it with the signed-URL parameters appended
+/// (or a path token inserted).
+pub fn sign(secret: &[u8], req: &SignRequest<'_>) -> Result<String, String> {
+    if !(1..100_000_000_000).contains(&req.exp) {
+        return Err(format!("exp {} is outside what a signed URL can carry (1 to 11 digits)", req.exp));
+    }
+    let key = HmacKey::new(req.kid.unwrap_or(""), secret);
+    let (origin, target) = split_origin(req.target);
+    let signed = match req.path_token {
+        Some(marker) => {
+            if req.method != "GET" && req.method != "HEAD" {
+                return Err("a path token grants GET and HEAD only".to_owned());
+            }
+            path_token::sign_path(&key, &target, req.exp, req.kid, req.prefix, marker)
+        }
+        .map_err(|e| e.to_string())?,
+        None => sign_target(&key, req.method, &target, req.exp, req.kid, req.prefix).map_err(|e| e.to_string())?,
+    };
+    Ok(format!("{origin}{signed}"))
+}
+
+/// Adds a `jti` (a link's id, SPEC §11) to a target's query, encoded
+/// strictly; it is then signed like every other parameter.
+pub fn with_id(target: &str, id: &str) -> Result<String, String> {
+    if id.is_empty() {
+        return Err("--jti must not be empty".to_owned());
+    }
+    let mut out = target.trim_end_matches('?').to_owned();
+    out.push(if out.contains('?') { '&' } else { '?' });
+    out.push_str(ID_PARAM);
+    out.push('=');
+    query::encode_strict(id.as_bytes(), &mut out);
     Ok(out)
 }
 

@@ -7,6 +7,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 /// A duration written with units in the config file.
@@ -112,6 +115,44 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+/// What `parse_duration` accepts: one or more `<digits><unit>` pairs, no
+/// spaces between them; a bare number is refused (ambiguous unit).
+pub const DURATION_PATTERN: &str = r"^\s*([0-9]{1,12}(ms|s|m|h|d))+\s*$";
+
+/// What `parse_size` accepts as text (a YAML integer is also a size).
+pub const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\s*$";
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration with a unit: ms, s, m, h or d, e.g. 500ms, 30s, 15m, 1h30m, 1d. \
+                            A bare number is refused (seconds or milliseconds would be a guess).",
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+        })
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: bytes as an integer, or text with a unit (B, KiB, MiB, GiB, KB, MB, GB), \
+                            e.g. 1048576, 64KiB, 10MiB.",
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "pattern": SIZE_PATTERN,
+        })
     }
 }
 

@@ -1,0 +1,106 @@
+//! What tollgate's own HMAC formats share (signed URLs, path tokens,
+//! exchanged cookies): the string to sign and its signature, the syntax of
+//! `exp`, `kid` and `sig`, and the keys a route verifies them with.
+
+use std::sync::Arc;
+
+use aws_lc_rs::{constant_time, hmac};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::auth::keys::HmacKey;
+
+/// A route's signed-URL rules (shared by its path tokens); the kind that
+/// checks query-signed URLs (`signed_url.rs`).
+#[derive(Debug, Clone)]
+pub struct SignedUrlPolicy {
+    /// Keys selected by `kid`; the first one also serves URLs without a `kid`.
+    pub keys: Vec<Arc<HmacKey>>,
+    /// Longest lifetime a link may have, counted from now, in seconds.
+    pub max_ttl: Option<u64>,
+}
+
+/// The method as signed: HEAD shares GET's signature.
+pub fn signing_method(method: &str) -> &str {
+    if method == "HEAD" { "GET" } else { method }
+}
+
+/// The fields of a string to sign (SPEC §2, §2b), in order.
+#[derive(Debug, Clone, Copy)]
+pub struct ToSign<'a> {
+    pub scheme: &'a str,
+    pub method: &'a str,
+    pub exp: &'a str,
+    pub kid: &'a str,
+    pub resource: &'a str,
+    pub canonical_query: &'a str,
+}
+
+impl ToSign<'_> {
+    fn parts(&self) -> [&str; 6] {
+        [self.scheme, signing_method(self.method), self.exp, self.kid, self.resource, self.canonical_query]
+    }
+
+    /// The string to sign, for `explain`, tests and documentation;
+    /// verification feeds the same pieces to the HMAC without building it.
+    pub fn text(&self) -> String {
+        self.parts().join("\n")
+    }
+
+    /// The HMAC of the string to sign.
+    pub fn tag(&self, key: &HmacKey) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(key.key());
+        for (i, part) in self.parts().iter().enumerate() {
+            if i > 0 {
+                ctx.update(b"\n");
+            }
+            ctx.update(part.as_bytes());
+        }
+        ctx.sign()
+    }
+
+    /// The signature as written in a URL (43 base64url characters).
+    pub fn signature(&self, key: &HmacKey) -> String {
+        URL_SAFE_NO_PAD.encode(self.tag(key))
+    }
+
+    /// Whether `given` (32 decoded bytes) is this string's signature.
+    pub fn verifies(&self, key: &HmacKey, given: &[u8]) -> bool {
+        constant_time::verify_slices_are_equal(self.tag(key).as_ref(), given).is_ok()
+    }
+}
+
+/// Decodes a 43-character base64url signature into its 32 bytes.
+pub fn decode_signature(raw: &str) -> Option<[u8; 32]> {
+    let mut given = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(raw, &mut given) {
+        Ok(32) if raw.len() == 43 => Some(given),
+        _ => None,
+    }
+}
+
+/// `exp` must be a plain decimal: `^[1-9][0-9]{0,10}$`.
+pub fn parse_exp(raw: &str) -> Option<u64> {
+    let b = raw.as_bytes();
+    let plain = (1..=11).contains(&b.len()) && b[0] != b'0' && b.iter().all(u8::is_ascii_digit);
+    if plain { raw.parse().ok() } else { None }
+}
+
+/// `kid` must match `[A-Za-z0-9._-]{1,64}`.
+pub fn valid_kid(kid: &str) -> bool {
+    (1..=64).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A string to sign with its line breaks made visible, one line each.
+pub struct Visible<'a>(pub &'a str);
+
+impl std::fmt::Display for Visible<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<&str> = self.0.split('\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            let end = if i + 1 < lines.len() { "\\n" } else { "" };
+            write!(f, "\n      | {line}{end}")?;
+        }
+        Ok(())
+    }
+}
