@@ -213,8 +213,8 @@ struct KeyArgs {
     /// File holding the HMAC secret.
     #[arg(long)]
     key_file: Option<PathBuf>,
-    /// How the secret is written (default raw; for --format edgeauth hex,
-    /// for cloud_cdn base64).
+    /// How the secret is written (default: the format's own: raw for
+    /// tollgate's links and tokens, a CDN key format's usual encoding).
     #[arg(long, value_enum)]
     key_encoding: Option<Encoding>,
 }

@@ -255,7 +255,7 @@ async fn no_credential_of_any_kind_reaches_a_log() {
 
     let pem = s.read("keys/rsa.pem");
     let cf = |cookies: bool| {
-        let request = tollgate::auth::cloudfront::SignRequest {
+        let request = tollgate::auth::kinds::cloudfront::SignRequest {
             url: "https://media.example.com/cf/x.txt",
             key_pair_id: "KTEST",
             expires: exp(600),
@@ -283,7 +283,7 @@ async fn no_credential_of_any_kind_reaches_a_log() {
         &akamai,
         &tollgate::auth::kinds::edgeauth::EdgeAuthSign {
             target: "/ea/x.txt",
-            algorithm: tollgate::auth::edgeauth::Algorithm::Sha256,
+            algorithm: tollgate::auth::kinds::edgeauth::Algorithm::Sha256,
             salt: None,
             token_name: "__token__",
             ip: None,

@@ -131,8 +131,8 @@ fn sign_and_token_commands() {
     let url = out.trim();
     assert!(url.starts_with("/media/cat.jpg?w=1&exp=1893456000&sig="), "{url}");
     let key = tollgate::auth::keys::HmacKey::new("", secret.as_bytes());
-    let expected = tollgate::auth::signed_url::ToSign {
-        scheme: tollgate::auth::signed_url::SCHEME,
+    let expected = tollgate::auth::kinds::signed_url::ToSign {
+        scheme: tollgate::auth::kinds::signed_url::SCHEME,
         method: "GET",
         exp: "1893456000",
         kid: "",

@@ -382,7 +382,7 @@ async fn tollgate_sign_makes_cloudfront_links_and_cookies() {
     for (key, id) in [("rsa.pem", RSA_ID), ("ec.pem", EC_ID)] {
         let pem = std::fs::read(s.dir.path().join(key)).unwrap();
         let sign = |resource: Option<&'static str>, cookies: bool| {
-            let request = tollgate::auth::cloudfront::SignRequest {
+            let request = tollgate::auth::kinds::cloudfront::SignRequest {
                 url: "https://media.example.com/media/v/1.txt?q=1",
                 key_pair_id: id,
                 expires: exp,

@@ -213,7 +213,7 @@ async fn tollgate_sign_edgeauth_tokens() {
             &key,
             &tollgate::auth::kinds::edgeauth::EdgeAuthSign {
                 target,
-                algorithm: tollgate::auth::edgeauth::Algorithm::Sha256,
+                algorithm: tollgate::auth::kinds::edgeauth::Algorithm::Sha256,
                 salt,
                 token_name: "__token__",
                 ip: Some("127.0.0.1"),

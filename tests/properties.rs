@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use tollgate::auth::keys::HmacKey;
+use tollgate::auth::kinds::signed_url::{self, SignedUrlPolicy};
 use tollgate::auth::query::{self, CredentialNames};
-use tollgate::auth::signed_url::{self, SignedUrlPolicy};
 use tollgate::normalize::check_path;
 
 fn signed() -> CredentialNames {

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
-use tollgate::auth::jwt::{Carriers, ClaimRules, JwtPolicy};
+use tollgate::auth::kinds::jwt::{Carriers, ClaimRules, JwtPolicy};
 use tollgate::auth::keys::{JwtKey, JwtKeySource};
 
 fn policy() -> &'static JwtPolicy {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use tollgate::auth::keys::HmacKey;
-use tollgate::auth::path_token;
+use tollgate::auth::kinds::path_token;
 use tollgate::auth::query::{self, CredentialNames};
-use tollgate::auth::signed_url::{SignedUrlPolicy, verify};
+use tollgate::auth::kinds::signed_url::{SignedUrlPolicy, verify};
 use tollgate::normalize::check_path;
 
 fuzz_target!(|data: &[u8]| {

@@ -42,5 +42,4 @@ pub use cache::{CacheKey, CacheSettings, Verdict, Verified, VerifyCache, unix_no
 pub use error::{AuthError, Carrier};
 pub use grant::{Denial, Facts, Grant, Scope};
 pub use kind::*;
-pub use kinds::{cloud_cdn, cloudfront, edgeauth, jwt, path_token, secure_link, signed_url};
 pub use policy::{Choice, RouteAuth, TooManyParams, authorize, choose};

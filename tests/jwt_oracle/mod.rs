@@ -25,8 +25,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Validation};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
-use tollgate::auth::jwt::{Carriers, ClaimRules, JwtPolicy, MAX_TOKEN_LEN};
 use tollgate::auth::keys::{JwtKey, JwtKeySource};
+use tollgate::auth::kinds::jwt::{Carriers, ClaimRules, JwtPolicy, MAX_TOKEN_LEN};
 
 /// The `kid` of the route's key. A token naming another `kid` selects no
 /// key: the reference is then "refused" (jsonwebtoken has no key selection;

@@ -300,7 +300,7 @@ impl Signer for Section {
             SignOption {
                 name: "cookies",
                 value: None,
-                help: "cloudfront, cloud_cdn: print the signed cookies (a Cookie header value)",
+                help: "print the signed cookies (a Cookie header value) instead of a URL",
                 default: None,
             },
         ];

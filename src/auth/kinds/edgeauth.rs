@@ -520,13 +520,13 @@ impl Signer for Section {
             SignOption {
                 name: "ip",
                 value: Some("ADDRESS"),
-                help: "cloudfront, edgeauth: bind the link to this client address (cloudfront: or CIDR range)",
+                help: "bind the link to this client address (or CIDR range, where the format takes one)",
                 default: None,
             },
             SignOption {
                 name: "not-before",
                 value: Some("UNIX_TIME"),
-                help: "cloudfront, edgeauth: not valid before this time (unix seconds)",
+                help: "not valid before this time (unix seconds)",
                 default: None,
             },
         ];
