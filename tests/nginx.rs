@@ -68,20 +68,26 @@ log: {{ access_log: false }}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_urls_against_nginx() {
+async fn a_signed_url_is_served_and_head_shares_its_signature() {
+    let s = setup().await;
+    let http = Http::h1();
+    let good = sign(&s.secret, "GET", "/media/cat.jpg", 300, None, None);
+    let r = http.get(&s.tg.url(&good)).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "cat-bytes"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "URL credentials must not leak via Referer");
+    let r = http.send("HEAD", &s.tg.url(&good), &[], Bytes::new()).await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    // The same over HTTP/2 (cleartext, prior knowledge).
+    let r = Http::h2c().get(&s.tg.url(&good)).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "cat-bytes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tampered_moved_and_reverbed_links_are_refused() {
     let s = setup().await;
     let http = Http::h1();
     let url = |target: &str| s.tg.url(target);
-
-    // Valid, and HEAD shares GET's signature.
     let good = sign(&s.secret, "GET", "/media/cat.jpg", 300, None, None);
-    let r = http.get(&url(&good)).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "cat-bytes"));
-    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "URL credentials must not leak via Referer");
-    let r = http.send("HEAD", &url(&good), &[], Bytes::new()).await;
-    assert_eq!((r.status, r.body.len()), (200, 0));
-
-    // Expired, tampered, another file, another method.
     let expired = sign(&s.secret, "GET", "/media/cat.jpg", -10, None, None);
     let r = http.get(&url(&expired)).await;
     assert_eq!((r.status, r.code().as_str()), (403, "expired"));
@@ -95,52 +101,75 @@ async fn signed_urls_against_nginx() {
     assert_eq!((r.status, r.code().as_str()), (403, "bad_signature"));
     let r = http.send("PUT", &url(&for_a), &[], Bytes::from_static(b"x")).await;
     assert_eq!((r.status, r.code().as_str()), (403, "wrong_method"));
+    assert_refused_never_reached_nginx(&s);
+}
 
-    // Prefix grants stop at the slash: /u1/ never grants /u10/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_grants_stop_at_the_slash() {
+    let s = setup().await;
+    let http = Http::h1();
     let prefixed = sign(&s.secret, "GET", "/media/u1/x.txt", 300, None, Some("/media/u1/"));
-    let r = http.get(&url(&prefixed)).await;
+    let r = http.get(&s.tg.url(&prefixed)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "u1 x"));
-    let r = http.get(&url(&prefixed.replace("/media/u1/x.txt", "/media/u10/x.txt"))).await;
+    let r = http.get(&s.tg.url(&prefixed.replace("/media/u1/x.txt", "/media/u10/x.txt"))).await;
     assert_eq!((r.status, r.code().as_str()), (403, "wrong_resource"));
+}
 
-    // Key rotation by kid; unknown kid; lifetime cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_by_kid_and_lifetimes_are_capped() {
+    let s = setup().await;
+    let http = Http::h1();
     let rotated = sign(&s.old_secret, "GET", "/media/a.txt", 300, Some("old"), None);
-    assert_eq!(http.get(&url(&rotated)).await.status, 200);
+    assert_eq!(http.get(&s.tg.url(&rotated)).await.status, 200);
     let unknown = sign(&s.old_secret, "GET", "/media/a.txt", 300, Some("gone"), None);
-    assert_eq!(http.get(&url(&unknown)).await.code(), "unknown_key");
+    assert_eq!(http.get(&s.tg.url(&unknown)).await.code(), "unknown_key");
     let too_long = sign(&s.secret, "GET", "/media/a.txt", 3 * 86_400, None, None);
-    assert_eq!(http.get(&url(&too_long)).await.code(), "claim_mismatch");
+    assert_eq!(http.get(&s.tg.url(&too_long)).await.code(), "claim_mismatch");
+}
 
-    // Other params are bound by the signature and arrive byte for byte.
-    let before = s.nginx.line_count();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_parameters_are_signed_and_arrive_byte_for_byte() {
+    let s = setup().await;
+    let http = Http::h1();
     let with_params = sign(&s.secret, "GET", "/media/cat.jpg?w=200&format=web+p&a=%7e", 300, None, None);
-    assert_eq!(http.get(&url(&with_params)).await.status, 200);
-    let line = s.nginx.lines_after(before).pop().unwrap();
+    assert_eq!(http.get(&s.tg.url(&with_params)).await.status, 200);
+    let line = s.nginx.wait_for_line("GET /media/cat.jpg?");
     assert!(line.starts_with("GET /media/cat.jpg?w=200&format=web+p&a=%7e HTTP/1.1|"), "{line}");
     let added = format!("{with_params}&response-content-type=text/html");
-    assert_eq!(http.get(&url(&added)).await.code(), "bad_signature");
-
-    // A percent-encoded unicode path is signed decoded and forwarded as sent.
-    let cafe = sign(&s.secret, "GET", "/media/caf%C3%A9%20noir.jpg", 300, None, None);
-    let r = http.get(&url(&cafe)).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "coffee"));
-
-    // Malformed: a parameter twice, exp not a plain decimal.
-    let twice = format!("{good}&sig=AAAA");
-    assert_eq!(http.get(&url(&twice)).await.status, 400);
-    let exp_plus = good.replacen("exp=", "exp=%2B", 1);
-    assert_eq!(http.get(&url(&exp_plus)).await.code(), "malformed");
-
-    // The same over HTTP/2 (cleartext, prior knowledge).
-    let r = Http::h2c().get(&url(&good)).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "cat-bytes"));
-
-    // Nothing that was refused reached nginx; nothing secret was logged.
-    let log = s.nginx.access_log();
-    assert_eq!(log.lines().filter(|l| l.contains("|200")).count(), log.lines().count(), "{log}");
+    assert_eq!(http.get(&s.tg.url(&added)).await.code(), "bad_signature");
+    let log = s.nginx.settled_log();
     for secret_marker in ["sig=", "exp=", "kid=", "prefix="] {
         assert!(!log.contains(secret_marker), "nginx logged {secret_marker}:\n{log}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percent_encoded_unicode_path_is_signed_decoded_and_forwarded_as_sent() {
+    let s = setup().await;
+    let cafe = sign(&s.secret, "GET", "/media/caf%C3%A9%20noir.jpg", 300, None, None);
+    let r = Http::h1().get(&s.tg.url(&cafe)).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "coffee"));
+    assert!(s.nginx.wait_for_line("GET /media/caf%C3%A9%20noir.jpg HTTP/1.1|").contains("|200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_twice_or_an_exp_that_is_not_plain_is_malformed() {
+    let s = setup().await;
+    let http = Http::h1();
+    let good = sign(&s.secret, "GET", "/media/cat.jpg", 300, None, None);
+    let twice = format!("{good}&sig=AAAA");
+    assert_eq!(http.get(&s.tg.url(&twice)).await.status, 400);
+    let exp_plus = good.replacen("exp=", "exp=%2B", 1);
+    assert_eq!(http.get(&s.tg.url(&exp_plus)).await.code(), "malformed");
+    assert_refused_never_reached_nginx(&s);
+}
+
+/// Nothing was answered by nginx but 200s: every refused request stayed in
+/// tollgate.
+fn assert_refused_never_reached_nginx(s: &Setup) {
+    let log = s.nginx.settled_log();
+    let reached: Vec<&str> = log.lines().filter(|l| !l.contains("GET /settle-")).collect();
+    assert!(reached.iter().all(|l| l.contains("|200")), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
