@@ -1,10 +1,13 @@
 //! tollgate: a gatekeeper reverse proxy for private files.
 //!
-//! A request passes through `proxy::handle`: normal-form check, route
-//! lookup, credential verification (signed URL or JWT, cached), stripping
-//! of every credential carrier, then a streamed exchange with the upstream
-//! (nginx, or an S3 bucket re-signed with SigV4). See `SPEC.md` in the
-//! shared contract and the README for the configuration.
+//! A request passes through the phases of `proxy` (normalize, route,
+//! verify, target, admit, forward, respond). The modules are stages, and
+//! imports point only to the same stage or a lower one
+//! (`tests/architecture.rs` checks it, README "Architecture" draws it):
+//! leaves (`body`, `duration`, `normalize`, `worker`, `metrics`) <
+//! `upstream`, `splice` < `store` < `auth` < `routes` < `config` < `proxy`
+//! < `server`, `admin` < the commands (`run`, `explain`, `tools`, `demo`,
+//! `logging`). The README documents the configuration and the answers.
 
 pub mod admin;
 pub mod auth;

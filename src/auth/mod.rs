@@ -1,4 +1,5 @@
-//! Stage 3: find the one credential a request carries and verify it.
+//! Credentials: find the one a request carries and verify it (the verify
+//! phase, `proxy::verify`, calls [`authorize`]).
 //!
 //! # Credential kinds
 //! Each kind of credential is one module in `kinds/` behind one small
@@ -20,9 +21,11 @@
 //! a client could play against the upstream; a credential cookie counts
 //! only when the request carries no header or URL credential.
 //!
-//! Adding a kind means a file in `kinds/`, its config struct, and one line
-//! where the config compiler builds a route's kinds. Stateful checks (use
-//! limits, revocation) are a stage after verification, not part of a kind.
+//! A kind is one file in `kinds/` plus one registration line (see
+//! `kinds/mod.rs`): its config section, verifier, signer, explain trace and
+//! schema. `section.rs` and `sign.rs` are how the config compiler and
+//! `tollgate sign` reach a kind. Stateful checks (use limits, revocation)
+//! are a phase after verification, not part of a kind.
 
 pub mod cache;
 pub mod cookie;
