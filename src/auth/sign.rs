@@ -19,6 +19,38 @@ pub struct SignOption {
     pub default: Option<&'static str>,
 }
 
+/// `--ip`: the options several formats read are declared once.
+pub const OPTION_IP: SignOption = SignOption {
+    name: "ip",
+    value: Some("ADDRESS"),
+    help: "bind the link to this client address (or CIDR range, where the format takes one)",
+    default: None,
+};
+
+/// `--not-before`.
+pub const OPTION_NOT_BEFORE: SignOption = SignOption {
+    name: "not-before",
+    value: Some("UNIX_TIME"),
+    help: "not valid before this time (unix seconds)",
+    default: None,
+};
+
+/// `--cookies`.
+pub const OPTION_COOKIES: SignOption = SignOption {
+    name: "cookies",
+    value: None,
+    help: "print the signed cookies (a Cookie header value) instead of a URL",
+    default: None,
+};
+
+/// `--prefix`.
+pub const OPTION_PREFIX: SignOption = SignOption {
+    name: "prefix",
+    value: Some("PREFIX"),
+    help: "grant every path under this prefix (must end with /)",
+    default: None,
+};
+
 /// Where the signing secret comes from.
 #[derive(Debug, Clone)]
 pub enum KeySource {

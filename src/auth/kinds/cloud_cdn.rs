@@ -39,7 +39,7 @@ use crate::auth::kind::Kind;
 use crate::auth::kind::Presented;
 use crate::auth::kind::VerifyContext;
 use crate::auth::section::{CarrierFile, CompileContext, Compiled, KeyFormat, Registered, parse_section};
-use crate::auth::sign::{SignInput, SignOption, Signer, absolute};
+use crate::auth::sign::{OPTION_COOKIES, SignInput, SignOption, Signer, absolute};
 
 /// The query parameters of a Cloud CDN signed URL.
 pub const URL_PARAMS: [&str; 4] = ["URLPrefix", "Expires", "KeyName", "Signature"];
@@ -297,12 +297,7 @@ impl Signer for Section {
                 help: "cloud_cdn: sign this URL prefix (the URLPrefix form, and cookies)",
                 default: None,
             },
-            SignOption {
-                name: "cookies",
-                value: None,
-                help: "print the signed cookies (a Cookie header value) instead of a URL",
-                default: None,
-            },
+            OPTION_COOKIES,
         ];
         OPTIONS
     }

@@ -48,7 +48,9 @@ use crate::auth::kind::Kind;
 use crate::auth::kind::Presented;
 use crate::auth::kind::VerifyContext;
 use crate::auth::section::{CarrierFile, CompileContext, Compiled, CompiledKey, Registered, parse_section};
-use crate::auth::sign::{SignInput, SignOption, Signer, absolute, append_query};
+use crate::auth::sign::{
+    OPTION_COOKIES, OPTION_IP, OPTION_NOT_BEFORE, SignInput, SignOption, Signer, absolute, append_query,
+};
 
 /// The query parameters of a CloudFront signed URL.
 pub const URL_PARAMS: [&str; 5] = ["Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm"];
@@ -583,24 +585,9 @@ impl Signer for Section {
                 help: "cloudfront: a Resource pattern (with * and ?) instead of the URL",
                 default: None,
             },
-            SignOption {
-                name: "ip",
-                value: Some("ADDRESS"),
-                help: "bind the link to this client address (or CIDR range, where the format takes one)",
-                default: None,
-            },
-            SignOption {
-                name: "not-before",
-                value: Some("UNIX_TIME"),
-                help: "not valid before this time (unix seconds)",
-                default: None,
-            },
-            SignOption {
-                name: "cookies",
-                value: None,
-                help: "print the signed cookies (a Cookie header value) instead of a URL",
-                default: None,
-            },
+            OPTION_IP,
+            OPTION_NOT_BEFORE,
+            OPTION_COOKIES,
         ];
         OPTIONS
     }

@@ -42,7 +42,9 @@ use crate::auth::kind::VerifyContext;
 use crate::auth::kind::{NoTrace, Tracer};
 use crate::auth::query;
 use crate::auth::section::{CarrierFile, CompileContext, Compiled, KeyFormat, Registered, SecretFile, parse_section};
-use crate::auth::sign::{KeySource, SignInput, SignKey, SignOption, Signer, append_query, split_origin};
+use crate::auth::sign::{
+    KeySource, OPTION_IP, OPTION_NOT_BEFORE, SignInput, SignKey, SignOption, Signer, append_query, split_origin,
+};
 
 /// Longest token accepted, in bytes.
 const MAX_TOKEN_LEN: usize = 4096;
@@ -517,18 +519,8 @@ impl Signer for Section {
                 help: "edgeauth: the token's query parameter",
                 default: Some("__token__"),
             },
-            SignOption {
-                name: "ip",
-                value: Some("ADDRESS"),
-                help: "bind the link to this client address (or CIDR range, where the format takes one)",
-                default: None,
-            },
-            SignOption {
-                name: "not-before",
-                value: Some("UNIX_TIME"),
-                help: "not valid before this time (unix seconds)",
-                default: None,
-            },
+            OPTION_IP,
+            OPTION_NOT_BEFORE,
         ];
         OPTIONS
     }

@@ -42,7 +42,7 @@ use crate::auth::kind::Tracer;
 use crate::auth::kind::VerifyContext;
 use crate::auth::query;
 use crate::auth::section::{CarrierFile, CompileContext, Compiled, Registered, parse_section};
-use crate::auth::sign::{SignInput, SignOption, Signer, append_query, split_origin};
+use crate::auth::sign::{OPTION_PREFIX, SignInput, SignOption, Signer, append_query, split_origin};
 use crate::duration::HumanDuration;
 
 /// Longest token accepted, in bytes: bounds the work an attacker can cause.
@@ -687,12 +687,7 @@ impl Signer for Section {
 
     fn options(&self) -> &'static [SignOption] {
         const OPTIONS: &[SignOption] = &[
-            SignOption {
-                name: "prefix",
-                value: Some("PREFIX"),
-                help: "grant every path under this prefix (must end with /)",
-                default: None,
-            },
+            OPTION_PREFIX,
             SignOption {
                 name: "query-param",
                 value: Some("NAME"),

@@ -35,7 +35,7 @@ use crate::auth::kind::Tracer;
 use crate::auth::kind::VerifyContext;
 use crate::auth::query::{self, CredentialNames, Found, ID_PARAM, SIGNED_URL_PARAMS};
 use crate::auth::section::{CompileContext, Compiled, CompiledKey, Registered, parse_section};
-use crate::auth::sign::{SignInput, SignOption, Signer, split_origin};
+use crate::auth::sign::{OPTION_PREFIX, SignInput, SignOption, Signer, split_origin};
 use crate::duration::HumanDuration;
 use crate::normalize;
 
@@ -400,12 +400,7 @@ impl Signer for Section {
 
     fn options(&self) -> &'static [SignOption] {
         const OPTIONS: &[SignOption] = &[
-            SignOption {
-                name: "prefix",
-                value: Some("PREFIX"),
-                help: "grant every path under this prefix (must end with /)",
-                default: None,
-            },
+            OPTION_PREFIX,
             SignOption {
                 name: "method",
                 value: Some("METHOD"),
