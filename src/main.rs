@@ -246,6 +246,9 @@ impl KeyArgs {
 /// mimalloc: per-thread free lists suit thread-per-core workers that
 /// allocate and free a request's buffers on one thread (glibc's malloc
 /// took about an eighth of the CPU under load; see BENCHMARKS.md).
+/// (`--features system-alloc` keeps the system allocator, for heap
+/// profilers such as valgrind's dhat: BENCHMARKS.md, "Idle connections".)
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

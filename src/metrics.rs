@@ -6,9 +6,18 @@
 //! once when a configuration is compiled, so the request path increments
 //! atomics instead of hashing label values.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+/// How many routes have series of their own unless `metrics.route_series`
+/// says otherwise: bounds the exposition near 1 MB whatever the number of
+/// routes (README, "Metrics and logs").
+pub const DEFAULT_ROUTE_SERIES: usize = 200;
 
 /// Route label used for requests that matched no route.
 pub const UNMATCHED: &str = "(none)";
@@ -216,13 +225,21 @@ impl StoreMetrics {
     }
 }
 
-/// A route's `tollgate_use_limit_total` handles, one per [`UseResult`].
+/// A route's `tollgate_use_limit_total` handles, one per [`UseResult`],
+/// created when the route first decides something.
 #[derive(Clone)]
-pub struct UseCounters(Vec<IntCounter>);
+pub struct UseCounters {
+    route: Arc<str>,
+    family: IntCounterVec,
+    series: Arc<OnceLock<Vec<IntCounter>>>,
+}
 
 impl UseCounters {
     pub fn get(&self, result: UseResult) -> &IntCounter {
-        &self.0[result as usize]
+        let series = self.series.get_or_init(|| {
+            UseResult::ALL.iter().map(|r| self.family.with_label_values(&[&*self.route, r.label()])).collect()
+        });
+        &series[result as usize]
     }
 }
 
@@ -233,48 +250,134 @@ pub struct CacheCounters {
     pub miss: IntCounter,
 }
 
-/// Handles for one route, resolved once per compiled configuration.
-#[derive(Clone)]
-pub struct RouteMetrics {
+/// What a route can count: its series are made for these label values
+/// only (a public route has no denial reasons; only an object-store route
+/// has `kind="credentials"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteProfile {
+    /// Every denial reason's code, in the order `RouteMetrics::denied`
+    /// indexes them (`AuthError::CODES`).
+    pub codes: &'static [&'static str],
+    /// The reasons it can count (bit `i`: `codes[i]`).
+    pub reasons: u64,
+    /// It forwards to an object store (`kind="credentials"` can happen).
+    pub object_store: bool,
+}
+
+/// A route's series, made on its first request (see [`RouteMetrics`]).
+struct Series {
     outcomes: Vec<IntCounter>,
-    denied: Vec<IntCounter>,
-    upstream_errors: Vec<IntCounter>,
+    /// Indexed by `AuthError::CODES` position; `None` where the route
+    /// cannot produce the reason.
+    denied: Vec<Option<IntCounter>>,
+    upstream_errors: Vec<Option<IntCounter>>,
     upstream_retries: Vec<IntCounter>,
     duration: Histogram,
 }
 
+/// A route's handles. Its series appear with its first request, never
+/// before (a configuration of many routes exports nothing for the ones no
+/// one asks for), under the route's own name while fewer than
+/// `metrics.route_series` routes have series of their own (or always, with
+/// `own_metrics: true`), else under `route="(other)"`.
+pub struct RouteMetrics {
+    name: Arc<str>,
+    profile: RouteProfile,
+    own: bool,
+    families: Arc<Families>,
+    series: OnceLock<Series>,
+}
+
 impl RouteMetrics {
+    fn series(&self) -> &Series {
+        self.series.get_or_init(|| {
+            let label = if self.families.admit(&self.name, self.own) { &*self.name } else { OTHER };
+            self.families.series(label, self.profile)
+        })
+    }
+
     pub fn outcome(&self, outcome: Outcome) -> &IntCounter {
-        &self.outcomes[outcome as usize]
+        &self.series().outcomes[outcome as usize]
     }
 
-    /// The denial counter for the reason at `index` of the list the
-    /// route was made with.
+    /// The denial counter for the reason at `index` of `AuthError::CODES`,
+    /// when the route can count it.
     pub fn denied(&self, index: usize) -> Option<&IntCounter> {
-        self.denied.get(index)
+        self.series().denied.get(index).and_then(Option::as_ref)
     }
 
-    pub fn upstream_error(&self, kind: UpstreamErrorKind) -> &IntCounter {
-        &self.upstream_errors[kind as usize]
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) -> Option<&IntCounter> {
+        self.series().upstream_errors[kind as usize].as_ref()
     }
 
     pub fn upstream_retry(&self, reason: RetryReason) -> &IntCounter {
-        &self.upstream_retries[reason as usize]
+        &self.series().upstream_retries[reason as usize]
     }
 
     pub fn duration(&self) -> &Histogram {
-        &self.duration
+        &self.series().duration
+    }
+}
+
+/// The label routes share past `metrics.route_series`.
+pub const OTHER: &str = "(other)";
+
+/// The per-route families, and which routes have series of their own.
+struct Families {
+    requests: IntCounterVec,
+    denied: IntCounterVec,
+    duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    upstream_retries: IntCounterVec,
+    /// Routes with series of their own so far (they keep them: the series
+    /// stay in the registry across reloads), and the bound.
+    owners: Mutex<HashSet<Arc<str>>>,
+    limit: AtomicUsize,
+}
+
+impl Families {
+    /// Whether `route` gets series of its own.
+    fn admit(&self, route: &Arc<str>, own: bool) -> bool {
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        if owners.contains(route) {
+            return true;
+        }
+        if own || owners.len() < self.limit.load(Ordering::Relaxed) {
+            owners.insert(route.clone());
+            return true;
+        }
+        false
+    }
+
+    fn series(&self, route: &str, profile: RouteProfile) -> Series {
+        let reasons = profile.codes;
+        Series {
+            outcomes: Outcome::ALL.iter().map(|o| self.requests.with_label_values(&[route, o.label()])).collect(),
+            denied: reasons
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (profile.reasons & (1 << i) != 0).then(|| self.denied.with_label_values(&[route, r])))
+                .collect(),
+            upstream_errors: UpstreamErrorKind::ALL
+                .iter()
+                .map(|k| {
+                    let possible = *k != UpstreamErrorKind::Credentials || profile.object_store;
+                    possible.then(|| self.upstream_errors.with_label_values(&[route, k.label()]))
+                })
+                .collect(),
+            upstream_retries: RetryReason::ALL
+                .iter()
+                .map(|r| self.upstream_retries.with_label_values(&[route, r.label()]))
+                .collect(),
+            duration: self.duration.with_label_values(&[route]),
+        }
     }
 }
 
 /// Every metric tollgate exports.
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
-    denied: IntCounterVec,
-    duration: HistogramVec,
-    upstream_errors: IntCounterVec,
-    upstream_retries: IntCounterVec,
+    families: Arc<Families>,
     pub cache: CacheCounters,
     pub inflight: IntGauge,
     /// Body bytes moved socket to socket (`crate::splice`).
@@ -387,15 +490,25 @@ impl Metrics {
             reloads.with_label_values(&[result]);
         }
         let cache = CacheCounters { hit: cache.with_label_values(&["hit"]), miss: cache.with_label_values(&["miss"]) };
-        let unmatched =
-            route_handles(&requests, &denied, &upstream_errors, &upstream_retries, &duration, UNMATCHED, &[]);
-        Ok(Metrics {
-            registry,
+        let families = Arc::new(Families {
             requests,
             denied,
             duration,
             upstream_errors,
             upstream_retries,
+            owners: Mutex::new(HashSet::new()),
+            limit: AtomicUsize::new(DEFAULT_ROUTE_SERIES),
+        });
+        let unmatched = RouteMetrics {
+            name: Arc::from(UNMATCHED),
+            profile: RouteProfile::default(),
+            own: true,
+            families: families.clone(),
+            series: OnceLock::new(),
+        };
+        Ok(Metrics {
+            registry,
+            families,
             cache,
             inflight,
             spliced_bytes,
@@ -409,17 +522,20 @@ impl Metrics {
     }
 
     /// A use-limited (or revocation-checking) route's decision counters,
-    /// created with zero values.
+    /// made with its first decision.
     pub fn use_counters(&self, route: &str) -> UseCounters {
-        UseCounters(UseResult::ALL.iter().map(|r| self.use_limit.with_label_values(&[route, r.label()])).collect())
+        UseCounters { route: Arc::from(route), family: self.use_limit.clone(), series: Arc::default() }
     }
 
-    /// Handles for a route (created with zero values so dashboards see
-    /// them); `reasons` are the denial codes it can count.
-    pub fn route(&self, name: &str, reasons: &[&str]) -> RouteMetrics {
-        let (r, d, e, t, h) =
-            (&self.requests, &self.denied, &self.upstream_errors, &self.upstream_retries, &self.duration);
-        route_handles(r, d, e, t, h, name, reasons)
+    /// Handles for a route, whose series appear with its first request;
+    /// `own` keeps the route's own label past `metrics.route_series`.
+    pub fn route(&self, name: &str, profile: RouteProfile, own: bool) -> RouteMetrics {
+        RouteMetrics { name: Arc::from(name), profile, own, families: self.families.clone(), series: OnceLock::new() }
+    }
+
+    /// How many routes may have series of their own (`metrics.route_series`).
+    pub fn set_route_series(&self, limit: usize) {
+        self.families.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Handles for requests that matched no route.
@@ -439,30 +555,6 @@ impl Metrics {
     }
 }
 
-fn route_handles(
-    requests: &IntCounterVec,
-    denied: &IntCounterVec,
-    upstream_errors: &IntCounterVec,
-    upstream_retries: &IntCounterVec,
-    duration: &HistogramVec,
-    name: &str,
-    reasons: &[&str],
-) -> RouteMetrics {
-    RouteMetrics {
-        outcomes: Outcome::ALL.iter().map(|o| requests.with_label_values(&[name, o.label()])).collect(),
-        denied: reasons.iter().map(|r| denied.with_label_values(&[name, r])).collect(),
-        upstream_errors: UpstreamErrorKind::ALL
-            .iter()
-            .map(|k| upstream_errors.with_label_values(&[name, k.label()]))
-            .collect(),
-        upstream_retries: RetryReason::ALL
-            .iter()
-            .map(|r| upstream_retries.with_label_values(&[name, r.label()]))
-            .collect(),
-        duration: duration.with_label_values(&[name]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,9 +562,10 @@ mod tests {
     #[test]
     fn names_and_labels_are_exported() {
         let m = Metrics::new(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
-        let r = m.route("media", &["malformed", "expired"]);
+        let codes = &["missing_credential", "malformed", "bad_signature", "expired"];
+        let r = m.route("media", RouteProfile { codes, reasons: 0b1010, object_store: false }, false);
         r.outcome(Outcome::Forwarded).inc();
-        r.denied(1).map(IntCounter::inc);
+        r.denied(3).map(IntCounter::inc);
         m.use_counters("dl").get(UseResult::Replayed).inc();
         let text = m.render();
         for needle in [
@@ -493,5 +586,35 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_route_has_series_only_once_used_and_only_what_it_can_count() {
+        let m = Metrics::new(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
+        let public = m.route("public", RouteProfile::default(), false);
+        assert!(!m.render().contains("route=\"public\""), "no series before the first request");
+        public.outcome(Outcome::Forwarded).inc();
+        let text = m.render();
+        assert!(text.contains(r#"tollgate_requests_total{outcome="no_route",route="public"} 0"#), "{text}");
+        assert!(!text.contains("tollgate_auth_denied_total{reason"), "a public route has no denial series:\n{text}");
+        assert!(!text.contains(r#"kind="credentials",route="public""#), "only object stores refuse credentials");
+        assert!(public.denied(0).is_none());
+    }
+
+    #[test]
+    fn routes_past_the_bound_share_the_other_label_unless_they_ask() {
+        let m = Metrics::new(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
+        m.set_route_series(2);
+        for name in ["a", "b", "c", "d"] {
+            m.route(name, RouteProfile::default(), name == "d").outcome(Outcome::Forwarded).inc();
+        }
+        // A route that had its own series keeps them (a reload compiles a new one).
+        m.route("a", RouteProfile::default(), false).outcome(Outcome::Forwarded).inc();
+        let text = m.render();
+        for (route, n) in [("a", 2), ("b", 1), ("(other)", 1), ("d", 1)] {
+            let line = format!("tollgate_requests_total{{outcome=\"forwarded\",route=\"{route}\"}} {n}");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("route=\"c\""), "{text}");
     }
 }

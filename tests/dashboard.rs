@@ -4,7 +4,8 @@
 //! pass promtool's parser (as a recording rule), and every metric it names,
 //! every label it filters or groups by, and every label value it compares
 //! with `=` must appear on `/metrics` of a running tollgate (in-process, in
-//! front of nginx, after a few requests and a JWKS fetch that failed once
+//! front of nginx, after a few requests on each route, since a route's
+//! series appear with its first request, and a JWKS fetch that failed once
 //! and then succeeded), so renaming a metric, a label or an outcome breaks
 //! this test. Labels Prometheus adds while scraping (job, instance and the
 //! ones deploy/prometheus/scrape-config.yaml sets) are allowed.
@@ -90,6 +91,7 @@ async fn running_exposition() -> Exposition {
     let dir = tempfile::tempdir().unwrap();
     let secret = common::random_secret();
     common::write_file(dir.path(), "media.key", &secret);
+    common::write_file(dir.path(), "bucket.ak", b"test-only-access-key");
     let yaml = format!(
         r#"
 listen: 127.0.0.1:0
@@ -97,9 +99,12 @@ admin: 127.0.0.1:0
 keys:
   media: {{ hmac: {{ secret_file: media.key }} }}
   idp: {{ jwks_url: "http://{n}/jwks/keys.json", required_for_ready: false }}
-upstreams: {{ nginx: {{ url: "http://{n}" }} }}
+upstreams:
+  nginx: {{ url: "http://{n}" }}
+  bucket: {{ url: "http://127.0.0.1:9", s3: {{ bucket: media, region: us-east-1, access_key_file: bucket.ak, secret_key_file: bucket.ak }} }}
 routes:
   - {{ name: media, prefix: /media/, upstream: nginx, auth: {{ signed_url: {{ keys: [media] }} }} }}
+  - {{ name: bucket, prefix: /bucket/, upstream: bucket, auth: none }}
   - {{ name: api, prefix: /api/, upstream: nginx, auth: {{ jwt: {{ keys: [idp] }} }} }}
 log: {{ access_log: false }}
 "#,
@@ -128,6 +133,9 @@ log: {{ access_log: false }}
         let r = http.get_with(&tg.url("/api/b.txt"), &[("authorization", &format!("Bearer {token}"))]).await;
         assert_eq!(r.status, 200);
     }
+    // A route's series appear with its first request: an object-store
+    // route (the one that can count kind="credentials"), here unreachable.
+    assert_eq!(http.get(&tg.url("/bucket/x")).await.status, 502);
     parse_exposition(&metrics().await)
 }
 

@@ -96,6 +96,7 @@ impl Compiler {
         }
 
         let limits = self.limits(&file.limits);
+        metrics.set_route_series(file.metrics.route_series.unwrap_or(crate::metrics::DEFAULT_ROUTE_SERIES));
         let known = Known {
             keys: &keys,
             declared_keys: &declared_keys,

@@ -54,10 +54,24 @@ pub struct ConfigFile {
     /// Poll the config file for changes and reload (also on SIGHUP).
     #[serde(default)]
     pub reload: ReloadFile,
+    /// Metrics settings.
+    #[serde(default)]
+    pub metrics: MetricsFile,
     /// Where use counts and revocations live (SPEC §11): `memory` (the
     /// default: one replica, uses forgotten on restart) or `redis` (shared
     /// by every replica). Changes need a restart.
     pub store: Option<StoreFile>,
+}
+
+/// `metrics:`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// How many routes get series of their own (in the order they are
+    /// first used; routes with `own_metrics: true` always do). The others
+    /// count under `route="(other)"`. Default 200: the exposition stays
+    /// under 1 MB whatever the number of routes.
+    pub route_series: Option<usize>,
 }
 
 /// `store:`: exactly one of `memory` and `redis`.
@@ -324,6 +338,10 @@ pub struct RouteFile {
     /// credential tollgate verified is removed all the same.
     #[serde(default)]
     pub forward_authorization: bool,
+    /// Keep this route's own `route` label in the metrics whatever
+    /// `metrics.route_series` (default false).
+    #[serde(default)]
+    pub own_metrics: bool,
 }
 
 /// `routes[].cors`.

@@ -11,7 +11,8 @@ use super::file::{
 use crate::auth::kinds::exchanged_cookie::{self, ExchangedCookies};
 use crate::auth::kinds::{REGISTRY, jwt};
 use crate::auth::section::CompileContext;
-use crate::auth::{Kind, RouteAuth, TooManyParams};
+use crate::auth::{AuthError, Kind, RouteAuth, TooManyParams};
+use crate::metrics::RouteProfile;
 use crate::normalize;
 use crate::routes::Route;
 use crate::routes::cors::{self, Cors};
@@ -84,9 +85,28 @@ impl Compiler {
         if self.errors.len() != errors_before {
             return None;
         }
+        // The denial reasons the route can count: none when it is public;
+        // the uses and revocations ones only with those checks.
+        let verification = (1u64 << AuthError::Replayed.index()) - 1;
+        let stateful = match &state {
+            Some(s) => {
+                let mut bits = 1 << AuthError::StoreUnavailable.index();
+                if s.use_limit.is_some() {
+                    bits |= 1 << AuthError::Replayed.index();
+                }
+                if s.revocation {
+                    bits |= 1 << AuthError::Revoked.index();
+                }
+                bits
+            }
+            None => 0,
+        };
+        let object_store = upstream.as_ref().is_some_and(|u| u.s3.is_some());
+        let reasons = if auth.is_some() { verification | stateful } else { 0 };
+        let profile = RouteProfile { codes: &AuthError::CODES, reasons, object_store };
         Some(Route {
             id: u32::try_from(index).unwrap_or(u32::MAX),
-            metrics: known.metrics.route(&raw.name, &crate::auth::AuthError::CODES),
+            metrics: known.metrics.route(&raw.name, profile, raw.own_metrics),
             name: raw.name,
             prefix: raw.prefix,
             host: raw.host.map(|h| h.to_ascii_lowercase()),

@@ -53,8 +53,8 @@ pub fn refusal(rejection: Rejection, flight: &InFlight<'_>) -> (Response<Respons
             denial.error.code()
         }
         other => {
-            if let Some(kind) = other.upstream_kind() {
-                metrics.upstream_error(kind).inc();
+            if let Some(counter) = other.upstream_kind().and_then(|kind| metrics.upstream_error(kind)) {
+                counter.inc();
             }
             other.status_and_code().1
         }

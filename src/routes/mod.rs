@@ -5,6 +5,8 @@
 //! never `/u10`. Matching runs on the decoded, normal-form path, which is
 //! the path the upstream will see after its own decoding.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use http::Method;
@@ -55,36 +57,77 @@ impl Route {
     pub fn allow_header(&self) -> String {
         self.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
     }
-
-    fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        if let Some(want) = &self.host
-            && host.is_none_or(|h| !h.eq_ignore_ascii_case(want))
-        {
-            return false;
-        }
-        crate::normalize::prefix_matches(&self.prefix, path)
-    }
 }
 
-/// Routes in match order.
+/// The route table: every route in file order, and an index that finds
+/// the longest matching prefix in time independent of the table's size.
+///
+/// A path's matching prefixes are its own leading bytes up to a segment
+/// boundary: `/a/b/c.txt` can only be matched by `/a/b/c.txt`, `/a/b/`,
+/// `/a/b`, `/a/`, `/a` or `/`. The lookup tries those, longest first and
+/// only at lengths some prefix has, one hash probe each; host-specific
+/// routes first, then host-less ones (SPEC §1.3). Equal prefixes: the first
+/// in the file wins.
 pub struct RouteTable {
+    /// File order.
     routes: Vec<Arc<Route>>,
+    by_host: HashMap<Box<str>, PrefixIndex, FxBuild>,
+    any: PrefixIndex,
+}
+
+/// Routes of one host class by prefix.
+#[derive(Default)]
+struct PrefixIndex {
+    by_prefix: HashMap<Box<[u8]>, Arc<Route>, FxBuild>,
+    /// Which prefix lengths exist (bit `n`: a prefix of `n` bytes).
+    lengths: Vec<u64>,
+}
+
+impl PrefixIndex {
+    fn insert(&mut self, route: &Arc<Route>) {
+        let len = route.prefix.len();
+        if self.lengths.len() <= len / 64 {
+            self.lengths.resize(len / 64 + 1, 0);
+        }
+        self.lengths[len / 64] |= 1 << (len % 64);
+        self.by_prefix.entry(route.prefix.as_bytes().into()).or_insert_with(|| route.clone());
+    }
+
+    fn has_length(&self, len: usize) -> bool {
+        self.lengths.get(len / 64).is_some_and(|word| word & (1 << (len % 64)) != 0)
+    }
+
+    fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
+        let bytes = path.as_bytes();
+        let longest = bytes.len().min(self.lengths.len() * 64);
+        (1..=longest).rev().find_map(|n| {
+            let boundary = bytes[n - 1] == b'/' || n == bytes.len() || bytes[n] == b'/';
+            if boundary && self.has_length(n) { self.by_prefix.get(&bytes[..n]) } else { None }
+        })
+    }
 }
 
 impl RouteTable {
-    /// Orders routes: host-specific first, then longer prefixes first; ties
-    /// keep file order.
-    pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
-        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.prefix.len())));
-        RouteTable { routes }
+    /// Indexes routes given in file order.
+    pub fn new(routes: Vec<Arc<Route>>) -> Self {
+        let mut by_host: HashMap<Box<str>, PrefixIndex, FxBuild> = HashMap::default();
+        let mut any = PrefixIndex::default();
+        for route in &routes {
+            match &route.host {
+                Some(host) => by_host.entry(host.as_str().into()).or_default().insert(route),
+                None => any.insert(route),
+            }
+        }
+        RouteTable { routes, by_host, any }
     }
 
-    /// The route for a request. `host` is the request's host without port.
+    /// The route for a request. `host` is the request's host without port,
+    /// lower case.
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(host, path))
+        host.and_then(|h| self.by_host.get(h)).and_then(|index| index.lookup(path)).or_else(|| self.any.lookup(path))
     }
 
-    /// Routes in match order.
+    /// Routes in file order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
     }
@@ -95,5 +138,31 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+}
+
+/// FxHash (rustc's): a multiply-rotate hash, several times faster than
+/// SipHash on short keys. Keys are the configuration's own prefixes and
+/// hosts, so hash flooding is not a concern.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(SEED);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -258,12 +258,20 @@ async fn accept(
     tracing::info!("Listener closed; draining");
 }
 
-/// The HTTP builder with tollgate's limits.
-pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+/// The HTTP/1 and HTTP/2 connection builders with tollgate's limits. The
+/// protocol is chosen per connection (ALPN, or the HTTP/2 preface on a
+/// plain port), so each connection's task holds one protocol's state only:
+/// hyper-util's `auto` connection holds room for both, about 4 KB more per
+/// idle connection (BENCHMARKS.md, "Idle connections").
+pub struct Builders {
+    pub h1: http1::Builder,
+    pub h2: http2::Builder<TokioExecutor>,
+}
+
+/// The builders with tollgate's limits.
+pub fn builders(limits: &Limits) -> Builders {
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // `timeouts::TimedIo` enforces the head and idle deadlines; hyper's
         // own head timer would also run while idle, and cost a timer
         // operation per request.
@@ -273,14 +281,42 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         // (414/431 come from the service, with exact limits).
         .max_buf_size(limits.max_header_bytes + limits.max_uri_bytes + 64 * 1024)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    builder
+    Builders { h1, h2 }
+}
+
+/// Whether a plain connection speaks HTTP/2 with prior knowledge, from its
+/// first bytes (peeked, not read): `None` when it closes, sends nothing
+/// within `idle`, or leaves the preface unfinished for `head`.
+async fn speaks_h2(stream: &TcpStream, idle: Duration, head: Duration) -> Option<bool> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    tokio::time::timeout(idle, stream.readable()).await.ok()?.ok()?;
+    let sniff = async {
+        let mut bytes = [0u8; 24];
+        let mut wait = Duration::from_millis(1);
+        loop {
+            let n = stream.peek(&mut bytes).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if bytes[..n] != PREFACE[..n] {
+                return Some(false);
+            }
+            if n == PREFACE.len() {
+                return Some(true);
+            }
+            // Part of the preface so far (a peek does not consume, so the
+            // socket stays readable): look again, less and less often.
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(100));
+        }
+    };
+    tokio::time::timeout(head, sniff).await.ok().flatten()
 }
 
 /// One worker thread's share of the proxy.
@@ -297,7 +333,7 @@ impl Worker {
     /// drains. `true` when every connection finished before the deadline.
     async fn serve(self, mut incoming: mpsc::UnboundedReceiver<Accepted>) -> bool {
         let Worker { shared, limits, tls, drain, open } = self;
-        let builder = Arc::new(builder(&limits));
+        let builders = Arc::new(builders(&limits));
         let graceful = GracefulShutdown::new();
         while let Some(Accepted { stream, peer, permit }) = incoming.recv().await {
             let Ok(stream) = TcpStream::from_std(stream) else {
@@ -306,26 +342,31 @@ impl Worker {
             };
             let _ = stream.set_nodelay(true);
             let activity = Arc::new(Activity::default());
-            let builder = builder.clone();
+            let builders = builders.clone();
+            let watcher = graceful.watcher();
+            let shared = shared.clone();
             // Released when the connection ends, however it ends.
             let done = OpenGuard(open.clone(), permit);
             let (head_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
             match &tls {
                 None => {
-                    let outlet = Arc::new(splice::Outlet::default());
-                    let info = ConnInfo { peer, tls: false, outlet: Some(outlet.clone()) };
-                    let service = service(shared.clone(), info, activity.clone());
-                    let stream = TimedIo::new(
-                        splice::SpliceOut::new(stream, outlet),
-                        activity.clone(),
-                        head_timeout,
-                        idle_timeout,
-                    );
-                    let stream = HeadErrors::new(stream, activity, shared.clone());
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let fut = graceful.watch(conn);
                     tokio::spawn(async move {
-                        let _ = fut.await;
+                        let Some(h2) = speaks_h2(&stream, idle_timeout, head_timeout).await else { return drop(done) };
+                        let outlet = Arc::new(splice::Outlet::default());
+                        let info = ConnInfo { peer, tls: false, outlet: Some(outlet.clone()) };
+                        let service = service(shared.clone(), info, activity.clone());
+                        let stream = splice::SpliceOut::new(stream, outlet);
+                        let stream = TimedIo::new(stream, activity.clone(), head_timeout, idle_timeout);
+                        if h2 {
+                            activity.set_http2();
+                            let conn = builders.h2.serve_connection(TokioIo::new(stream), service);
+                            // Boxed: HTTP/2's state is large, and only these
+                            // connections should carry it.
+                            let _ = Box::pin(watcher.watch(conn)).await;
+                        } else {
+                            let stream = HeadErrors::new(stream, activity, shared);
+                            let _ = watcher.watch(builders.h1.serve_connection(TokioIo::new(stream), service)).await;
+                        }
                         drop(done);
                     });
                 }
@@ -334,20 +375,17 @@ impl Worker {
                     let service = service(shared.clone(), info, activity.clone());
                     let stream = TimedIo::new(stream, activity.clone(), head_timeout, idle_timeout);
                     let acceptor = tls.acceptor();
-                    let watcher = graceful.watcher();
-                    let shared = shared.clone();
-                    let timeout = limits.header_read_timeout;
                     tokio::spawn(async move {
-                        let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+                        let handshake = tokio::time::timeout(head_timeout, acceptor.accept(stream)).await;
                         if let Ok(Ok(stream)) = handshake {
                             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                                 activity.set_http2();
                                 let stream = coalesce::Coalesce::new(stream);
-                                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                                let _ = watcher.watch(conn).await;
+                                let conn = builders.h2.serve_connection(TokioIo::new(stream), service);
+                                let _ = Box::pin(watcher.watch(conn)).await;
                             } else {
                                 let stream = HeadErrors::new(stream, activity, shared);
-                                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                                let conn = builders.h1.serve_connection(TokioIo::new(stream), service);
                                 let _ = watcher.watch(conn).await;
                             }
                         }
