@@ -3,11 +3,13 @@
 reads its answer, then keeps every connection open and idle until stdin
 closes (or a line arrives). Prints "ready <n>" once all answers are in.
 
-Usage: idle_clients.py HOST PORT N PATH [--tls] [--h2]
+Usage: idle_clients.py HOST PORT N PATH [--tls] [--h2] [--one-at-a-time]
 
 With --tls the connections speak TLS (HTTP/1.1, or HTTP/2 with --h2: the
 preface and a HEADERS frame, answer read to END_STREAM). Certificates are
-not verified (loopback benchmark). Loopback only.
+not verified (loopback benchmark). With --one-at-a-time the requests go
+one after the other (a proxy then needs one upstream connection, so the
+figure is the client connections' alone). Loopback only.
 """
 import asyncio
 import ssl
@@ -68,7 +70,7 @@ async def main():
         ctx.verify_mode = ssl.CERT_NONE
         ctx.set_alpn_protocols(["h2"] if h2 else ["http/1.1"])
     conns = []
-    sem = asyncio.Semaphore(200)
+    sem = asyncio.Semaphore(1 if "--one-at-a-time" in sys.argv else 200)
     await asyncio.gather(*(one(host, port, path, ctx, h2, conns, sem) for _ in range(n)))
     print(f"ready {len(conns)}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

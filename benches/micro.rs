@@ -17,7 +17,7 @@ use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PKCS_RSA_SHA256};
 use serde_json::json;
 use tollgate::auth::cache::{CacheSettings, VerifyCache};
 use tollgate::auth::keyfile::parse_public_pem;
-use tollgate::auth::keys::{HmacKey, JwtKey, JwtKeySource};
+use tollgate::auth::keys::{HmacKey, JwtKey, JwtKeySource, KeySet};
 use tollgate::auth::kinds::jwt::{Carriers, ClaimRules, JwtPolicy};
 use tollgate::auth::kinds::path_token;
 use tollgate::auth::kinds::signed_url::{self, SignedUrlPolicy};
@@ -35,7 +35,7 @@ fn signed_target() -> String {
 }
 
 fn bench_signed_url(c: &mut Criterion) {
-    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None };
+    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))].into(), max_ttl: None };
     let target = signed_target();
     let signed = CredentialNames::signed_url();
     c.bench_function("signed_url/verify_uncached", |b| {
@@ -52,7 +52,7 @@ fn bench_signed_url(c: &mut Criterion) {
 /// costs, uncached (the choice tollgate makes), next to `cache/hit_authorize`
 /// (what a cached verdict would cost).
 fn bench_path_token(c: &mut Criterion) {
-    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))], max_ttl: None };
+    let policy = SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k", SECRET))].into(), max_ttl: None };
     let key = HmacKey::new("k", SECRET);
     let target =
         path_token::sign_path(&key, "/media/video/720p/seg-0042.ts", 4_000_000_000, None, Some("/media/video/"), "tg")
@@ -127,6 +127,42 @@ fn bench_jwt(c: &mut Criterion) {
     c.bench_function("jwt/raw_aws_lc_rs256_verify", |b| {
         b.iter(|| key.verify_sig(black_box(message.as_bytes()), black_box(&sig)).unwrap())
     });
+}
+
+/// A multi-tenant route: the same link verified by a route holding one key
+/// and by one holding 1,000 (the link names the last). A JWT likewise with a
+/// JWK set of one and of 1,000 keys. The pairs should cost the same.
+fn bench_many_keys(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keys");
+    for n in [1usize, 1000] {
+        let keys: Vec<_> = (0..n).map(|i| Arc::new(HmacKey::new(format!("tenant-{i}"), SECRET))).collect();
+        let last = keys[n - 1].clone();
+        let policy = SignedUrlPolicy { keys: keys.into(), max_ttl: None };
+        let target =
+            signed_url::sign_target(&last, "GET", "/media/a.jpg", 4_000_000_000, Some(&last.id), None).unwrap();
+        let signed = CredentialNames::signed_url();
+        group.bench_function(format!("signed_url_{n}"), |b| {
+            b.iter(|| {
+                let (path, q) = black_box(&target).split_once('?').unwrap();
+                let found = query::scan(q, &signed).unwrap();
+                signed_url::verify(&policy, "GET", path, q, &found, 1_900_000_000).unwrap();
+            })
+        });
+
+        let jwks: Vec<_> = (0..n)
+            .map(|i| Arc::new(JwtKey::hmac(Some(format!("tenant-{i}")), SECRET, vec![Algorithm::HS256]).unwrap()))
+            .collect();
+        let set = Arc::new(KeySet::new("tenants", jwks));
+        let mut policy = policy_for(JwtKey::hmac(Some("unused".into()), b"unused", vec![Algorithm::HS256]).unwrap());
+        policy.keys = vec![JwtKeySource::Set(set)];
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(format!("tenant-{}", n - 1));
+        let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        group.bench_function(format!("jwt_set_{n}"), |b| {
+            b.iter(|| policy.verify(black_box(&token), "/media/a.jpg", 1_900_000_000).unwrap())
+        });
+    }
+    group.finish();
 }
 
 fn bench_cache_hit(c: &mut Criterion) {
@@ -208,5 +244,13 @@ fn bench_parsing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_signed_url, bench_path_token, bench_jwt, bench_cache_hit, bench_parsing);
+criterion_group!(
+    benches,
+    bench_signed_url,
+    bench_path_token,
+    bench_jwt,
+    bench_many_keys,
+    bench_cache_hit,
+    bench_parsing
+);
 criterion_main!(benches);

@@ -141,7 +141,7 @@ proptest! {
         let key = HmacKey::new("k", b"property-test-secret-0123456789abcdef");
         let exp = 4_000_000_000u64;
         let Ok(signed) = signed_url::sign_target(&key, "GET", &path, exp, None, None) else { return Ok(()) };
-        let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None };
+        let policy = SignedUrlPolicy { keys: vec![Arc::new(key)].into(), max_ttl: None };
         let check = |target: &str, method: &str| {
             let (p, q) = target.split_once('?').unwrap_or((target, ""));
             let Ok(n) = check_path(p) else { return false };

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let (path, q) = target.split_once('?').unwrap_or((target, ""));
     let Ok(normal) = check_path(path) else { return };
     let policy = SignedUrlPolicy {
-        keys: vec![Arc::new(HmacKey::new("k", b"fuzz-secret-fuzz-secret-fuzz-secret!!"))],
+        keys: vec![Arc::new(HmacKey::new("k", b"fuzz-secret-fuzz-secret-fuzz-secret!!"))].into(),
         max_ttl: Some(86_400),
     };
     if let Ok(Some(token)) = path_token::find(path, "tg") {

@@ -7,6 +7,7 @@
 //! sit behind an `ArcSwap` so a JWKS refresh replaces them atomically while
 //! requests keep reading the set they started with.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,7 +201,7 @@ impl JwtKey {
 pub struct KeySet {
     /// Config name of the set, for logs and metrics.
     pub name: String,
-    keys: ArcSwap<Vec<Arc<JwtKey>>>,
+    keys: ArcSwap<KeyList>,
     /// Wakes the fetch task early.
     pub refetch: Notify,
     /// Bumped after every fetch attempt, so waiters can tell it happened.
@@ -220,7 +221,7 @@ impl KeySet {
         let loaded = !keys.is_empty();
         KeySet {
             name: name.into(),
-            keys: ArcSwap::from_pointee(keys),
+            keys: ArcSwap::from_pointee(KeyList::from(keys)),
             refetch: Notify::new(),
             attempts: watch::Sender::new(0),
             cooldown: Duration::from_secs(30),
@@ -239,7 +240,7 @@ impl KeySet {
     }
 
     /// The current keys.
-    pub fn current(&self) -> Arc<Vec<Arc<JwtKey>>> {
+    pub fn current(&self) -> Arc<KeyList> {
         self.keys.load_full()
     }
 
@@ -249,7 +250,7 @@ impl KeySet {
             k.iter().map(|k| (k.kid.clone(), k.algorithms.clone(), k.fingerprint)).collect::<Vec<_>>()
         };
         let changed = ids(&self.current()) != ids(&keys) || !self.is_loaded();
-        self.keys.store(Arc::new(keys));
+        self.keys.store(Arc::new(KeyList::from(keys)));
         self.loaded.store(true, Ordering::Release);
         changed
     }
@@ -281,6 +282,53 @@ impl KeySet {
 
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
+    }
+}
+
+/// The keys of a set, in order, found by `kid` without a scan when the set
+/// is large (a multi-tenant JWKS may hold a thousand).
+#[derive(Debug, Default)]
+pub struct KeyList {
+    keys: Vec<Arc<JwtKey>>,
+    /// `kid` → positions, for lists past a few keys (a scan is cheaper below).
+    by_kid: Option<HashMap<Box<str>, Vec<usize>>>,
+}
+
+impl KeyList {
+    /// Keys past which a list is indexed.
+    const SCAN: usize = 8;
+
+    /// The keys that may verify a token naming `kid` (every key when it
+    /// names none), in the set's order.
+    pub fn for_kid<'a>(&'a self, kid: Option<&str>) -> impl Iterator<Item = &'a Arc<JwtKey>> + 'a {
+        let (indexed, all): (&[usize], &[Arc<JwtKey>]) = match (kid, &self.by_kid) {
+            (Some(kid), Some(index)) => (index.get(kid).map(Vec::as_slice).unwrap_or_default(), &[]),
+            _ => (&[], &self.keys),
+        };
+        indexed.iter().filter_map(|&i| self.keys.get(i)).chain(all)
+    }
+}
+
+impl From<Vec<Arc<JwtKey>>> for KeyList {
+    fn from(keys: Vec<Arc<JwtKey>>) -> Self {
+        let by_kid = (keys.len() > Self::SCAN).then(|| {
+            let mut index: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(kid) = &key.kid {
+                    index.entry(kid.as_str().into()).or_default().push(i);
+                }
+            }
+            index
+        });
+        KeyList { keys, by_kid }
+    }
+}
+
+impl std::ops::Deref for KeyList {
+    type Target = [Arc<JwtKey>];
+
+    fn deref(&self) -> &[Arc<JwtKey>] {
+        &self.keys
     }
 }
 
@@ -345,6 +393,27 @@ mod tests {
         let set = KeySet::new("idp", vec![key(b"first")]);
         assert!(!set.replace(vec![key(b"first")]), "the same key is no change");
         assert!(set.replace(vec![key(b"second")]), "new material under the same kid is a change");
+    }
+
+    #[test]
+    fn a_large_set_finds_a_kid_as_a_scan_would() {
+        let key = |kid: Option<&str>, secret: &[u8]| {
+            Arc::new(
+                JwtKey::hmac(kid.map(Into::into), secret, vec![Algorithm::HS256]).unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        let mut keys: Vec<_> = (0..1000).map(|i| key(Some(&format!("t{i}")), format!("s{i}").as_bytes())).collect();
+        keys.push(key(Some("t7"), b"second t7"));
+        keys.push(key(None, b"no kid"));
+        let list = KeyList::from(keys.clone());
+        assert!(list.by_kid.is_some(), "a thousand keys are indexed");
+        for kid in [Some("t7"), Some("t999"), Some("nobody"), None] {
+            let indexed: Vec<_> = list.for_kid(kid).map(Arc::as_ptr).collect();
+            let scanned: Vec<_> =
+                keys.iter().filter(|k| kid.is_none() || k.kid.as_deref() == kid).map(Arc::as_ptr).collect();
+            assert_eq!(indexed, scanned, "kid {kid:?}");
+        }
+        assert_eq!(list.for_kid(Some("t7")).count(), 2, "both keys under one kid are tried, in order");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! exchanged cookies): the string to sign and its signature, the syntax of
 //! `exp`, `kid` and `sig`, and the keys a route verifies them with.
 
+use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use aws_lc_rs::{constant_time, hmac};
@@ -15,9 +17,53 @@ use crate::auth::keys::HmacKey;
 #[derive(Debug, Clone)]
 pub struct SignedUrlPolicy {
     /// Keys selected by `kid`; the first one also serves URLs without a `kid`.
-    pub keys: Vec<Arc<HmacKey>>,
+    pub keys: KeyRing,
     /// Longest lifetime a link may have, counted from now, in seconds.
     pub max_ttl: Option<u64>,
+}
+
+/// A route's HMAC keys in their configured order, found by `kid` in
+/// constant time however many there are (a rotation keeps two; a
+/// multi-tenant route may hold a thousand).
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: Vec<Arc<HmacKey>>,
+    /// `kid` → position, for rings past a few keys (a scan is cheaper below).
+    by_id: Option<Arc<HashMap<Box<str>, usize>>>,
+}
+
+impl KeyRing {
+    /// Keys past which a ring is indexed.
+    const SCAN: usize = 8;
+
+    /// The key with `kid` (the first of them when several share it).
+    pub fn get(&self, kid: &str) -> Option<&Arc<HmacKey>> {
+        match &self.by_id {
+            Some(index) => index.get(kid).and_then(|&i| self.keys.get(i)),
+            None => self.keys.iter().find(|k| k.id == kid),
+        }
+    }
+}
+
+impl From<Vec<Arc<HmacKey>>> for KeyRing {
+    fn from(keys: Vec<Arc<HmacKey>>) -> Self {
+        let by_id = (keys.len() > Self::SCAN).then(|| {
+            let mut index = HashMap::with_capacity(keys.len());
+            for (i, key) in keys.iter().enumerate() {
+                index.entry(key.id.as_str().into()).or_insert(i);
+            }
+            Arc::new(index)
+        });
+        KeyRing { keys, by_id }
+    }
+}
+
+impl Deref for KeyRing {
+    type Target = [Arc<HmacKey>];
+
+    fn deref(&self) -> &[Arc<HmacKey>] {
+        &self.keys
+    }
 }
 
 /// The method as signed: HEAD shares GET's signature.
@@ -102,5 +148,25 @@ impl std::fmt::Display for Visible<'_> {
             write!(f, "\n      | {line}{end}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_ring_finds_a_kid_as_a_scan_would() {
+        let keys: Vec<_> = (0..100u8).map(|i| Arc::new(HmacKey::new(format!("k{i}"), &[i; 32]))).collect();
+        let mut with_twin = keys.clone();
+        with_twin.push(Arc::new(HmacKey::new("k5", &[0xee; 32])));
+        let ring = KeyRing::from(with_twin.clone());
+        assert!(ring.by_id.is_some(), "a hundred keys are indexed");
+        for kid in ["k0", "k5", "k99", "k100", ""] {
+            let scanned = with_twin.iter().find(|k| k.id == kid).map(Arc::as_ptr);
+            assert_eq!(ring.get(kid).map(Arc::as_ptr), scanned, "kid {kid:?}");
+        }
+        assert_eq!(ring.len(), 101, "the ring keeps every key in order");
+        assert!(KeyRing::from(keys[..3].to_vec()).by_id.is_none(), "a rotation's few keys are scanned");
     }
 }

@@ -280,7 +280,7 @@ impl JwtPolicy {
         for source in &self.keys {
             let verified = match source {
                 JwtKeySource::Static(key) => check(key).then(|| label(key)),
-                JwtKeySource::Set(set) => set.current().iter().find(|k| check(k)).map(|k| label(k)),
+                JwtKeySource::Set(set) => set.current().for_kid(kid).find(|k| check(k)).map(|k| label(k)),
             };
             if let Some(key) = verified {
                 return Ok(key);

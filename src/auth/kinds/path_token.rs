@@ -214,7 +214,7 @@ pub fn verify_traced<'p>(
 ) -> Result<&'p crate::auth::keys::HmacKey, AuthError> {
     let exp = signed_url::parse_exp(token.exp).ok_or(AuthError::Malformed)?;
     let key = match token.kid {
-        Some(kid) => policy.keys.iter().find(|k| k.id == kid),
+        Some(kid) => policy.keys.get(kid),
         None => policy.keys.first(),
     };
     let Some(key) = key else {
@@ -359,7 +359,7 @@ mod tests {
     const EXP: u64 = 1_893_456_000;
 
     fn policy(secret: &[u8]) -> SignedUrlPolicy {
-        SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k2026", secret))], max_ttl: None }
+        SignedUrlPolicy { keys: vec![Arc::new(HmacKey::new("k2026", secret))].into(), max_ttl: None }
     }
 
     #[derive(serde::Deserialize)]

@@ -177,7 +177,7 @@ pub fn verify_traced<'p>(
     };
     t.step("parameters", true, format_args!("exp={exp_raw} kid={kid:?} prefix={:?}", prefix.as_deref()));
     let key = match found.get("kid") {
-        Some(kid) => policy.keys.iter().find(|k| k.id == kid),
+        Some(kid) => policy.keys.get(kid),
         None => policy.keys.first(),
     };
     let Some(key) = key else {
@@ -379,7 +379,7 @@ impl Registered for Section {
         if !path_token::valid_marker(&marker) {
             cx.error(&format!("{path}.path_token_marker"), "must match [A-Za-z0-9_-]{1,16}".to_owned());
         }
-        let policy = SignedUrlPolicy { keys, max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) };
+        let policy = SignedUrlPolicy { keys: keys.into(), max_ttl: raw.max_ttl.map(|d| d.0.as_secs()) };
         let mut kinds: Compiled = Vec::new();
         if raw.path_tokens {
             kinds.push(Box::new(path_token::PathTokens { policy: policy.clone(), marker: marker.into_boxed_str() }));
@@ -510,7 +510,7 @@ mod tests {
 
     fn policy() -> SignedUrlPolicy {
         SignedUrlPolicy {
-            keys: vec![Arc::new(HmacKey::new("k2026", SECRET)), Arc::new(HmacKey::new("old", &[7u8; 32]))],
+            keys: vec![Arc::new(HmacKey::new("k2026", SECRET)), Arc::new(HmacKey::new("old", &[7u8; 32]))].into(),
             max_ttl: None,
         }
     }
@@ -560,7 +560,7 @@ mod tests {
             };
             assert_eq!(to_sign.text(), v.string_to_sign, "{}", v.name);
             assert_eq!(to_sign.signature(&key), v.sig, "{}", v.name);
-            let policy = SignedUrlPolicy { keys: vec![Arc::new(key)], max_ttl: None };
+            let policy = SignedUrlPolicy { keys: vec![Arc::new(key)].into(), max_ttl: None };
             assert_eq!(verify(&policy, &v.method, &path.decoded, query, &found, EXP - 60), Ok(()), "{}", v.name);
             let forwarded = match query::strip(query, &found) {
                 Some(q) => format!("{raw_path}?{q}"),
