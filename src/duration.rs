@@ -186,3 +186,32 @@ mod tests {
         assert!(parse_size("").is_err());
     }
 }
+
+/// Seconds as a person reads them: `45s`, `15m`, `2h30m`, `3d4h`, or
+/// `512 years` past a year (durations in explanations, never parsed back).
+pub fn human(secs: u64) -> String {
+    const YEAR: u64 = 365 * 86_400;
+    if secs >= YEAR {
+        return format!("{} years", secs / YEAR);
+    }
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let parts = [(d, "d"), (h, "h"), (m, "m"), (s, "s")];
+    let text: String = parts.iter().filter(|(n, _)| *n > 0).take(2).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if text.is_empty() { "0s".to_owned() } else { text }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::human;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human(0), "0s");
+        assert_eq!(human(45), "45s");
+        assert_eq!(human(900), "15m");
+        assert_eq!(human(9000), "2h30m");
+        assert_eq!(human(7200), "2h");
+        assert_eq!(human(3 * 86_400 + 4 * 3600 + 5), "3d4h");
+        assert_eq!(human(16_168_127_938), "512 years");
+    }
+}

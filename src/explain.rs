@@ -1,22 +1,27 @@
 //! `tollgate explain`: why a link is accepted or refused, check by check.
 //!
 //! It runs the proxy's own phases on the request — `proxy::normalize`,
-//! `proxy::route`, `proxy::verify` and `proxy::target` — with a tracer in
-//! the verify phase, so every check the proxy makes is reported in order.
+//! `proxy::route`, `proxy::verify`, `proxy::target` and `proxy::admit` —
+//! with a tracer in the verify phase, so every check the proxy makes is
+//! reported in order. The admit phase (use limits, revocation) reads the
+//! configured store and never writes it: it asks as a HEAD request would,
+//! which never takes a use.
 //! For a signature mismatch the string to sign tollgate expected is shown
 //! line by line. Key material never appears: steps name key ids only.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use http::Request;
+use http::{Method, Request};
 
-use crate::auth::{self, VerifyCache};
+use crate::auth::{self, AuthError, Denial, Grant, VerifyCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::answers::Rejection;
 use crate::proxy::verify::{self, Verifier};
-use crate::proxy::{normalize, route, target};
+use crate::proxy::{admit, normalize, route, target};
+use crate::routes::Route;
+use crate::store::Store;
 
 /// What `explain` found: the report, and whether the proxy would forward.
 pub struct Explanation {
@@ -74,7 +79,7 @@ async fn run(config: &Config, metrics: &Metrics, probe: &Probe<'_>, out: &mut St
     let peer = probe.client.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
 
     let path = normalize::path(&parts).inspect_err(|_| {
-        line(out, "normal form", false, "the path is not in normal form (dot segments, //, %2F, bad escapes; SPEC §5)");
+        line(out, "normal form", false, "the path is not in normal form (dot segments, //, %2F, bad escapes)");
     })?;
     line(out, "normal form", true, &format!("decoded path {:?}", path.decoded));
     let route = route::pick(config, &parts, &path).inspect_err(|r| {
@@ -113,7 +118,88 @@ async fn run(config: &Config, metrics: &Metrics, probe: &Probe<'_>, out: &mut St
         line(out, &format!("{indent}{}", step.check), step.ok, &step.detail);
     }
     let verified = verdict?;
-    Ok(target::upstream(&route, &parts, &path, &verified)?.path_and_query.to_string())
+    let forwarded = target::upstream(&route, &parts, &path, &verified)?.path_and_query.to_string();
+    admit_read_only(config, metrics, &route, verified.grant.as_ref(), out).await?;
+    Ok(forwarded)
+}
+
+/// The admit phase, read-only: the id rule, then the configured store asked
+/// as a HEAD request asks (a use is looked at, never taken).
+async fn admit_read_only(
+    config: &Config,
+    metrics: &Metrics,
+    route: &Route,
+    grant: Option<&Grant>,
+    out: &mut String,
+) -> Result<(), Rejection> {
+    let (Some(policy), Some(grant)) = (&route.state, grant) else { return Ok(()) };
+    let limit = |l: crate::routes::state::UseLimit| {
+        format!("use limit ({} use(s), grace {})", l.uses, crate::duration::human(l.grace.as_secs()))
+    };
+    let what = match (policy.use_limit, policy.revocation) {
+        (Some(l), true) => format!("{} and revocation", limit(l)),
+        (Some(l), false) => limit(l),
+        (None, _) => "revocation".to_owned(),
+    };
+    let refuse = |error| Rejection::Auth { denial: Denial { error, carrier: Some(grant.carrier) }, bearer: false };
+    if policy.use_limit.is_some() && grant.facts.id.is_none() {
+        line(
+            out,
+            "id",
+            false,
+            &format!(
+                "the route has a {what}, and this credential carries no id to count (a signed URL's id=, a JWT's jti)"
+            ),
+        );
+        return Err(refuse(AuthError::ClaimMismatch));
+    }
+    let store = match Store::new(&config.store, metrics.store.clone()) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            line(out, "store", false, &format!("cannot open the store: {e}"));
+            return Err(refuse(AuthError::StoreUnavailable));
+        }
+    };
+    if let Err(e) = store.ping().await {
+        let consequence = if policy.fail_open {
+            "this route fails open: the proxy forwards without the check"
+        } else {
+            "the proxy refuses with 503 (fail closed)"
+        };
+        line(
+            out,
+            "admit",
+            policy.fail_open,
+            &format!("{what}: the {} store cannot be reached ({e}); {consequence}", store.kind()),
+        );
+        return if policy.fail_open { Ok(()) } else { Err(refuse(AuthError::StoreUnavailable)) };
+    }
+    let verdict = admit::admit(policy, &store, &Method::HEAD, grant).await;
+    let seen = match store.kind() {
+        "memory" => {
+            "memory store: revocations from its file are known; uses a running proxy counted live in that \
+             process and cannot be seen from here"
+        }
+        _ => "redis store, read without taking a use",
+    };
+    match verdict {
+        Ok(_) => {
+            line(out, "admit", true, &format!("{what}: not revoked, not used up ({seen})"));
+            Ok(())
+        }
+        Err(error) => {
+            let why = match error {
+                AuthError::Revoked => "the credential (or its subject) is revoked".to_owned(),
+                AuthError::Replayed => "the credential's uses are spent".to_owned(),
+                AuthError::StoreUnavailable => {
+                    "the store cannot be reached: the proxy refuses with 503 (fail closed)".to_owned()
+                }
+                other => other.code().to_owned(),
+            };
+            line(out, "admit", false, &format!("{what}: {why} ({seen})"));
+            Err(refuse(error))
+        }
+    }
 }
 
 /// `https://host:port/p?q` → (`host:port`, `/p?q`); a bare target has no host.

@@ -41,6 +41,14 @@ enum Command {
     },
     /// Print the JSON Schema of the config file (for editors and validators).
     Schema,
+    /// Make a new HMAC secret (32 random bytes as 64 hex characters, read
+    /// as-is by the config and by `sign --key-file`): to a new file, mode
+    /// 0600, or to stdout.
+    Keygen {
+        /// The file to create (never replaced); stdout without it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Explain why a URL would be allowed or refused, check by check
     /// (exit 0 when allowed, 1 when refused). Never prints key material.
     Explain {
@@ -63,7 +71,7 @@ enum Command {
         /// `/path?query` or `https://host/path?query`.
         target: String,
         #[command(flatten)]
-        key: KeyArgs,
+        secret: KeyArgs,
         /// Lifetime of the link, e.g. 15m, 1h, 1d.
         #[arg(long, default_value = "15m", conflicts_with = "exp")]
         ttl: String,
@@ -79,6 +87,15 @@ enum Command {
         format: String,
         #[command(flatten)]
         options: SignOptions,
+        /// A configuration to check the link against (as `explain` does:
+        /// a warning names what the proxy would refuse, e.g. a --ttl over
+        /// the route's max_ttl); with --key, the key comes from it too.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The configuration's HMAC key to sign with (`keys.<name>`), read
+        /// and decoded as `serve` reads it. Needs --config.
+        #[arg(long, requires = "config", conflicts_with_all = ["key_env", "key_file", "key_encoding"])]
+        key: Option<String>,
     },
     /// Mint a JWT for testing.
     Token {
@@ -110,7 +127,7 @@ enum Command {
         jti: Option<String>,
     },
     /// Revoke a credential by id, or everything a subject was issued before
-    /// a moment, in the configured store (SPEC §11).
+    /// a moment, in the configured store.
     Revoke {
         #[arg(long, env = "TOLLGATE_CONFIG", default_value = DEFAULT_PATH)]
         config: PathBuf,
@@ -263,6 +280,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Each error of a configuration, prefixed with its file.
+fn with_file(path: &std::path::Path, errors: &config::ConfigErrors) -> String {
+    errors.0.iter().map(|e| format!("{}: {e}", path.display())).collect::<Vec<_>>().join("\n")
+}
+
+/// `sign --config`: explains the new link against the configuration and
+/// prints the failed checks to stderr when the proxy would refuse it.
+fn warn_if_refused(path: &std::path::Path, link: &str) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);
+    let rt = runtime()?;
+    let compiled = {
+        let _guard = rt.enter();
+        config::load(path, &metrics).map_err(|e| with_file(path, &e))?
+    };
+    let probe = tollgate::explain::Probe { url: link, method: "GET", headers: &[], client: None };
+    let found = rt.block_on(tollgate::explain::explain(&compiled, &metrics, &probe));
+    if !found.allowed {
+        eprintln!("warning: {} would refuse this link:", path.display());
+        for line in found.report.lines().filter(|l| l.contains("FAIL") || l.starts_with("result")) {
+            eprintln!("  {}", line.trim_start());
+        }
+    }
+    Ok(())
+}
+
 /// The control-plane runtime: admin listener, signals, reloads, JWKS. The
 /// proxy's worker threads run runtimes of their own (see `server`).
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -280,6 +322,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Schema => {
             print!("{}", config::schema::config_schema_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { out: None } => {
+            println!("{}", tools::keygen()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { out: Some(path) } => {
+            tools::keygen_file(&path)?;
+            eprintln!("wrote a new 32-byte secret to {} (mode 0600)", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { config, url, method, headers, client_ip } => {
@@ -317,7 +368,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Sign { target, key, ttl, exp, kid, format, options } => {
+        Command::Sign { target, secret: key, ttl, exp, kid, format, options, config: config_path, key: named } => {
             if key.key_env.is_some() && key.key_file.is_some() {
                 return Err("give exactly one of --key-env and --key-file".to_owned());
             }
@@ -332,9 +383,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if let Some(name) = theirs.first() {
                 return Err(format!("--{name} is not an option of --format {format}"));
             }
-            let sign_key = key.key();
+            let sign_key = match (&named, &config_path) {
+                (Some(name), Some(path)) => SignKey {
+                    source: KeySource::Bytes(config::hmac_secret(path, name).map_err(|e| with_file(path, &e))?),
+                    encoding: None,
+                },
+                _ => key.key(),
+            };
             let input = SignInput { target: &target, exp, kid: kid.as_deref(), key: &sign_key, options: &options.0 };
-            println!("{}", signer.sign(&input)?);
+            let link = signer.sign(&input)?;
+            println!("{link}");
+            if let Some(path) = config_path {
+                warn_if_refused(&path, &link)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { key, private_key, alg, ttl, kid, sub, iss, aud, paths, claims, jti } => {

@@ -95,6 +95,31 @@ pub fn parse_claim(text: &str) -> Result<(String, Value), String> {
     Ok((name.to_owned(), value))
 }
 
+/// A new HMAC secret for `tollgate keygen`: 32 random bytes written as 64
+/// hex characters. Read as `raw` (the default everywhere: the config's
+/// `secret_file`/`secret_env`, `tollgate sign --key-file`), the secret is
+/// those 64 characters, so every reader agrees on it without an encoding.
+pub fn keygen() -> Result<String, String> {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no randomness available".to_owned())?;
+    Ok(crate::normalize::encode_hex(&secret))
+}
+
+/// Writes a new secret to `path`, readable by its owner only; never
+/// replaces an existing file.
+pub fn keygen_file(path: &Path) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let secret = keygen()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(format!("{secret}\n").as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,3 +292,73 @@ fn sign_matches_the_shared_vectors() {
     assert_eq!(code, 1);
     assert!(err.contains("GET and HEAD"), "{err}");
 }
+
+/// `check` says how to fix the mistakes newcomers make: a route without
+/// `auth`, a misspelt key or upstream, a short secret.
+#[test]
+fn check_errors_carry_their_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short.key"), "too-short-secret").unwrap();
+    std::fs::write(dir.path().join("media.key"), "m".repeat(64)).unwrap();
+    let yaml = r#"
+keys:
+  media: { hmac: { secret_file: media.key } }
+  short: { hmac: { secret_file: short.key } }
+upstreams:
+  files: { url: "http://127.0.0.1:1" }
+routes:
+  - { name: open, prefix: /open/, upstream: files }
+  - { name: m, prefix: /m/, upstream: filse, auth: { signed_url: { keys: [medai] } } }
+"#;
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (code, _, err) = tollgate(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    for want in [
+        "routes[0]: missing field `auth` (a route without a credential says so: `auth: none`)",
+        "routes[1].upstream: unknown upstream \"filse\"; did you mean \"files\"?",
+        "routes[1].auth.signed_url.keys[0]: unknown key \"medai\"; did you mean \"media\"?",
+        "keys.short.hmac: the secret is 16 bytes; at least 32 are required (make one with `tollgate keygen --out FILE`)",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// A listen address in use is named in the error.
+#[test]
+fn serve_names_the_address_it_cannot_listen_on() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: {addr}\nadmin: 127.0.0.1:0\nupstreams: {{ u: {{ url: \"http://127.0.0.1:1\" }} }}\n\
+         routes: [ {{ name: a, prefix: /, upstream: u, auth: none }} ]\n"
+    );
+    let path = dir.path().join("taken.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (code, _, err) = tollgate(&["serve", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("cannot listen: `listen` address {addr}:")), "{err}");
+}
+
+/// `keygen` makes a 32-byte secret as 64 hex characters, a file only its
+/// owner reads, never replacing one.
+#[test]
+fn keygen_writes_a_new_private_secret_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k.key");
+    let (code, _, err) = tollgate(&["keygen", "--out", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.trim_end().len(), 64);
+    assert!(text.trim_end().bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let (code, _, err) = tollgate(&["keygen", "--out", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "an existing key was replaced");
+    assert!(err.contains("cannot create"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    let (_, a, _) = tollgate(&["keygen"], &[]);
+    let (_, b, _) = tollgate(&["keygen"], &[]);
+    assert_ne!(a, b);
+}

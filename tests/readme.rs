@@ -506,3 +506,43 @@ async fn readme_one_time_link_and_revocation_examples_work() {
     let r = http.get_with(&tg.url("/dl/report.pdf"), &[("authorization", &bearer)]).await;
     assert_eq!((r.status, r.code().as_str()), (401, "revoked"));
 }
+
+/// Runs the README's `first-config` block as written (its `--ttl 1h` as
+/// `ttl`), in a copy of `config/`, with the built binary first on PATH.
+fn first_config(ttl: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::copy(common::repo().join("config/sidecar-nginx.yaml"), dir.path().join("config/sidecar-nginx.yaml"))
+        .unwrap();
+    let script = snippet("first-config").replace("--ttl 1h", &format!("--ttl {ttl}"));
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_tollgate")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let key = std::fs::metadata(dir.path().join("config/keys/media.key")).map(|m| m.len());
+    assert_eq!(key.ok(), Some(65), "keygen wrote 64 hex characters and a newline");
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn readme_first_config_block_runs_as_written() {
+    let (ok, stdout, stderr) = first_config("1h");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("ok (2 routes)"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("/media/cat.jpg?exp=") && l.contains("&sig=")), "{stdout}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn sign_with_config_warns_when_the_route_would_refuse_the_link() {
+    // Two days on a route whose max_ttl is one day.
+    let (ok, _, stderr) = first_config("2d");
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("would refuse this link"), "{stderr}");
+    assert!(stderr.contains("longer than the route's max_ttl 1d"), "{stderr}");
+    assert!(stderr.contains("403 claim_mismatch"), "{stderr}");
+}

@@ -546,3 +546,50 @@ async fn memory_store_reads_revocations_written_by_the_cli() {
     let r = s.http.get_with(&s.tg.url("/m/file.txt"), &[("authorization", &format!("Bearer {bob}"))]).await;
     assert_eq!((r.status, r.code().as_str()), (401, "revoked"));
 }
+
+/// `tollgate explain` runs the admit phase as the proxy does, read-only:
+/// the id rule, a revocation, a spent link, an unreachable store (503), and
+/// explaining a link never takes its use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_store_without_taking_a_use() {
+    let mut s = setup().await;
+    let explain = |s: &Setup, target: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("explain")
+            .arg("--config")
+            .arg(s.dir.path().join("cli.yaml"))
+            .arg(target)
+            .env("TOLLGATE_REDIS_URL", s.redis.url())
+            .output()
+            .unwrap();
+        (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
+    };
+    let link = s.link("/once/file.txt", "explained-1");
+    for _ in 0..2 {
+        let (code, text) = explain(&s, &link);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("admit        ok   use limit (1 use(s)"), "{text}");
+    }
+    assert_eq!(s.http.get(&s.a.url(&link)).await.status, 200, "explain took the link's only use");
+    let (code, text) = explain(&s, &link);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("admit        FAIL") && text.contains("uses are spent"), "{text}");
+    assert!(text.contains("result       refused: 410 replayed"), "{text}");
+
+    let revoked = s.link("/once/file.txt", "explained-2");
+    s.revoke(&["--jti", "explained-2"]);
+    let (_, text) = explain(&s, &revoked);
+    assert!(text.contains("result       refused: 403 revoked"), "{text}");
+
+    let no_id = common::sign(&s.secret, "GET", "/once/file.txt", 600, None, None);
+    let (_, text) = explain(&s, &no_id);
+    assert!(text.contains("id           FAIL") && text.contains("no id to count"), "{text}");
+    assert!(text.contains("result       refused: 403 claim_mismatch"), "{text}");
+
+    s.redis.kill();
+    let fresh = s.link("/once/file.txt", "explained-3");
+    let (code, text) = explain(&s, &fresh);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("cannot be reached"), "{text}");
+    assert!(text.contains("result       refused: 503 store_unavailable"), "{text}");
+}

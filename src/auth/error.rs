@@ -38,7 +38,7 @@ impl Carrier {
     /// See [`Carrier::label`].
     pub fn describe(self) -> &'static str {
         match self {
-            Carrier::SignedUrl => "query (exp, sig, kid, prefix)",
+            Carrier::SignedUrl => "query string",
             Carrier::Header => "Authorization header",
             Carrier::Query => "token query parameter",
             Carrier::Cookie => "Cookie header",

@@ -97,8 +97,7 @@ fn check_len(secret: Vec<u8>, min_len: usize) -> Result<Vec<u8>, String> {
     }
     if secret.len() < min_len {
         return Err(format!(
-            "the secret is {} bytes; at least {min_len} are required (make one with `openssl rand -hex 32`, \
-             read with encoding hex)",
+            "the secret is {} bytes; at least {min_len} are required (make one with `tollgate keygen --out FILE`)",
             secret.len()
         ));
     }

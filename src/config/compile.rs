@@ -15,7 +15,7 @@ use super::compiled::{
     Config, ConfigError, ConfigErrors, DEFAULT_ADMIN, DEFAULT_LISTEN, Limits, LogSettings, ReloadSettings,
     ShutdownSettings, TlsSettings,
 };
-use super::context::{Compiler, Known, valid_name};
+use super::context::{Compiler, Known, did_you_mean, valid_name};
 use super::file::{ConfigFile, LogFormat, RouteFile, UpstreamFile};
 use crate::auth::CacheSettings;
 use crate::metrics::Metrics;
@@ -33,18 +33,7 @@ pub fn load(path: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
 
 /// Compiles YAML text; relative file paths resolve against `base`.
 pub fn compile_str(yaml: &str, base: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
-    let mut c = Compiler {
-        base: base.to_path_buf(),
-        errors: Vec::new(),
-        inputs: Vec::new(),
-        used_keys: BTreeSet::new(),
-        used_upstreams: BTreeSet::new(),
-        warnings: Vec::new(),
-        key_uses: Vec::new(),
-        cookie_keys: Vec::new(),
-        secret_digests: BTreeMap::new(),
-        path_token_markers: Vec::new(),
-    };
+    let mut c = Compiler::new(base);
     let value: Value = serde_yaml_ng::from_str(yaml).map_err(|e| one_error("", format!("invalid YAML: {e}")))?;
     if value.is_null() {
         return Err(one_error("", "the file is empty".to_owned()));
@@ -54,6 +43,49 @@ pub fn compile_str(yaml: &str, base: &Path, metrics: &Metrics) -> Result<Config,
     match config {
         Some(config) if c.errors.is_empty() => Ok(config),
         _ => Err(ConfigErrors(c.errors)),
+    }
+}
+
+/// The HMAC secret of key `name` in the file at `path`, read and decoded
+/// exactly as `serve` reads it (`tollgate sign --config --key`).
+pub fn hmac_secret(path: &Path, name: &str) -> Result<Vec<u8>, ConfigErrors> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| one_error("", format!("cannot read {}: {e}", path.display())))?;
+    let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| one_error("", format!("invalid YAML: {e}")))?;
+    let at = format!("keys.{name}.hmac");
+    let Some(section) = value.get("keys").and_then(|k| k.get(name)) else {
+        let declared: Vec<String> = value
+            .get("keys")
+            .and_then(Value::as_mapping)
+            .map(|m| m.keys().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        return Err(one_error("keys", format!("no key {name:?}{}", did_you_mean(name, &declared))));
+    };
+    let Some(hmac) = section.get("hmac") else {
+        return Err(one_error(&format!("keys.{name}"), "not an HMAC secret (`hmac:`)".to_owned()));
+    };
+    let mut c = Compiler::new(&Config::base_dir(path));
+    let secret = c.entry(&at, hmac.clone()).and_then(|raw| c.secret(&at, raw));
+    match secret {
+        Some(secret) if c.errors.is_empty() => Ok(secret),
+        _ => Err(ConfigErrors(c.errors)),
+    }
+}
+
+impl Compiler {
+    fn new(base: &Path) -> Self {
+        Compiler {
+            base: base.to_path_buf(),
+            errors: Vec::new(),
+            inputs: Vec::new(),
+            used_keys: BTreeSet::new(),
+            used_upstreams: BTreeSet::new(),
+            warnings: Vec::new(),
+            key_uses: Vec::new(),
+            cookie_keys: Vec::new(),
+            secret_digests: BTreeMap::new(),
+            path_token_markers: Vec::new(),
+        }
     }
 }
 

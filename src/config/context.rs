@@ -54,7 +54,11 @@ impl Compiler {
             Err(e) => {
                 let inner = e.path().to_string();
                 let inner = if inner == "." { String::new() } else { inner };
-                self.error(join(path, &inner), e.into_inner().to_string());
+                let mut message = e.into_inner().to_string();
+                if message.starts_with("missing field `auth`") {
+                    message.push_str(" (a route without a credential says so: `auth: none`)");
+                }
+                self.error(join(path, &inner), message);
                 None
             }
         }
@@ -108,6 +112,35 @@ pub(super) struct Known<'a> {
     pub(super) declared_upstreams: &'a BTreeSet<String>,
     pub(super) limits: &'a Limits,
     pub(super) metrics: &'a Metrics,
+}
+
+/// `; did you mean "media"?` when one of `names` is a likely typo of
+/// `wrong` (at most two edits, and fewer than half its length), else "".
+pub(super) fn did_you_mean<'n>(wrong: &str, names: impl IntoIterator<Item = &'n String>) -> String {
+    let limit = 2.min(wrong.chars().count() / 2);
+    names
+        .into_iter()
+        .map(|n| (edit_distance(wrong, n), n))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, n)| format!("; did you mean {n:?}?"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 pub(super) fn valid_name(name: &str) -> bool {

@@ -46,7 +46,10 @@ impl Compiler {
     pub(super) fn secret(&mut self, path: &str, raw: SecretFile) -> Option<Vec<u8>> {
         let secret = self.secret_bytes(path, raw, SecretEncoding::Raw)?;
         if secret.len() < MIN_SECRET_LEN {
-            self.error(path, format!("the secret is {} bytes; at least {MIN_SECRET_LEN} are required", secret.len()));
+            self.error(path, format!(
+                    "the secret is {} bytes; at least {MIN_SECRET_LEN} are required (make one with `tollgate keygen --out FILE`)",
+                    secret.len()
+                ));
             return None;
         }
         Some(secret)

@@ -3,7 +3,7 @@
 
 use http::{HeaderName, HeaderValue, Method};
 
-use super::context::{CompiledKey, Compiler, Known, valid_name};
+use super::context::{CompiledKey, Compiler, Known, did_you_mean, valid_name};
 use super::file::{
     AuthFile, AuthRulesFile, CookieExchangeFile, CorsFile, RevocationFile, RouteFile, SecretEncoding, SecretFile,
     UseLimitFile,
@@ -37,7 +37,8 @@ impl Compiler {
             Some(u) => Some(u.clone()),
             None => {
                 if !known.declared_upstreams.contains(&raw.upstream) {
-                    self.error(format!("{path}.upstream"), format!("unknown upstream {:?}", raw.upstream));
+                    let hint = did_you_mean(&raw.upstream, known.declared_upstreams);
+                    self.error(format!("{path}.upstream"), format!("unknown upstream {:?}{hint}", raw.upstream));
                 }
                 None
             }
@@ -193,7 +194,8 @@ impl Compiler {
             Some(k) => Some(k),
             None => {
                 if !known.declared_keys.contains(name) {
-                    self.error(path, format!("unknown key {name:?}"));
+                    let hint = did_you_mean(name, known.declared_keys);
+                    self.error(path, format!("unknown key {name:?}{hint}"));
                 }
                 None
             }

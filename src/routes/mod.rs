@@ -142,8 +142,11 @@ impl RouteTable {
 }
 
 /// FxHash (rustc's): a multiply-rotate hash, several times faster than
-/// SipHash on short keys. Keys are the configuration's own prefixes and
-/// hosts, so hash flooding is not a concern.
+/// SipHash on short keys, with splitmix64's finalizer so that keys which
+/// differ only in their first bytes (`/t1/`, `/t2/`; a product only
+/// carries low bits upward) still differ in the low bits the table indexes
+/// by. Keys are the configuration's own prefixes and hosts, so hash
+/// flooding is not a concern.
 #[derive(Default, Clone, Copy)]
 struct FxHasher(u64);
 
@@ -163,6 +166,9 @@ impl Hasher for FxHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
     }
 }

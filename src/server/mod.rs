@@ -102,11 +102,16 @@ impl Handle {
     }
 }
 
+/// A bind failure that names the setting and its address.
+fn bind_error(setting: &str, addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("`{setting}` address {addr}: {e}"))
+}
+
 /// Binds the listeners, starts the worker threads, and serves until
 /// shutdown; the acceptor and admin listener run on the caller's runtime.
 pub async fn start(config: Config, metrics: Arc<Metrics>) -> io::Result<Handle> {
-    let listener = TcpListener::bind(config.listen).await?;
-    let admin = TcpListener::bind(config.admin).await?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| bind_error("listen", config.listen, e))?;
+    let admin = TcpListener::bind(config.admin).await.map_err(|e| bind_error("admin", config.admin, e))?;
     let proxy_addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let limits = config.limits;

@@ -325,14 +325,14 @@ impl EdgeAuth {
         }
         t.step("signature", true, format_args!("matches ({:?})", self.algorithm));
         if now > exp {
-            t.step("expiry", false, format_args!("exp {exp} passed {} s ago", now - exp));
+            t.step("expiry", false, format_args!("exp {exp} passed {} ago", crate::duration::human(now - exp)));
             return Err(AuthError::Expired);
         }
         if st.is_some_and(|st| now < st) {
             t.step("expiry", false, format_args!("not valid before st {}", st.unwrap_or_default()));
             return Err(AuthError::NotYetValid);
         }
-        t.step("expiry", true, format_args!("exp {exp} is {} s away", exp - now));
+        t.step("expiry", true, format_args!("exp {exp}: in {}", crate::duration::human(exp - now)));
         if let Some(ip) = token.ip {
             let ip = query::decode_component(ip).map_err(|_| AuthError::Malformed)?;
             let ip: Option<IpAddr> = std::str::from_utf8(&ip).ok().and_then(|s| s.parse().ok());

@@ -279,7 +279,7 @@ impl Kind for ExchangedCookies {
         t.step("key", true, format_args!("its link was verified by {:?}", value.key));
         let exp = signed_url::parse_exp(value.exp).ok_or(AuthError::Malformed)?;
         if ctx.now > exp {
-            t.step("expiry", false, format_args!("exp {exp} passed {} s ago", ctx.now - exp));
+            t.step("expiry", false, format_args!("exp {exp} passed {} ago", crate::duration::human(ctx.now - exp)));
             return Err(AuthError::Expired);
         }
         if req.method != "GET" && req.method != "HEAD" {

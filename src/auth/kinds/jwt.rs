@@ -336,7 +336,7 @@ impl JwtPolicy {
                 return fail(
                     t,
                     "not before",
-                    format_args!("nbf {nbf} is {} s away", nbf - now),
+                    format_args!("nbf {nbf}: in {}", crate::duration::human(nbf - now)),
                     AuthError::NotYetValid,
                 );
             }

@@ -26,6 +26,7 @@ use crate::auth::kind::NoTrace;
 use crate::auth::kind::Presented;
 use crate::auth::kind::Tracer;
 use crate::auth::kind::VerifyContext;
+use crate::duration::human;
 use crate::normalize;
 
 /// First line of a path token's string to sign.
@@ -223,14 +224,23 @@ pub fn verify_traced<'p>(
     };
     t.step("key", true, format_args!("key id {:?}", key.id));
     if now > exp {
-        t.step("expiry", false, format_args!("exp {exp} passed {} s ago (now {now})", now - exp));
+        t.step("expiry", false, format_args!("exp {exp} passed {} ago (now {now})", human(now - exp)));
         return Err(AuthError::Expired);
     }
     if let Some(max) = policy.max_ttl.filter(|max| exp - now > *max) {
-        t.step("expiry", false, format_args!("exp {exp} is {} s away, more than max_ttl {max} s", exp - now));
+        t.step(
+            "expiry",
+            false,
+            format_args!(
+                "the token lives {} more, longer than the route's max_ttl {} (sign it with a --ttl of {} or less)",
+                human(exp - now),
+                human(max),
+                human(max)
+            ),
+        );
         return Err(AuthError::ClaimMismatch);
     }
-    t.step("expiry", true, format_args!("exp {exp} is {} s away (now {now})", exp - now));
+    t.step("expiry", true, format_args!("exp {exp}: in {} (now {now})", human(exp - now)));
     let prefix = normalize::check_path(token.raw_prefix(raw_path)).map_err(|_| AuthError::Malformed)?;
     let to_sign = ToSign {
         scheme: SCHEME_PATH,

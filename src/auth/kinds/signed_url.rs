@@ -37,6 +37,7 @@ use crate::auth::query::{self, CredentialNames, Found, ID_PARAM, SIGNED_URL_PARA
 use crate::auth::section::{CompileContext, Compiled, CompiledKey, Registered, parse_section};
 use crate::auth::sign::{OPTION_PREFIX, SignInput, SignOption, Signer, split_origin};
 use crate::duration::HumanDuration;
+use crate::duration::human;
 use crate::normalize;
 
 /// First line of a one-path grant's string to sign.
@@ -116,6 +117,19 @@ pub fn string_to_sign(method: &str, exp: &str, kid: &str, prefix: Option<&str>, 
     .text()
 }
 
+/// The link's parameters as written, the absent ones left out
+/// (`exp=1767225600 kid=media-2025 prefix=/media/u1/`).
+fn present_params(exp: &str, kid: &str, prefix: Option<&str>) -> String {
+    let mut text = format!("exp={exp}");
+    if !kid.is_empty() {
+        text.push_str(&format!(" kid={kid}"));
+    }
+    if let Some(prefix) = prefix {
+        text.push_str(&format!(" prefix={prefix}"));
+    }
+    text
+}
+
 /// Decodes and checks a `prefix` value: a normal path that ends with `/`.
 fn decode_prefix(raw: &str) -> Option<String> {
     let bytes = query::decode_component(raw).ok()?;
@@ -175,7 +189,7 @@ pub fn verify_traced<'p>(
         },
         None => None,
     };
-    t.step("parameters", true, format_args!("exp={exp_raw} kid={kid:?} prefix={:?}", prefix.as_deref()));
+    t.step("parameters", true, format_args!("{}", present_params(exp_raw, kid, prefix.as_deref())));
     let key = match found.get("kid") {
         Some(kid) => policy.keys.get(kid),
         None => policy.keys.first(),
@@ -190,14 +204,23 @@ pub fn verify_traced<'p>(
         format_args!("key id {:?}{}", key.id, if kid.is_empty() { " (the route's first key)" } else { "" }),
     );
     if now > exp {
-        t.step("expiry", false, format_args!("exp {exp} passed {} s ago (now {now})", now - exp));
+        t.step("expiry", false, format_args!("exp {exp} passed {} ago (now {now})", human(now - exp)));
         return Err(AuthError::Expired);
     }
     if let Some(max) = policy.max_ttl.filter(|max| exp - now > *max) {
-        t.step("expiry", false, format_args!("exp {exp} is {} s away, more than max_ttl {max} s", exp - now));
+        t.step(
+            "expiry",
+            false,
+            format_args!(
+                "the link lives {} more, longer than the route's max_ttl {} (sign it with a --ttl of {} or less)",
+                human(exp - now),
+                human(max),
+                human(max)
+            ),
+        );
         return Err(AuthError::ClaimMismatch);
     }
-    t.step("expiry", true, format_args!("exp {exp} is {} s away (now {now})", exp - now));
+    t.step("expiry", true, format_args!("exp {exp}: in {} (now {now})", human(exp - now)));
     let canonical = match query::canonical(query) {
         Ok(c) => c,
         Err(_) => {
@@ -410,7 +433,7 @@ impl Signer for Section {
             SignOption {
                 name: "path-token",
                 value: None,
-                help: "write a path token (SPEC §2b) after the prefix instead of query parameters: for HLS/DASH, \
+                help: "write a path token after the prefix instead of query parameters: for HLS/DASH, \
                        whose players drop the query; grants --prefix, or the target's directory",
                 default: None,
             },
