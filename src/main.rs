@@ -285,17 +285,26 @@ fn with_file(path: &std::path::Path, errors: &config::ConfigErrors) -> String {
     errors.0.iter().map(|e| format!("{}: {e}", path.display())).collect::<Vec<_>>().join("\n")
 }
 
-/// `sign --config`: explains the new link against the configuration and
-/// prints the failed checks to stderr when the proxy would refuse it.
-fn warn_if_refused(path: &std::path::Path, link: &str) -> Result<(), String> {
+/// Loads the configuration at `path` and explains `probe` against it, as
+/// the proxy would answer it.
+fn explain_with(
+    path: &std::path::Path,
+    probe: &tollgate::explain::Probe<'_>,
+) -> Result<tollgate::explain::Explanation, String> {
     let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);
     let rt = runtime()?;
     let compiled = {
         let _guard = rt.enter();
         config::load(path, &metrics).map_err(|e| with_file(path, &e))?
     };
+    Ok(rt.block_on(tollgate::explain::explain(&compiled, &metrics, probe)))
+}
+
+/// `sign --config`: explains the new link against the configuration and
+/// prints the failed checks to stderr when the proxy would refuse it.
+fn warn_if_refused(path: &std::path::Path, link: &str) -> Result<(), String> {
     let probe = tollgate::explain::Probe { url: link, method: "GET", headers: &[], client: None };
-    let found = rt.block_on(tollgate::explain::explain(&compiled, &metrics, &probe));
+    let found = explain_with(path, &probe)?;
     if !found.allowed {
         eprintln!("warning: {} would refuse this link:", path.display());
         for line in found.report.lines().filter(|l| l.contains("FAIL") || l.starts_with("result")) {
@@ -334,17 +343,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { config, url, method, headers, client_ip } => {
-            let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| e.to_string())?);
-            let rt = runtime()?;
-            let compiled = {
-                let _guard = rt.enter();
-                config::load(&config, &metrics).map_err(|errors| {
-                    errors.0.iter().map(|e| format!("{}: {e}", config.display())).collect::<Vec<_>>().join("\n")
-                })?
-            };
             let method = method.to_ascii_uppercase();
             let probe = tollgate::explain::Probe { url: &url, method: &method, headers: &headers, client: client_ip };
-            let found = rt.block_on(tollgate::explain::explain(&compiled, &metrics, &probe));
+            let found = explain_with(&config, &probe)?;
             print!("{}", found.report);
             Ok(if found.allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
