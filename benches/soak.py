@@ -97,7 +97,7 @@ EXPECT = {
     "forged_jwt": 401,
     "path_token": 200,
     "forged_path_token": 403,
-    # One-time links counted in Redis (SPEC §11): a fresh id's first use,
+    # One-time links counted in Redis (README: One-time and limited links): a fresh id's first use,
     # and a replay of a link that was answered 200 before.
     "one_time": 200,
     "one_time_replay": 410,
@@ -119,7 +119,7 @@ def hs256(secret, claims, kid):
 
 
 def path_token(secret, kid, exp, prefix, rest):
-    """A path token (SPEC §2b) granting `prefix`, written after it."""
+    """A path token (docs/reference.md: Path tokens) granting `prefix`, written after it."""
     to_sign = "\n".join(["TOLLGATE-HMAC-SHA256-PATH", "GET", str(exp), kid, prefix, ""])
     sig = b64(hmac.new(secret, to_sign.encode(), hashlib.sha256).digest())
     return f"{prefix}tg~{exp}~{kid}~{sig}/{rest}"

@@ -10,8 +10,8 @@
 #          from the JWKS endpoint                                  -> 200
 #   invalid: expired links, forged links (403), no credential, expired and
 #          forged JWTs (401)                                       -> that code
-#   path tokens (SPEC §2b) under the same rotating keys       -> 200, forged -> 403
-#   one-time links (SPEC §11) counted in a real redis-server: first use -> 200,
+#   path tokens (docs/reference.md: Path tokens) under the same rotating keys       -> 200, forged -> 403
+#   one-time links (README: One-time and limited links) counted in a real redis-server: first use -> 200,
 #          replay of a used link -> 410
 # Churn (benches/soak.py churn):
 #   tollgate config reload (SIGHUP) every 5 s, once a bad config that must be

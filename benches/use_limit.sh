@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a one-time link costs over a plain signed URL (SPEC §11), on loopback:
+# What a one-time link costs over a plain signed URL (README: One-time and limited links), on loopback:
 #
 #   plain signed URL          route without use_limit        -> nginx
 #   one-time link, Redis      use_limit {uses: 1}, Redis on this machine -> nginx

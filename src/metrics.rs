@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §8), owned by one `Metrics` value registered on
+//! Prometheus metrics (docs/reference.md: Metrics), owned by one `Metrics` value registered on
 //! an injected `Registry` (a fresh one per test; no global registry).
 //!
 //! Labels are bounded by construction: route names come from the config,
@@ -126,7 +126,7 @@ impl RetryReason {
     }
 }
 
-/// What the use-limit and revocation stage decided (SPEC §11),
+/// What the use-limit and revocation stage decided (README: One-time and limited links),
 /// `tollgate_use_limit_total{result}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UseResult {

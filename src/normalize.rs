@@ -1,4 +1,4 @@
-//! The normal form of a request path (SPEC §5), and the byte helpers every
+//! The normal form of a request path (docs/reference.md: Signed URLs), and the byte helpers every
 //! stage shares: hex, and prefixes on segment boundaries. A leaf: it imports
 //! nothing of the crate.
 //!

@@ -23,7 +23,13 @@ use crate::server::{self, Handle};
 /// Runs the proxy from a config file until SIGTERM/SIGINT. `Ok(true)` when
 /// the drain completed in time.
 pub async fn serve(path: PathBuf) -> Result<bool, String> {
-    let metrics = Arc::new(Metrics::new(Registry::new()).map_err(|e| e.to_string())?);
+    let registry = Registry::new();
+    // process_cpu_seconds_total, process_resident_memory_bytes,
+    // process_open_fds, ...: what every Prometheus exporter reports.
+    registry
+        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::new(registry).map_err(|e| e.to_string())?);
     let config = config::load(&path, &metrics).map_err(|e| e.to_string())?;
     release_freed_memory();
     let _logs = crate::logging::init(&config.log);

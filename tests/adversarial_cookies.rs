@@ -1,4 +1,4 @@
-//! Exchanged cookies (SPEC §10) tried from outside: a cookie opens exactly
+//! Exchanged cookies (README: Cookies, CORS) tried from outside: a cookie opens exactly
 //! the route and the scope of the link it replaced, never a neighbour that
 //! shares its key; it dies with the key that verified that link; and a
 //! navigation inside a token's leeway lands on the file, not on a cookie

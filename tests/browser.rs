@@ -1,4 +1,4 @@
-//! The browser patterns of SPEC §2b and §10, proven in a real browser:
+//! The browser patterns of docs/reference.md: Path tokens and §10, proven in a real browser:
 //! Debian's chromium, driven by Playwright (`tests/browser/driver.py`).
 //!
 //! Every test starts a real nginx behind tollgate and a second nginx as the
@@ -315,7 +315,7 @@ async fn hls_plays_through_a_path_token_and_stops_at_its_prefix() {
     b.assert_upstream_saw_no_credential(&[token.as_str()]);
 }
 
-/// The bearer-token route read cross-origin (SPEC §10 CORS).
+/// The bearer-token route read cross-origin (README: Cookies, CORS CORS).
 const API_ROUTE: &str = r#"  - name: api
     prefix: /api/
     upstream: files

@@ -89,6 +89,49 @@ fn reference_config_passes_check() {
     assert!(err.contains("keys.media.hmac.secret_env: environment variable TOLLGATE_MEDIA_KEY is not set"), "{err}");
 }
 
+/// A fresh clone has none of the examples' secrets: `check --offline`
+/// passes every example, naming each absent secret instead of failing.
+#[test]
+fn every_example_config_passes_check_offline_without_its_secrets() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(common::repo().join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("tollgate.yaml");
+        std::fs::copy(&path, &copy).unwrap();
+        let (code, out, err) = tollgate(&["check", "--offline", "--config", copy.to_str().unwrap()], &[]);
+        assert_eq!(code, 0, "{}: offline check failed:\n{err}", path.display());
+        assert!(out.contains("ok offline ("), "{}: {out}", path.display());
+        assert!(err.contains("not checked (offline): keys."), "{}: no absent key listed:\n{err}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 3, "config/ examples: {checked}");
+}
+
+/// Offline still checks everything but the absent secrets.
+#[test]
+fn check_offline_still_reports_every_other_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"
+keys:
+  k: { hmac: { secret_file: keys/absent.key } }
+upstreams:
+  u: { url: "http://127.0.0.1:1" }
+routes:
+  - { name: a, prefix: /a/, upstream: u, auth: { signed_url: { keys: [medai], max_ttl: 1d } } }
+  - { name: b, prefix: /b/, upstream: u, auth: { signed_url: { keys: [k], max_ttl: 1d } } }
+"#;
+    let path = dir.path().join("tollgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (code, _, err) = tollgate(&["check", "--offline", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("routes[0].auth.signed_url.keys[0]: unknown key \"medai\""), "{err}");
+    assert!(err.contains("1 error(s)"), "the absent key file is not an error offline:\n{err}");
+}
+
 #[test]
 fn check_prints_every_error_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! Cookie exchange (SPEC §10) in front of a real nginx: a navigation with a
+//! Cookie exchange (README: Cookies, CORS) in front of a real nginx: a navigation with a
 //! URL credential lands on the clean URL with a cookie that grants exactly
 //! what the URL granted; sub-resources are served directly; the cookie never
 //! reaches nginx and grants nothing else.

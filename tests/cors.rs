@@ -1,4 +1,4 @@
-//! CORS (SPEC §10) in front of a real nginx that sends CORS headers of its
+//! CORS (README: Cookies, CORS) in front of a real nginx that sends CORS headers of its
 //! own: preflights answered by tollgate and never forwarded, every answer to
 //! a listed origin readable (refusals too), nothing for other origins, and
 //! the upstream's headers replaced rather than doubled.

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 const DASHBOARD: &str = "deploy/grafana/tollgate.json";
 
 /// Metrics the alert rules may name before tollgate exports them (none now:
-/// the store metrics of SPEC section 11 are exported). The test fails once
+/// the store metrics of use limits and revocation are exported). The test fails once
 /// one is exported, so an entry gets removed then.
 const NOT_YET_EXPORTED: &[&str] = &[];
 

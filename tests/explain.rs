@@ -141,3 +141,154 @@ fn every_refusal_reason_names_its_check() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("  path       ok   \"/api/*\" grants \"/api/x\""), "{text}");
 }
+
+/// A key the config reads as hex, used as text by the signer: explain says
+/// how the config reads the key and the flag that matches it.
+#[test]
+fn a_mismatch_names_how_the_config_reads_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = common::random_secret().iter().take(32).map(|b| format!("{b:02x}")).collect();
+    common::write_file(dir.path(), "media.key", text.as_bytes());
+    let yaml = r#"
+keys:
+  media: { hmac: { secret_file: media.key, encoding: hex } }
+upstreams:
+  nginx: { url: "http://127.0.0.1:9" }
+routes:
+  - { name: media, prefix: /media/, upstream: nginx, auth: { signed_url: { keys: [media] } } }
+"#;
+    common::write_file(dir.path(), "tollgate.yaml", yaml.as_bytes());
+    // Signed with the file's 64 characters as the key, as `sign --key-file` does by default.
+    let url = sign(text.as_bytes(), "GET", "/media/a.jpg", 300, None, None);
+    let out = Command::new(BIN).arg("explain").arg("--config").arg(dir.path().join("tollgate.yaml")).arg(&url).output();
+    let out = out.unwrap();
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("the config decodes it from hex (`encoding: hex`)"), "{report}");
+    assert!(report.contains("needs `--key-encoding hex`"), "{report}");
+    assert!(!report.contains(&text), "key material in the output:\n{report}");
+}
+
+/// `explain` and the proxy, on one config and the same links: every answer
+/// agrees (status and error code), the id rule and a revocation included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_and_the_proxy_answer_every_link_alike() {
+    let nginx =
+        common::Nginx::start(&[("media/a.jpg", b"a"), ("media/u1/a.jpg", b"u"), ("once/f.txt", b"f"), ("api/x", b"x")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (media, app) = (common::random_secret(), common::random_secret());
+    common::write_file(dir.path(), "media.key", &media);
+    common::write_file(dir.path(), "app.key", &app);
+    let yaml = format!(
+        r#"
+keys:
+  media: {{ hmac: {{ secret_file: media.key }} }}
+  app: {{ hmac: {{ secret_file: app.key }} }}
+upstreams:
+  nginx: {{ url: "http://{}" }}
+store:
+  memory: {{ revocations_file: revocations }}
+reload: {{ interval: 100ms }}
+routes:
+  - name: media
+    prefix: /media/
+    upstream: nginx
+    methods: [GET, HEAD, PUT]
+    auth: {{ signed_url: {{ keys: [media], max_ttl: 1h, path_tokens: true }} }}
+  - name: api
+    prefix: /api/
+    upstream: nginx
+    auth: {{ jwt: {{ keys: [app], audience: files, path_claim: path, leeway: 0s }} }}
+  - name: once
+    prefix: /once/
+    upstream: nginx
+    auth: {{ signed_url: {{ keys: [media], max_ttl: 1h }}, revocation: true }}
+"#,
+        nginx.addr
+    );
+    let config = common::write_file(dir.path(), "tollgate.yaml", yaml.as_bytes());
+    let tg = common::Tollgate::start(&yaml, dir.path()).await;
+    let http = common::Http::h1();
+    let explain = |target: &str, extra: &[&str]| {
+        let out = Command::new(BIN).arg("explain").arg("--config").arg(&config).args(extra).arg(target).output();
+        String::from_utf8(out.unwrap().stdout).unwrap()
+    };
+    // explain's verdict as (status, code): "allowed" is the upstream's 200.
+    let verdict = |report: &str| -> (u16, String) {
+        let result = report.lines().find(|l| l.starts_with("result")).unwrap_or_default();
+        match result.split_once("refused: ") {
+            Some((_, answer)) => {
+                let (status, code) = answer.split_once(' ').unwrap_or((answer, ""));
+                (status.parse().unwrap_or(0), code.split_whitespace().next().unwrap_or("").to_owned())
+            }
+            None if result.contains("allowed") => (200, String::new()),
+            None => (0, report.to_owned()),
+        }
+    };
+
+    let good = sign(&media, "GET", "/media/a.jpg", 300, None, None);
+    let prefixed = sign(&media, "GET", "/media/u1/a.jpg", 300, None, Some("/media/u1/"));
+    let bearer = |claims| format!("Bearer {}", hs256(&app, claims));
+    let now = tollgate::auth::unix_now();
+    let cases: Vec<(String, &str, Option<String>)> = vec![
+        (good.clone(), "GET", None),
+        ("/media/a.jpg".into(), "GET", None),
+        (format!("{good}&sig=x"), "GET", None),
+        (good.replace("exp=", "exp=0"), "GET", None),
+        (sign(&media, "GET", "/media/a.jpg", -5, None, None), "GET", None),
+        (sign(&media, "GET", "/media/a.jpg", 7200, None, None), "GET", None),
+        (sign(&media, "GET", "/media/a.jpg", 300, Some("other"), None), "GET", None),
+        (good.clone(), "PUT", None),
+        (good.clone(), "DELETE", None),
+        (prefixed.clone(), "GET", None),
+        (prefixed.replace("/u1/a.jpg", "/u2/a.jpg"), "GET", None),
+        (sign_path(&media, "/media/u1/a.jpg", 300, Some("/media/u1/")), "GET", None),
+        (
+            sign_path(&media, "/media/u1/a.jpg", 300, Some("/media/u1/")).replace("/media/u1/", "/media/u2/"),
+            "GET",
+            None,
+        ),
+        ("/media/../etc/passwd".into(), "GET", None),
+        ("/nowhere/x".into(), "GET", None),
+        ("/api/x".into(), "GET", Some(bearer(json!({"aud": "files", "path": "/api/*"})))),
+        ("/api/x".into(), "GET", Some(bearer(json!({"aud": "files", "path": "/api/x", "nbf": now + 600})))),
+        ("/api/x".into(), "GET", Some(bearer(json!({"aud": "other", "path": "/api/x"})))),
+        ("/api/x".into(), "GET", Some(bearer(json!({"aud": "files", "path": "/api/y"})))),
+        ("/api/x".into(), "GET", Some(bearer(json!({"aud": "files", "path": "/api/x", "exp": now - 5})))),
+        ("/api/x".into(), "GET", Some(format!("Bearer {}", hs256(b"not-the-key-not-the-key-not-the-key!", json!({}))))),
+        (sign(&media, "GET", "/once/f.txt", 300, None, None), "GET", None),
+    ];
+    let compare = async |target: &str, method: &str, auth: Option<&str>| {
+        let mut extra = vec!["-X", method];
+        let header = auth.map(|a| format!("Authorization: {a}"));
+        if let Some(h) = &header {
+            extra.extend(["-H", h.as_str()]);
+        }
+        let said = verdict(&explain(target, &extra));
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let r = http.send(method, &tg.url(target), &headers, bytes::Bytes::new()).await;
+        let answered = (r.status, if r.status == 200 { String::new() } else { r.code() });
+        assert_eq!(said, answered, "{method} {target}: explain said {said:?}, the proxy answered {answered:?}");
+    };
+    for (target, method, auth) in &cases {
+        compare(target, method, auth.as_deref()).await;
+    }
+
+    // A revoked link: `tollgate revoke` writes the file both read.
+    let kept = sign_with_jti(&media, "/once/f.txt", "kept");
+    let revoked = sign_with_jti(&media, "/once/f.txt", "gone");
+    let out = Command::new(BIN).args(["revoke", "--jti", "gone", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while http.get(&tg.url(&revoked)).await.status != 403 {
+        assert!(std::time::Instant::now() < deadline, "the proxy did not read the revocation");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    compare(&revoked, "GET", None).await;
+    compare(&kept, "GET", None).await;
+}
+
+/// A one-file link carrying a signed `jti`.
+fn sign_with_jti(secret: &[u8], path: &str, jti: &str) -> String {
+    sign(secret, "GET", &format!("{path}?jti={jti}"), 300, None, None)
+}

@@ -278,3 +278,19 @@ async fn sigterm_drains_a_slow_download() {
     let status = serve.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "a clean drain exits 0:\n{}", serve.logs());
 }
+
+/// `serve` exports the process metrics every Prometheus exporter has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_process_metrics() {
+    let nginx = Nginx::start(&[("a/x.txt", b"a")]);
+    let dir = tempfile::tempdir().unwrap();
+    common::write_file(dir.path(), "k.key", &common::random_secret());
+    std::fs::create_dir(dir.path().join("cfg")).unwrap();
+    let path = dir.path().join("cfg/tollgate.yaml");
+    let serve = Serve::start(&path, |p, a| config(p, a, nginx.addr, "", "{ watch: false }"));
+    let http = Http::h1();
+    assert!(serve.metric(&http, "process_resident_memory_bytes").await > 1e6);
+    assert!(serve.metric(&http, "process_open_fds").await >= 3.0);
+    assert!(serve.metric(&http, "process_max_fds").await > 0.0);
+    assert!(serve.metric(&http, "process_start_time_seconds").await > 1.7e9);
+}

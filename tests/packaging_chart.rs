@@ -1,9 +1,10 @@
 //! The Helm chart, validated rather than just written: Helm's own lint,
 //! Kubernetes schema validation of what it renders, `tollgate check` and
-//! the config schema on the rendered config, secure defaults, checksum
-//! annotations, the sidecar include from a parent chart, the
-//! PrometheusRule against promtool. One behaviour per test, each over every
-//! values example (`CHART_CASES`).
+//! the config schema on the rendered config, secure defaults (no key and
+//! no public route unless asked for, the admin port behind an optional
+//! NetworkPolicy), checksum annotations, the sidecar include from a parent
+//! chart, the PrometheusRule against promtool. One behaviour per test,
+//! many over every values example (`CHART_CASES`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -14,6 +15,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use base64::Engine;
+use serde_json::Value;
 
 use k8s::*;
 
@@ -55,13 +57,15 @@ fn helm_lint_passes_for_default_values_and_every_example() {
     assert_eq!(out.code, 0, "helm lint failed:\n{}", out.all());
     assert!(out.stdout.contains(&format!("{n} of {n} configurations passed")), "{}", out.all());
 
-    // Errors fail: a schema violation, and a Secret that would not exist.
+    // Schema violations fail: a wrong type and a misspelt key, at the top
+    // and inside networkPolicy. (Lint mode only logs the chart's `fail`, so
+    // a missing key choice is tested with `helm template` below.)
     let dir = tempfile::tempdir().unwrap();
     let typo = common::write_file(dir.path(), "typo.yaml", b"replicaCount: two\nreplicas: 2\n");
-    let no_secret = common::write_file(dir.path(), "no-secret.yaml", b"secret:\n  create: false\n");
-    let out = lint(&[typo.display().to_string(), no_secret.display().to_string()]);
+    let policy = common::write_file(dir.path(), "policy.yaml", b"networkPolicy:\n  admin:\n    form: []\n");
+    let out = lint(&[typo.display().to_string(), policy.display().to_string()]);
     assert_eq!(out.code, 1, "broken values passed helm lint:\n{}", out.all());
-    assert!(out.stdout.contains("typo.yaml: FAILED") && out.stdout.contains("no-secret.yaml: FAILED"), "{}", out.all());
+    assert!(out.stdout.contains("typo.yaml: FAILED") && out.stdout.contains("policy.yaml: FAILED"), "{}", out.all());
     assert!(out.stdout.contains("1 of 3 configurations passed"), "{}", out.all());
 }
 
@@ -97,6 +101,7 @@ fn documented_values_example_lints_renders_and_passes_check() {
     assert_tollgate_wiring(deploy, &yaml(&config), "docs values");
     assert!(of_kind(&docs, "Secret").is_empty(), "existingSecret: no Secret rendered");
     assert_eq!(of_kind(&docs, "ServiceMonitor").len(), 1);
+    assert_eq!(of_kind(&docs, "NetworkPolicy").len(), 1);
 }
 
 #[test]
@@ -125,6 +130,7 @@ fn checksum_annotations_roll_pods_only_when_hot_reload_cannot_apply_the_change()
 
     assert_ne!(restart_checksum(&["--set", "ports.admin=9191"]).0, base.0, "a listener change rolls");
     assert_ne!(restart_checksum(&["--set", "bindAddress=[::]"]).0, base.0, "a listener change rolls");
+    assert_ne!(restart_checksum(&["--set", "adminBindAddress=[::]"]).0, base.0, "a listener change rolls");
     let ipv6 = docs(&render_chart("", &["--set", "bindAddress=[::]"]));
     assert_check_passes(&configmap_entry(&ipv6, "tollgate.yaml").1, "IPv6 bindAddress");
     let tls = ["--set-json", r#"config.tls={"cert_file":"keys/tls.crt","key_file":"keys/tls.key"}"#];
@@ -184,7 +190,9 @@ fn sidecar_template_injects_tollgate_into_a_parent_chart_as_documented() {
     assert_check_passes(&config_text, "parent chart");
     let volume = &deploy["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"];
     assert_eq!(volume[0]["configMap"]["name"], name(configmap), "the sidecar mounts the subchart's ConfigMap");
-    assert_eq!(volume[1]["secret"]["name"], name(one(&docs, "Secret")), "and its Secret");
+    let existing = yaml(&chart_readme_block("parent-values"))["tollgate"]["secret"]["existingSecret"].clone();
+    assert_eq!(volume[1]["secret"]["name"], existing, "and the parent's existing Secret");
+    assert!(of_kind(&docs, "Secret").is_empty(), "existingSecret: no Secret rendered");
     assert!(deploy["spec"]["template"]["metadata"]["annotations"]["checksum/tollgate-restart"].is_string());
 }
 
@@ -338,14 +346,18 @@ fn an_nginx_sidecar_serves_the_upstream_or_every_upstream_is_an_object_store() {
     }
 }
 
+/// The name of the Secret the tollgate volume of a Deployment projects.
+fn secret_in_volume(deploy: &Value) -> String {
+    let volumes = deploy["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let projected = volumes.iter().find(|v| v["name"] == "tollgate").unwrap();
+    projected["projected"]["sources"][1]["secret"]["name"].as_str().unwrap().to_owned()
+}
+
 /// The Secret a pod mounts, and the key files its config names.
 fn mounted_secret(r: &Rendered) -> (String, Vec<String>) {
-    let volumes = r.deploy()["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
-    let projected = volumes.iter().find(|v| v["name"] == "tollgate").unwrap();
-    let secret_ref = projected["projected"]["sources"][1]["secret"]["name"].as_str().unwrap().to_owned();
     let mut files = Vec::new();
     named_files(&r.config, &mut files);
-    (secret_ref, files)
+    (secret_in_volume(r.deploy()), files)
 }
 
 #[test]
@@ -408,5 +420,225 @@ fn scrape_annotations_and_service_monitors_target_the_admin_port() {
             assert_eq!(port["name"], monitor["spec"]["endpoints"][0]["port"], "{}", r.what);
             assert_eq!(port["targetPort"], "admin", "{}: metrics come from the admin port", r.what);
         }
+    }
+}
+
+// ------------------------------------------------ the key choice
+
+/// Without `secret.existingSecret` or `secret.create=true` the chart
+/// refuses to render and says what to set, with a kubectl line for the key
+/// files the config names.
+#[test]
+fn without_a_key_choice_the_chart_fails_saying_what_to_set() {
+    let media = "tollgate: set secret.existingSecret to the Secret holding keys/media.key (kubectl -n media create \
+                 secret generic tollgate-keys --from-file=media.key=./media.key), or secret.create=true for a \
+                 development key";
+    let minio = values_args("examples/values-minio.yaml");
+    let cases: [(Vec<&str>, &str); 4] = [
+        (vec![], media),
+        (vec!["--set", "secret.create=false"], media),
+        (vec!["--set", "secret.existingSecret="], media),
+        (
+            vec![minio[0].as_str(), minio[1].as_str(), "--set", "secret.existingSecret="],
+            "--from-file=media.key=./media.key --from-file=s3-access-key=./s3-access-key \
+             --from-file=s3-secret-key=./s3-secret-key",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = helm_template_out(&chart(), &args);
+        assert_ne!(out.code, 0, "{args:?}: rendered without a key choice:\n{}", out.stdout);
+        assert!(out.stderr.contains(message), "{args:?}: wanted {message:?} in:\n{}", out.stderr);
+    }
+}
+
+/// `secret.create=true`: a Secret with a generated 64-character key, and
+/// the pod mounts that Secret.
+#[test]
+fn secret_create_renders_a_generated_key_the_pod_mounts() {
+    let docs = docs(&helm_template(&chart(), &DEV_SECRET));
+    let secret = one(&docs, "Secret");
+    let b64 = secret["data"]["media.key"].as_str().expect("the Secret has media.key");
+    let key = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert_eq!(key.len(), 64, "{key:?}");
+    assert!(key.iter().all(u8::is_ascii_alphanumeric), "{key:?}");
+    assert_eq!(secret_in_volume(one(&docs, "Deployment")), name(secret));
+}
+
+/// `secret.existingSecret` renders no Secret (even with `secret.create`)
+/// and the pod mounts the named one.
+#[test]
+fn existing_secret_renders_no_secret_and_the_pod_mounts_it() {
+    let existing = ["--set", "secret.existingSecret=media-keys"];
+    for args in [&existing[..], &[existing[0], existing[1], DEV_SECRET[0], DEV_SECRET[1]][..]] {
+        let docs = docs(&helm_template(&chart(), args));
+        assert!(of_kind(&docs, "Secret").is_empty(), "{args:?}: a Secret was rendered");
+        assert_eq!(secret_in_volume(one(&docs, "Deployment")), "media-keys", "{args:?}");
+    }
+}
+
+// ------------------------------------------------ routes
+
+/// Every route of every rendered config asks for a credential: nothing is
+/// public unless the user adds an `auth: none` route.
+#[test]
+fn no_route_is_unauthenticated_by_default() {
+    for r in rendered_cases() {
+        let routes = r.config["routes"].as_array().unwrap();
+        assert!(!routes.is_empty(), "{}", r.what);
+        for route in routes {
+            assert_ne!(route["auth"], "none", "{}: route {} needs no credential", r.what, route["name"]);
+        }
+    }
+}
+
+// ------------------------------------------------ the admin listener
+
+/// The kubelet's probes and Prometheus connect to the pod IP, so by
+/// default the admin listener binds an address reachable there.
+#[test]
+fn admin_listener_binds_an_address_reachable_on_the_pod_ip_by_default() {
+    for r in rendered_cases() {
+        let admin = r.config["admin"].as_str().unwrap();
+        assert!(admin.starts_with("0.0.0.0:") || admin.starts_with("[::]:"), "{}: admin {admin}", r.what);
+    }
+}
+
+#[test]
+fn admin_bind_address_moves_only_the_admin_listener() {
+    let (_, text) = configmap_entry(&docs(&render_chart("", &["--set", "adminBindAddress=[::]"])), "tollgate.yaml");
+    let config = yaml(&text);
+    assert_eq!(config["admin"], "[::]:9090");
+    assert_eq!(config["listen"], "0.0.0.0:8080");
+    assert_check_passes(&text, "adminBindAddress [::]");
+}
+
+/// A loopback admin listener is out of reach of the kubelet's probes and
+/// of Prometheus: NOTES.txt warns, and points at the NetworkPolicy.
+#[test]
+fn notes_warn_when_the_admin_listener_is_on_loopback() {
+    let warning = "WARNING: the admin listener binds";
+    for admin in ["127.0.0.1", "[::1]"] {
+        let notes = render_notes("", &["--set", &format!("adminBindAddress={admin}")]);
+        assert!(notes.contains(&format!("{warning} {admin}, out of reach of the")), "{admin}: {notes}");
+        assert!(notes.contains("restrict it with networkPolicy.admin.from"), "{admin}: {notes}");
+    }
+    assert!(!render_notes("", &[]).contains(warning), "no warning by default");
+}
+
+// ------------------------------------------------ NetworkPolicy
+
+/// Prometheus's pods in the namespace "monitoring", as NetworkPolicy peers.
+const PROMETHEUS: &str = r#"[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}},"podSelector":{"matchLabels":{"app.kubernetes.io/name":"prometheus"}}}]"#;
+
+/// The chart's own values with the NetworkPolicy on, plus `extra`.
+fn with_network_policy(extra: &[&str]) -> String {
+    render_chart("", &[&["--set", "networkPolicy.enabled=true"][..], extra].concat())
+}
+
+/// The ingress rules of a NetworkPolicy that admit the tollgate port
+/// named `port` (by number or name).
+fn rules_for<'a>(policy: &'a Value, deploy: &Value, port: &str) -> Vec<&'a Value> {
+    let number = named_port(container(deploy, "tollgate").unwrap(), port);
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert!(rules.iter().all(|r| r["ports"].is_array()), "a rule without ports admits every port: {rules:?}");
+    rules
+        .iter()
+        .filter(|r| r["ports"].as_array().unwrap().iter().any(|p| p["port"] == number || p["port"] == port))
+        .collect()
+}
+
+#[test]
+fn network_policy_is_off_by_default() {
+    for r in rendered_cases() {
+        assert!(of_kind(&r.docs, "NetworkPolicy").is_empty(), "{}", r.what);
+    }
+}
+
+/// The policy with no peers, with admin peers, with proxy peers too, and as
+/// the chart's README shows it.
+#[test]
+fn network_policy_passes_kubernetes_validation() {
+    let admin = format!("networkPolicy.admin.from={PROMETHEUS}");
+    let proxy = r#"networkPolicy.proxy.from=[{"ipBlock":{"cidr":"10.0.0.0/8","except":["10.1.0.0/16"]}}]"#;
+    let dir = tempfile::tempdir().unwrap();
+    let readme = common::write_file(dir.path(), "np.yaml", chart_readme_block("network-policy").as_bytes());
+    let (admin, readme) = (admin.as_str(), readme.to_str().unwrap());
+    let cases: [&[&str]; 4] =
+        [&[], &["--set-json", admin], &["--set-json", admin, "--set-json", proxy], &["-f", readme]];
+    for extra in cases {
+        let rendered = with_network_policy(extra);
+        assert_eq!(of_kind(&docs(&rendered), "NetworkPolicy").len(), 1, "{extra:?}");
+        kube_validate(&rendered, &[], &format!("networkPolicy {extra:?}"));
+    }
+}
+
+/// With `admin.from` set, the policy isolates the Deployment's pods and
+/// admits their admin port from exactly those peers, the proxy port from
+/// anywhere.
+#[test]
+fn network_policy_admits_the_admin_port_only_from_the_configured_peers() {
+    let docs = docs(&with_network_policy(&["--set-json", &format!("networkPolicy.admin.from={PROMETHEUS}")]));
+    let (policy, deploy) = (one(&docs, "NetworkPolicy"), one(&docs, "Deployment"));
+    let labels = &deploy["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in policy["spec"]["podSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&labels[k], v, "NetworkPolicy selector {k}");
+    }
+    assert_eq!(str_list(&policy["spec"]["policyTypes"]), ["Ingress"]);
+    let admin = rules_for(policy, deploy, "admin");
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    assert_eq!(admin[0]["from"], serde_json::from_str::<Value>(PROMETHEUS).unwrap());
+    let proxy = rules_for(policy, deploy, "http");
+    assert_eq!(proxy.len(), 1, "{proxy:?}");
+    assert!(proxy[0]["from"].is_null(), "the proxy port from anywhere: {proxy:?}");
+}
+
+/// With no admin peers no rule admits the admin port: no pod reaches it
+/// (the kubelet probes from the pod's own node, which a NetworkPolicy
+/// cannot block).
+#[test]
+fn network_policy_without_admin_peers_admits_no_pod_to_the_admin_port() {
+    let docs = docs(&with_network_policy(&[]));
+    let (policy, deploy) = (one(&docs, "NetworkPolicy"), one(&docs, "Deployment"));
+    assert!(rules_for(policy, deploy, "admin").is_empty(), "{policy}");
+    assert_eq!(rules_for(policy, deploy, "http").len(), 1, "{policy}");
+}
+
+#[test]
+fn network_policy_proxy_peers_narrow_the_proxy_port() {
+    let peers = r#"[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ingress-nginx"}}}]"#;
+    let docs = docs(&with_network_policy(&["--set-json", &format!("networkPolicy.proxy.from={peers}")]));
+    let (policy, deploy) = (one(&docs, "NetworkPolicy"), one(&docs, "Deployment"));
+    let proxy = rules_for(policy, deploy, "http");
+    assert_eq!(proxy.len(), 1, "{proxy:?}");
+    assert_eq!(proxy[0]["from"], serde_json::from_str::<Value>(peers).unwrap());
+}
+
+/// With the policy on and no admin peers, Prometheus cannot scrape:
+/// NOTES.txt says so, and stops once peers are listed.
+#[test]
+fn notes_warn_when_the_network_policy_blocks_the_scrapes() {
+    let on = ["--set", "networkPolicy.enabled=true"];
+    let warning = "cannot scrape /metrics: list its pods in networkPolicy.admin.from";
+    assert!(render_notes("", &on).contains(warning), "{}", render_notes("", &on));
+    let admitted = format!("networkPolicy.admin.from={PROMETHEUS}");
+    assert!(!render_notes("", &[on[0], on[1], "--set-json", &admitted]).contains(warning));
+}
+
+/// values.schema.json describes every new value: a misspelt key or a
+/// malformed address fails the render instead of being ignored.
+#[test]
+fn misspelt_admin_and_network_policy_values_fail_the_schema() {
+    let cases = [
+        ["--set", "adminBindAdress=0.0.0.0"],
+        ["--set", "adminBindAddress=localhost"],
+        ["--set", "networkPolicy.enable=true"],
+        ["--set-json", "networkPolicy.admin.form=[]"],
+        ["--set-json", r#"networkPolicy.admin.from=[{"namespaceSelecter":{}}]"#],
+        ["--set-json", r#"networkPolicy.proxy.from=[{"ipBlock":{"cdir":"10.0.0.0/8"}}]"#],
+    ];
+    for set in cases {
+        let out = helm_template_out(&chart(), &[DEV_SECRET[0], DEV_SECRET[1], set[0], set[1]]);
+        assert_ne!(out.code, 0, "{set:?}: rendered:\n{}", out.stdout);
+        assert!(out.stderr.contains("values don't meet the specifications of the schema"), "{set:?}: {}", out.stderr);
     }
 }

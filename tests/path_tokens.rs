@@ -1,4 +1,4 @@
-//! Path tokens (SPEC §2b) in front of a real nginx: everything below the
+//! Path tokens (docs/reference.md: Path tokens) in front of a real nginx: everything below the
 //! token segment inherits the grant, nothing else does, the upstream never
 //! sees the token, and nginx's directory redirect keeps it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -219,7 +219,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// The indexed lookup picks exactly the route the linear scan picked
-    /// (SPEC §1.3), on random tables, hosts and paths.
+    /// (README: Configuration), on random tables, hosts and paths.
     #[test]
     fn indexed_route_lookup_agrees_with_the_linear_scan(
         table in table(),

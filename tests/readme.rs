@@ -16,6 +16,7 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_server;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -324,7 +325,7 @@ async fn readme_snippets_sign_one_file_links_tollgate_accepts() {
 }
 
 /// Prefix links and path tokens from every language open every file under
-/// their prefix through tollgate (SPEC §2 prefix scheme line, §2b path
+/// their prefix through tollgate (docs/reference.md: Signed URLs prefix scheme line, §2b path
 /// tokens), and nothing outside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_snippets_sign_prefix_links_and_path_tokens_tollgate_accepts() {
@@ -532,7 +533,7 @@ fn first_config(ttl: &str) -> (bool, String, String) {
 fn readme_first_config_block_runs_as_written() {
     let (ok, stdout, stderr) = first_config("1h");
     assert!(ok, "{stdout}\n{stderr}");
-    assert!(stdout.contains("ok (2 routes)"), "{stdout}");
+    assert!(stdout.contains("ok (1 route)"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("/media/cat.jpg?exp=") && l.contains("&sig=")), "{stdout}");
     assert!(!stderr.contains("warning"), "{stderr}");
 }
@@ -545,4 +546,55 @@ fn sign_with_config_warns_when_the_route_would_refuse_the_link() {
     assert!(stderr.contains("would refuse this link"), "{stderr}");
     assert!(stderr.contains("longer than the route's max_ttl 1d"), "{stderr}");
     assert!(stderr.contains("403 claim_mismatch"), "{stderr}");
+}
+
+/// The README's quick start, as written: a refused and an allowed `curl`
+/// and an `explain`. The ports move to free ones; `cargo install` is
+/// replaced by the built binary first on PATH.
+#[test]
+fn readme_quick_start_runs_as_written() {
+    let block = snippet("quick-start");
+    let install = "cargo install --path . --locked";
+    assert!(block.starts_with(install), "the quick start begins by installing the binary:\n{block}");
+    let mut script = block.lines().skip(1).collect::<Vec<_>>().join("\n") + "\n";
+    for port in ["8080", "8081", "9090"] {
+        assert!(script.contains(&format!("127.0.0.1:{port}")) || script.contains(&format!("{port} ")), "{port}");
+        script = script.replace(port, &common::free_port().to_string());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_tollgate")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = child.id();
+    let out = std::thread::spawn(move || {
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        use std::io::Read as _;
+        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        (child.wait().unwrap().success(), stdout, stderr)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !out.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Whatever happened, nothing the block started outlives the test.
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status();
+    let (ok, stdout, stderr) = out.join().unwrap();
+    assert!(ok, "quick start failed:\n{stdout}\n{stderr}");
+    let refused = stdout.lines().find(|l| l.contains("\"error\"")).unwrap_or_default();
+    assert!(refused.contains("missing_credential"), "the unsigned curl is refused:\n{stdout}");
+    assert!(stdout.contains("hello, tollgate"), "the signed curl is served:\n{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("result") && l.contains("allowed: forwarded")),
+        "explain agrees:\n{stdout}"
+    );
 }

@@ -651,6 +651,32 @@ fn readme_points_to_the_reference_not_to_spec() {
     assert!(!reference().contains("SPEC"), "the reference stands on its own");
 }
 
+/// The contract this project started from is not in the repository: no
+/// file a user or contributor reads cites it (schema hover text, comments,
+/// dashboards, alerts, scripts).
+#[test]
+fn no_shipped_file_cites_the_outside_spec() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    let mut dirs: Vec<PathBuf> =
+        ["src", "config", "deploy", "helm", "benches", "docs", "examples"].iter().map(|d| root.join(d)).collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                for (n, line) in text.lines().enumerate() {
+                    if line.contains("SPEC §") || line.contains("SPEC section") || line.contains("SPEC.md") {
+                        found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "cites SPEC:\n{}", found.join("\n"));
+}
+
 #[test]
 fn links_into_the_reference_resolve() {
     let doc = reference();

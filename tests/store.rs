@@ -1,4 +1,4 @@
-//! Use-limited links and revocation across replicas (SPEC §11): two
+//! Use-limited links and revocation across replicas (README: One-time and limited links): two
 //! tollgate replicas in this process share one real `redis-server`, in
 //! front of a real nginx. Every link is fired at both replicas.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,5 +1,5 @@
 //! Upstream failures: refused, too slow, and cut off mid-body — each must
-//! reach the client as the SPEC §4 answer (or an aborted response), never
+//! reach the client as the docs/reference.md: Answers answer (or an aborted response), never
 //! with an address or an OS error in the body.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

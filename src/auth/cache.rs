@@ -1,4 +1,4 @@
-//! The verification cache (SPEC §6): verdicts on bearer tokens, in moka.
+//! The verification cache (README: Running in production): verdicts on bearer tokens, in moka.
 //!
 //! Invariants:
 //! - the key is a SHA-256 digest of (route, method, carrier, resource,

@@ -1,8 +1,8 @@
-//! Why a credential was refused, with the stable error codes of SPEC §4.
+//! Why a credential was refused, with the stable error codes of docs/reference.md: Answers.
 
 use std::fmt;
 
-/// Where a credential was found. Decides 401 versus 403 (SPEC §4) and
+/// Where a credential was found. Decides 401 versus 403 (docs/reference.md: Answers) and
 /// which carrier the stripping stage removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Carrier {
@@ -14,7 +14,7 @@ pub enum Carrier {
     Query,
     /// The route's credential cookie.
     Cookie,
-    /// A path token segment (SPEC §2b).
+    /// A path token segment (docs/reference.md: Path tokens).
     PathToken,
     /// A request header of the credential's own (EdgeAuth's `__token__`),
     /// not `Authorization`: refused with 403 like a URL credential.
@@ -83,10 +83,10 @@ pub enum AuthError {
     /// maximum lifetime), or a use-limited route got a credential without
     /// an id.
     ClaimMismatch,
-    /// A use-limited credential is used up (SPEC §11): 410.
+    /// A use-limited credential is used up (README: One-time and limited links): 410.
     Replayed,
     /// The credential, or everything its subject was issued before a
-    /// moment, was revoked (SPEC §11).
+    /// moment, was revoked (README: One-time and limited links).
     Revoked,
     /// The store a use limit or revocation needs did not answer in time:
     /// 503 with `Retry-After`.
@@ -126,7 +126,7 @@ impl AuthError {
         "store_unavailable",
     ];
 
-    /// The stable error code of SPEC §4.
+    /// The stable error code of docs/reference.md: Answers.
     pub fn code(self) -> &'static str {
         Self::CODES[self.index()]
     }

@@ -71,7 +71,7 @@ impl Grant {
 }
 
 /// Facts a verified credential states about itself, for the stage after
-/// verification (use limits and revocation, SPEC §11). Never logged: an id
+/// verification (use limits and revocation, README: One-time and limited links). Never logged: an id
 /// or a subject may be personal data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {

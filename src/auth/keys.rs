@@ -19,7 +19,7 @@ use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 use tokio::sync::{Notify, watch};
 
-/// Smallest HMAC secret accepted, in bytes (SPEC §2).
+/// Smallest HMAC secret accepted, in bytes (docs/reference.md: Signed URLs).
 pub const MIN_SECRET_LEN: usize = 32;
 
 /// How stored secret text encodes the secret bytes.
@@ -59,12 +59,25 @@ pub struct HmacKey {
     /// Key id: the value of a signed URL's `kid` that selects this key.
     pub id: String,
     key: aws_lc_rs::hmac::Key,
+    /// How the config decoded the secret: `explain` names it when a
+    /// signature does not match (a signer may have read the text as is).
+    pub encoding: SecretEncoding,
 }
 
 impl HmacKey {
     /// Wraps raw secret bytes (length is checked by the config compiler).
     pub fn new(id: impl Into<String>, secret: &[u8]) -> Self {
-        HmacKey { id: id.into(), key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret) }
+        HmacKey {
+            id: id.into(),
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+            encoding: SecretEncoding::Raw,
+        }
+    }
+
+    /// Notes how the config decoded the secret (see `encoding`).
+    pub fn read_as(mut self, encoding: SecretEncoding) -> Self {
+        self.encoding = encoding;
+        self
     }
 
     /// The aws-lc HMAC key.

@@ -16,7 +16,7 @@
 //!   and expiry times).
 //!
 //! [`authorize`] is the one place that applies the rule "at most one
-//! credential per request" (SPEC §3): two credentials, of one kind or of
+//! credential per request" (README: Bearer tokens): two credentials, of one kind or of
 //! two, are refused as malformed rather than resolved by a precedence rule
 //! a client could play against the upstream; a credential cookie counts
 //! only when the request carries no header or URL credential.

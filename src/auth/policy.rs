@@ -1,7 +1,7 @@
 //! What a protected route accepts ([`RouteAuth`]: its kinds, credential
 //! parameters, cookies and headers, its cookie exchange) and the one place
 //! that finds the request's credential and verifies it ([`authorize`]):
-//! at most one credential per request (SPEC §3).
+//! at most one credential per request (README: Bearer tokens).
 
 use std::sync::Arc;
 
@@ -48,7 +48,7 @@ impl RouteAuth {
         Ok(RouteAuth { kinds, names, cookies, headers, exchange: None })
     }
 
-    /// Adds cookie exchange (SPEC §10): the cookies become a kind of the
+    /// Adds cookie exchange (README: Cookies, CORS): the cookies become a kind of the
     /// route, and URL credentials on navigations are exchanged for them.
     pub fn with_exchange(mut self, mut exchange: kinds::exchanged_cookie::ExchangedCookies) -> Self {
         let sets = self
@@ -114,7 +114,7 @@ pub struct Choice<'k, 'r> {
     pub presented: Presented<'r>,
 }
 
-/// Finds the one credential the request presents (SPEC §3).
+/// Finds the one credential the request presents (README: Bearer tokens).
 pub fn choose<'k, 'r>(auth: &'k RouteAuth, req: &AuthRequest<'r>) -> Result<Choice<'k, 'r>, AuthError> {
     let mut direct: Option<Choice<'k, 'r>> = None;
     let mut cookie: Option<Choice<'k, 'r>> = None;

@@ -1,4 +1,4 @@
-//! The query string, read once and the same way everywhere (SPEC §2, §1.5).
+//! The query string, read once and the same way everywhere (docs/reference.md: Signed URLs, Canonical query).
 //!
 //! Parameters are split on `&` only. A parameter is recognised as a
 //! credential by its *decoded* name, so `%73ig=` is `sig` here exactly as it
@@ -10,10 +10,10 @@ use std::borrow::Cow;
 
 pub use crate::normalize::{BadEncoding, decode_component, encode_strict, split_piece};
 
-/// The parameters of a native signed URL (SPEC §2).
+/// The parameters of a native signed URL (docs/reference.md: Signed URLs).
 pub const SIGNED_URL_PARAMS: [&str; 4] = ["exp", "sig", "kid", "prefix"];
 
-/// A signed URL's id (SPEC §11). It is signed like any other parameter
+/// A signed URL's id (README: One-time and limited links). It is signed like any other parameter
 /// (the canonical query keeps it); on routes with use limits or revocation
 /// it is also a credential parameter: found once, stripped before
 /// forwarding, and read as the link's id.
@@ -98,7 +98,7 @@ impl<'a> Found<'a> {
     }
 }
 
-/// A credential parameter appeared twice (SPEC §3: refused with 400).
+/// A credential parameter appeared twice (README: Bearer tokens: refused with 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duplicate;
 
@@ -144,7 +144,7 @@ pub fn strip<'a>(query: &'a str, found: &Found<'_>) -> Option<Cow<'a, str>> {
 /// A decoded (name, value) query pair.
 type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
-/// The signed URL's `canonical_query` (SPEC §2): every parameter except the
+/// The signed URL's `canonical_query` (docs/reference.md: Signed URLs): every parameter except the
 /// four signed-URL ones, decoded, re-encoded strictly, sorted by (name, value).
 pub fn canonical(query: &str) -> Result<String, BadEncoding> {
     let mut pairs: Vec<Pair<'_>> = Vec::new();

@@ -23,26 +23,47 @@ use crate::routes::RouteTable;
 
 /// Reads and compiles the file at `path`.
 pub fn load(path: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
+    load_with(path, metrics, false)
+}
+
+/// [`load`], or with `offline` the check `tollgate check --offline` runs
+/// where the deployment's secrets and key files are not: whatever the file
+/// reads from outside itself and is absent (an unset environment variable,
+/// a missing file) goes to `Config::unchecked` instead of failing; the rest
+/// (the shape, every reference, the files that do exist) is checked as
+/// always. Such a config is for reporting only: its routes lack those keys.
+pub fn load_with(path: &Path, metrics: &Metrics, offline: bool) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) }])
     })?;
-    let mut config = compile_str(&text, &Config::base_dir(path), metrics)?;
+    let mut c = Compiler::new(&Config::base_dir(path));
+    c.offline = offline;
+    let mut config = c.compile_text(&text, metrics)?;
     config.source = Some(path.to_path_buf());
     Ok(config)
 }
 
 /// Compiles YAML text; relative file paths resolve against `base`.
 pub fn compile_str(yaml: &str, base: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
-    let mut c = Compiler::new(base);
-    let value: Value = serde_yaml_ng::from_str(yaml).map_err(|e| one_error("", format!("invalid YAML: {e}")))?;
-    if value.is_null() {
-        return Err(one_error("", "the file is empty".to_owned()));
-    }
-    let file: ConfigFile = c.entry("", value).ok_or_else(|| ConfigErrors(std::mem::take(&mut c.errors)))?;
-    let config = c.compile(file, metrics);
-    match config {
-        Some(config) if c.errors.is_empty() => Ok(config),
-        _ => Err(ConfigErrors(c.errors)),
+    Compiler::new(base).compile_text(yaml, metrics)
+}
+
+impl Compiler {
+    fn compile_text(mut self, yaml: &str, metrics: &Metrics) -> Result<Config, ConfigErrors> {
+        let c = &mut self;
+        let value: Value = serde_yaml_ng::from_str(yaml).map_err(|e| one_error("", format!("invalid YAML: {e}")))?;
+        if value.is_null() {
+            return Err(one_error("", "the file is empty".to_owned()));
+        }
+        let file: ConfigFile = c.entry("", value).ok_or_else(|| ConfigErrors(std::mem::take(&mut c.errors)))?;
+        let config = c.compile(file, metrics);
+        match config {
+            Some(mut config) if c.errors.is_empty() => {
+                config.unchecked = std::mem::take(&mut c.unchecked);
+                Ok(config)
+            }
+            _ => Err(ConfigErrors(std::mem::take(&mut c.errors))),
+        }
     }
 }
 
@@ -85,6 +106,8 @@ impl Compiler {
             cookie_keys: Vec::new(),
             secret_digests: BTreeMap::new(),
             path_token_markers: Vec::new(),
+            offline: false,
+            unchecked: Vec::new(),
         }
     }
 }
@@ -150,8 +173,15 @@ impl Compiler {
             if !names.insert(raw.name.clone()) {
                 self.error(format!("{path}.name"), format!("duplicate route name {:?}", raw.name));
             }
-            if let Some(route) = self.route(&path, i, raw, &known) {
-                routes.push(Arc::new(route));
+            let errors = self.errors.len();
+            match self.route(&path, i, raw, &known) {
+                Some(route) => routes.push(Arc::new(route)),
+                // Offline, a route whose key or upstream is absent cannot be
+                // built; its own fields and references were still checked.
+                None if self.offline && self.errors.len() == errors => self
+                    .unchecked
+                    .push(ConfigError { path, message: "not built: it uses a key or upstream not checked".into() }),
+                None => {}
             }
         }
 
@@ -210,7 +240,12 @@ impl Compiler {
         if let Some(t) = &tls {
             for (field, file) in [("tls.cert_file", &t.cert_file), ("tls.key_file", &t.key_file)] {
                 if let Err(e) = std::fs::metadata(file) {
-                    self.error(field, format!("cannot read {}: {e}", file.display()));
+                    let message = format!("cannot read {}: {e}", file.display());
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        self.absent(field, message);
+                    } else {
+                        self.error(field, message);
+                    }
                 }
             }
         }
@@ -259,6 +294,7 @@ impl Compiler {
             source: None,
             inputs: std::mem::take(&mut self.inputs),
             warnings,
+            unchecked: Vec::new(),
         })
     }
 

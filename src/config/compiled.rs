@@ -14,7 +14,7 @@ use crate::routes::RouteTable;
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// Default admin listener.
 pub const DEFAULT_ADMIN: &str = "0.0.0.0:9090";
-/// Default config path (SPEC §7).
+/// Default config path (docs/reference.md: Commands).
 pub const DEFAULT_PATH: &str = "config/tollgate.yaml";
 
 /// One configuration problem, located by its YAML path.
@@ -154,6 +154,8 @@ pub struct Config {
     pub inputs: Vec<PathBuf>,
     /// Likely mistakes that are not errors (unused keys and upstreams).
     pub warnings: Vec<ConfigError>,
+    /// With `check --offline`: the absent secrets and files not checked.
+    pub unchecked: Vec<ConfigError>,
 }
 
 impl Config {

@@ -31,6 +31,10 @@ pub(super) struct Compiler {
     pub(super) secret_digests: BTreeMap<String, [u8; 32]>,
     /// The path-token markers of every route (see `Config::path_token_markers`).
     pub(super) path_token_markers: Vec<Box<str>>,
+    /// `tollgate check --offline`: a file or environment variable that is
+    /// absent is listed in `unchecked` instead of being an error.
+    pub(super) offline: bool,
+    pub(super) unchecked: Vec<ConfigError>,
 }
 
 pub(super) fn join(parent: &str, child: &str) -> String {
@@ -74,7 +78,23 @@ impl Compiler {
         let path = self.resolve(p);
         let bytes = std::fs::read(&path);
         self.inputs.push(path);
-        bytes.map_err(|e| self.error(at, format!("cannot read {}: {e}", p.display()))).ok()
+        bytes
+            .map_err(|e| {
+                let message = format!("cannot read {}: {e}", p.display());
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    self.absent(at, message)
+                } else {
+                    self.error(at, message)
+                }
+            })
+            .ok()
+    }
+
+    /// Something the config reads from outside the file is missing: an
+    /// error, or with `--offline` a note of what was not checked.
+    pub(super) fn absent(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let found = ConfigError { path: path.into(), message: message.into() };
+        if self.offline { self.unchecked.push(found) } else { self.errors.push(found) }
     }
 
     /// A value from `<field>_env` or `<field>_file`, never inline: `None`
@@ -90,7 +110,7 @@ impl Compiler {
             (Some(var), None) => match std::env::var_os(&var) {
                 Some(v) => Some(Some(std::os::unix::ffi::OsStringExt::into_vec(v))),
                 None => {
-                    self.error(format!("{path}.{field}_env"), format!("environment variable {var} is not set"));
+                    self.absent(format!("{path}.{field}_env"), format!("environment variable {var} is not set"));
                     None
                 }
             },

@@ -57,7 +57,7 @@ pub struct ConfigFile {
     /// Metrics settings.
     #[serde(default)]
     pub metrics: MetricsFile,
-    /// Where use counts and revocations live (SPEC §11): `memory` (the
+    /// Where use counts and revocations live (README: One-time and limited links): `memory` (the
     /// default: one replica, uses forgotten on restart) or `redis` (shared
     /// by every replica). Changes need a restart.
     pub store: Option<StoreFile>,
@@ -329,7 +329,7 @@ pub struct RouteFile {
     pub max_body: Option<ByteSize>,
     /// Upload requests must send a `Content-Type` starting with this.
     pub require_content_type: Option<String>,
-    /// Cross-origin access from the listed origins (SPEC §10).
+    /// Cross-origin access from the listed origins (README: Cookies, CORS).
     pub cors: Option<CorsFile>,
     /// Forward the client's `Authorization` header to this route's
     /// upstream, for an upstream that authenticates requests itself (HTTP
@@ -375,10 +375,10 @@ pub enum AuthFile {
 /// deserialised where it is compiled, so its errors carry their paths.
 #[derive(Debug, Default)]
 pub struct AuthRulesFile {
-    /// Limit how often one credential may be used (SPEC §11); the id is the
+    /// Limit how often one credential may be used (README: One-time and limited links); the id is the
     /// JWT `jti` or the signed URL's `jti` parameter.
     pub use_limit: Option<Value>,
-    /// Refuse credentials revoked with `tollgate revoke` (SPEC §11).
+    /// Refuse credentials revoked with `tollgate revoke` (README: One-time and limited links).
     pub revocation: Option<Value>,
     /// Exchange a URL credential for a cookie on top-level navigations.
     pub cookie_exchange: Option<Value>,
@@ -397,7 +397,7 @@ pub fn auth_fields() -> &'static [&'static str] {
     &FIELDS
 }
 
-/// `routes[].auth.cookie_exchange` (SPEC §10).
+/// `routes[].auth.cookie_exchange` (README: Cookies, CORS).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CookieExchangeFile {

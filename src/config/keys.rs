@@ -156,6 +156,7 @@ impl Compiler {
             return Some(CompiledKey::Secret(format.field, Arc::new(named)));
         }
         if let Some(secret) = raw.hmac {
+            let encoding = secret.encoding.unwrap_or(SecretEncoding::Raw);
             let secret = self.secret(&format!("{path}.hmac"), secret)?;
             self.remember_secret(name, &secret);
             let algorithms = self.algorithms(path, raw.algorithms, AlgorithmFamily::Hmac, Algorithm::HS256)?;
@@ -166,7 +167,8 @@ impl Compiler {
                     return None;
                 }
             };
-            return Some(CompiledKey::Hmac { signer: Arc::new(HmacKey::new(kid, &secret)), jwt: Arc::new(jwt) });
+            let signer = HmacKey::new(kid, &secret).read_as(encoding);
+            return Some(CompiledKey::Hmac { signer: Arc::new(signer), jwt: Arc::new(jwt) });
         }
         if let Some(file) = raw.public_key_file {
             let pem = self.read(format!("{path}.public_key_file"), &file)?;

@@ -14,6 +14,6 @@ mod store_rules;
 mod upstreams;
 
 pub use crate::duration;
-pub use compile::{compile_str, hmac_secret, load};
+pub use compile::{compile_str, hmac_secret, load, load_with};
 pub use compiled::*;
 pub use file::LogFormat;

@@ -115,12 +115,12 @@ impl JsonSchema for AuthRulesFile {
         field(
             "use_limit",
             generator.subschema_for::<Option<UseLimitFile>>(),
-            "Limit how often one credential may be used (SPEC §11); the id is the JWT `jti` or the signed URL's `jti` parameter.",
+            "Limit how often one credential may be used (README: One-time and limited links); the id is the JWT `jti` or the signed URL's `jti` parameter.",
         );
         field(
             "revocation",
             generator.subschema_for::<Option<RevocationFile>>(),
-            "Refuse credentials revoked with `tollgate revoke` (SPEC §11).",
+            "Refuse credentials revoked with `tollgate revoke` (README: One-time and limited links).",
         );
         field(
             "cookie_exchange",

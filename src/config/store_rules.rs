@@ -1,4 +1,4 @@
-//! Compiling `store:` and the routes' `use_limit` / `revocation` (SPEC §11).
+//! Compiling `store:` and the routes' `use_limit` / `revocation` (README: One-time and limited links).
 
 use std::time::Duration;
 

@@ -56,6 +56,10 @@ impl Compiler {
                 return None;
             }
             settings.ca_file = tls.ca_file.map(|f| self.resolve(&f));
+            if let Some(ca) = settings.ca_file.as_ref().filter(|ca| self.offline && !ca.exists()) {
+                self.absent(format!("{path}.tls.ca_file"), format!("cannot read {}: no such file", ca.display()));
+                return None;
+            }
             settings.server_name = tls.server_name;
         }
         let s3 = match raw.s3 {

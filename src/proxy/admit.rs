@@ -1,4 +1,4 @@
-//! Phase 5, admit: use limits and revocation (SPEC §11).
+//! Phase 5, admit: use limits and revocation (README: One-time and limited links).
 //!
 //! It runs on every request of a route that has `use_limit` or
 //! `revocation`, after the credential is verified (from the verdict cache

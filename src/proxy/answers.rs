@@ -1,5 +1,5 @@
 //! What tollgate answers by itself, for every phase: the one table from
-//! refusal to answer (SPEC §4: status, stable error code,
+//! refusal to answer (docs/reference.md: Answers: status, stable error code,
 //! `WWW-Authenticate`), the cookie exchange's redirect, and the body type
 //! of every answer. Bodies of refusals are tiny fixed JSON: no addresses,
 //! OS errors, paths or credentials ever reach a client.
@@ -255,7 +255,7 @@ mod tests {
         Rejection::Auth { denial: Denial { error, carrier }, bearer: true }
     }
 
-    /// The table of SPEC §4, row by row.
+    /// The table of docs/reference.md: Answers, row by row.
     #[test]
     fn status_table() {
         use AuthError::*;

@@ -1,5 +1,5 @@
 //! Phase 6, forward: strip every credential carrier and hop-by-hop header,
-//! set the forwarding headers, build the upstream request (SPEC §1.5) and
+//! set the forwarding headers, build the upstream request (docs/reference.md: Canonical query) and
 //! send it, streaming the body (`Upstream::send`: pooled connection,
 //! retry, and the object store's signing and answers).
 //!

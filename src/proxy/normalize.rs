@@ -1,7 +1,7 @@
 //! Phase 1, normalize: the request head within tollgate's exact limits
 //! (414/431; hyper's own buffers are looser), the target in origin form
 //! over HTTP/1 (an absolute-form host is never used for anything), and the
-//! path in normal form (SPEC §5, `crate::normalize`).
+//! path in normal form (docs/reference.md: Signed URLs, `crate::normalize`).
 
 use http::Version;
 use http::request::Parts;

@@ -1,6 +1,6 @@
 //! Phase 4, target: where the verified request goes. A navigation that
 //! carries a URL credential on a route with cookie exchange goes to the
-//! clean URL with a cookie granting the same (SPEC §10); every other
+//! clean URL with a cookie granting the same (README: Cookies, CORS); every other
 //! request goes upstream, asking for the raw path (without a path token's
 //! segment) and the query without its credential parameters, or, to an
 //! object store, for the object key (`upstream::s3`).

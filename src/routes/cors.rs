@@ -1,4 +1,4 @@
-//! CORS for routes that opt in (SPEC §10): tollgate answers preflights
+//! CORS for routes that opt in (README: Cookies, CORS): tollgate answers preflights
 //! itself and owns the CORS headers of every answer on the route.
 //!
 //! Invariants:

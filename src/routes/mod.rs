@@ -1,5 +1,5 @@
 //! Stage 2: pick the route — longest matching path prefix, host-specific
-//! routes before host-less ones (SPEC §1.3).
+//! routes before host-less ones (README: Configuration).
 //!
 //! Prefixes match on segment boundaries: `/u1` matches `/u1` and `/u1/x`,
 //! never `/u10`. Matching runs on the decoded, normal-form path, which is
@@ -42,7 +42,7 @@ pub struct Route {
     /// Forward the client's `Authorization` header (unless it carried the
     /// credential tollgate verified).
     pub forward_authorization: bool,
-    /// Use limits and revocation (SPEC §11), checked after verification.
+    /// Use limits and revocation (README: One-time and limited links), checked after verification.
     pub state: Option<StatePolicy>,
     pub metrics: RouteMetrics,
 }
@@ -66,7 +66,7 @@ impl Route {
 /// boundary: `/a/b/c.txt` can only be matched by `/a/b/c.txt`, `/a/b/`,
 /// `/a/b`, `/a/`, `/a` or `/`. The lookup tries those, longest first and
 /// only at lengths some prefix has, one hash probe each; host-specific
-/// routes first, then host-less ones (SPEC §1.3). Equal prefixes: the first
+/// routes first, then host-less ones (README: Configuration). Equal prefixes: the first
 /// in the file wins.
 pub struct RouteTable {
     /// File order.

@@ -1,4 +1,4 @@
-//! A route's use-limit and revocation policy (SPEC §11), compiled once:
+//! A route's use-limit and revocation policy (README: One-time and limited links), compiled once:
 //! what the admit phase (`proxy::admit`) checks after verification.
 
 use std::time::Duration;

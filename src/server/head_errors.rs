@@ -1,4 +1,4 @@
-//! The answers to request heads hyper cannot take (SPEC §4, limits).
+//! The answers to request heads hyper cannot take (docs/reference.md: Answers, limits).
 //!
 //! hyper answers a head it cannot parse itself, before any service sees
 //! the request: a target longer than its fixed 65,534 bytes (414), a head

@@ -1,4 +1,4 @@
-//! The state behind use-limited links and revocation (SPEC §11): a store
+//! The state behind use-limited links and revocation (README: One-time and limited links): a store
 //! that every replica shares (Redis, Valkey) or that lives in this process
 //! (memory, one replica).
 //!

@@ -1,6 +1,6 @@
 //! How a request leaves: per-worker pools of keep-alive connections to
 //! each upstream (plain or TLS, `pool.rs`), with connect and response-head
-//! timeouts mapped to the errors of SPEC §4, and one retry on a fresh
+//! timeouts mapped to the errors of docs/reference.md: Answers, and one retry on a fresh
 //! connection when a pooled one turns out to be closed (`retry.rs`).
 
 pub mod conn;

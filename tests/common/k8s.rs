@@ -24,7 +24,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 pub const KUBE_VERSIONS: &[&str] = &["1.25.0", "1.30.0", "1.34.0"];
 
 /// Every values example of the chart, with the file in `config/` its
-/// rendered tollgate config must equal ("" is the chart's own values).
+/// rendered tollgate config must equal ("" is the chart's own values, with
+/// the development key they leave to the user: see `values_args`).
 pub const CHART_CASES: &[(&str, &str)] = &[
     ("", "config/sidecar-nginx.yaml"),
     ("examples/values-minio.yaml", "config/minio-gateway.yaml"),
@@ -250,16 +251,37 @@ pub fn assert_check_passes(config: &str, what: &str) {
     assert!(out.all().contains(": ok"), "{what}: {}", out.all());
 }
 
+/// The key choice the chart's own values leave open, made for the tests
+/// that render them: a generated development Secret.
+pub const DEV_SECRET: [&str; 2] = ["--set", "secret.create=true"];
+
 pub fn helm_template(chart: &Path, args: &[&str]) -> String {
-    run_ok(Command::new(helm()).args(["template", "t"]).arg(chart).args(["--namespace", "media"]).args(args))
+    run_ok(&mut helm_template_cmd(chart, args))
+}
+
+/// `helm template` that may fail, for the values the chart refuses.
+pub fn helm_template_out(chart: &Path, args: &[&str]) -> Out {
+    run(&mut helm_template_cmd(chart, args))
+}
+
+fn helm_template_cmd(chart: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(helm());
+    cmd.args(["template", "t"]).arg(chart).args(["--namespace", "media"]).args(args);
+    cmd
 }
 
 pub fn chart() -> PathBuf {
     repo_path("helm/tollgate")
 }
 
+/// `helm template` arguments for a values example; "" is the chart's own
+/// values plus `DEV_SECRET` (without a key choice the chart fails).
 pub fn values_args(values: &str) -> Vec<String> {
-    if values.is_empty() { vec![] } else { vec!["-f".into(), chart().join(values).display().to_string()] }
+    if values.is_empty() {
+        DEV_SECRET.iter().map(|a| (*a).to_owned()).collect()
+    } else {
+        vec!["-f".into(), chart().join(values).display().to_string()]
+    }
 }
 
 pub fn render_chart(values: &str, extra: &[&str]) -> String {
@@ -654,7 +676,7 @@ pub fn rendered_cases() -> Vec<Rendered> {
     CHART_CASES
         .iter()
         .map(|(values, expected)| {
-            let what = if values.is_empty() { "default values" } else { values };
+            let what = if values.is_empty() { "default values (secret.create=true)" } else { values };
             let manifests = render_chart(values, &[]);
             let docs = docs(&manifests);
             let (_, config_text) = configmap_entry(&docs, "tollgate.yaml");

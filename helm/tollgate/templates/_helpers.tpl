@@ -56,13 +56,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service | default "Helm" }}
 {{- end }}
 {{- end }}
 
+{{/* The admin listener's address: adminBindAddress, else bindAddress. */}}
+{{- define "tollgate.adminBindAddress" -}}
+{{- .Values.adminBindAddress | default .Values.bindAddress }}
+{{- end }}
+
+{{/* "true" when the admin listener is on loopback, out of the pod IP's reach. */}}
+{{- define "tollgate.adminOnLoopback" -}}
+{{- $admin := include "tollgate.adminBindAddress" . }}
+{{- if or (hasPrefix "127." $admin) (eq $admin "[::1]") }}true{{ end }}
+{{- end }}
+
 {{/*
-The tollgate config file: `listen` and `admin` from bindAddress and ports,
-then `config` passed through tpl.
+The tollgate config file: `listen` and `admin` from bindAddress,
+adminBindAddress and ports, then `config` passed through tpl.
 */}}
 {{- define "tollgate.config" -}}
 listen: {{ printf "%s:%d" .Values.bindAddress (int .Values.ports.proxy) | quote }}
-admin: {{ printf "%s:%d" .Values.bindAddress (int .Values.ports.admin) | quote }}
+admin: {{ printf "%s:%d" (include "tollgate.adminBindAddress" .) (int .Values.ports.admin) | quote }}
 {{ tpl (toYaml (omit .Values.config "listen" "admin")) . }}
 {{- end }}
 
@@ -84,6 +95,30 @@ everything counts.
 {{- printf "all\n%s\n%s" (toYaml $config) $secret | sha256sum }}
 {{- else }}
 {{- printf "restart-only\n%s\n%s\n%s" $config.listen $config.admin (toYaml ($config.tls | default dict)) | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses values that leave out a choice the chart will not make for the user,
+saying what to set. Included by validate.yaml, so it runs on every render.
+*/}}
+{{- define "tollgate.validate" -}}
+{{- if and (not .Values.secret.existingSecret) (not .Values.secret.create) }}
+{{- /* The key files the config names, for a kubectl line to copy. */}}
+{{- $files := regexFindAll "keys/[-._a-zA-Z0-9]+" (include "tollgate.config" .) -1 | uniq }}
+{{- $args := list }}
+{{- range $files }}
+{{- $args = append $args (printf "--from-file=%s=./%s" (base .) (base .)) }}
+{{- end }}
+{{- if not $files }}
+{{- $files = list "the key files under keys/" }}
+{{- $args = list "--from-file=media.key=./media.key" }}
+{{- end }}
+{{- $kubectl := "kubectl" }}
+{{- if .Release.Namespace }}
+{{- $kubectl = printf "kubectl -n %s" .Release.Namespace }}
+{{- end }}
+{{- fail (printf "tollgate: set secret.existingSecret to the Secret holding %s (%s create secret generic tollgate-keys %s), or secret.create=true for a development key" (join ", " $files) $kubectl (join " " $args)) }}
 {{- end }}
 {{- end }}
 

@@ -1,4 +1,4 @@
-//! Cookie exchange (SPEC §10): a top-level navigation that carries a valid
+//! Cookie exchange (README: Cookies, CORS): a top-level navigation that carries a valid
 //! URL credential is redirected to the clean URL with a cookie granting
 //! exactly what the URL granted, so the credential leaves the address bar,
 //! history, bookmarks and every Referer.
@@ -8,7 +8,7 @@
 //! value: <exp>.<mode>.<base64url(scope)>.<base64url(key)>.<sig>  mode: p (prefix) | e (one path)
 //! TOLLGATE-HMAC-SHA256-COOKIE2 \n GET \n exp \n mode \n scope \n key=<key>&route=<route>
 //! ```
-//! The last line is a canonical query (SPEC §2): `key` names the key that
+//! The last line is a canonical query (docs/reference.md: Signed URLs): `key` names the key that
 //! verified the link (`<kind>:<key id>`, e.g. `signed_url:media`), `route`
 //! the route's name. So a cookie
 //! - verifies only on the route that minted it, whatever other route shares
@@ -101,7 +101,7 @@ fn mode_of(scope: &Scope) -> (&'static str, &str) {
 }
 
 /// `key=<key>&route=<route>`, each value encoded as a canonical query
-/// value (SPEC §2): the names sort before they are joined.
+/// value (docs/reference.md: Signed URLs): the names sort before they are joined.
 fn binding(key: &str, route: &str) -> String {
     let mut out = String::with_capacity(key.len() + route.len() + 12);
     out.push_str("key=");

@@ -10,7 +10,7 @@ use aws_lc_rs::{constant_time, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::auth::keys::HmacKey;
+use crate::auth::keys::{HmacKey, SecretEncoding};
 
 /// A route's signed-URL rules (shared by its path tokens); the kind that
 /// checks query-signed URLs (`signed_url.rs`).
@@ -71,7 +71,7 @@ pub fn signing_method(method: &str) -> &str {
     if method == "HEAD" { "GET" } else { method }
 }
 
-/// The fields of a string to sign (SPEC §2, §2b), in order.
+/// The fields of a string to sign (docs/reference.md: Signed URLs, Path tokens), in order.
 #[derive(Debug, Clone, Copy)]
 pub struct ToSign<'a> {
     pub scheme: &'a str,
@@ -139,6 +139,35 @@ pub fn valid_kid(kid: &str) -> bool {
 
 /// A string to sign with its line breaks made visible, one line each.
 pub struct Visible<'a>(pub &'a str);
+
+/// What `explain` adds to a signature mismatch: the signer's key bytes
+/// must be the config's, and how the config reads them.
+pub struct KeyHint<'a>(pub &'a HmacKey);
+
+impl std::fmt::Display for KeyHint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.0.id.is_empty() { "the key".to_owned() } else { format!("key {:?}", self.0.id) };
+        let read = match self.0.encoding {
+            SecretEncoding::Raw => "uses its text as the key bytes (one trailing newline dropped)",
+            SecretEncoding::Hex => "decodes it from hex (`encoding: hex`)",
+            SecretEncoding::Base64 => "decodes it from base64 (`encoding: base64`)",
+        };
+        write!(f, "\n      (is the signer's key the same bytes? the config {read} for {key}; ")?;
+        match self.0.encoding {
+            SecretEncoding::Raw => write!(f, "a signer that decodes the text signs with other bytes")?,
+            e => write!(f, "`tollgate sign --key-file` needs `--key-encoding {}` too", encoding_name(e))?,
+        }
+        write!(f, ". `tollgate sign --config FILE --key NAME` signs as the proxy verifies)")
+    }
+}
+
+fn encoding_name(e: SecretEncoding) -> &'static str {
+    match e {
+        SecretEncoding::Raw => "raw",
+        SecretEncoding::Hex => "hex",
+        SecretEncoding::Base64 => "base64",
+    }
+}
 
 impl std::fmt::Display for Visible<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,9 +1,9 @@
-//! Bearer tokens (SPEC §3): the key is selected by `kid` and `alg` among the
+//! Bearer tokens (README: Bearer tokens): the key is selected by `kid` and `alg` among the
 //! route's keys, the signature checked with that key's pre-parsed aws-lc
 //! verifier, then the claims: `exp` (required), `nbf`, `iss`, `aud`,
 //! maximum lifetime, required values and path binding.
 //!
-//! The pitfalls SPEC §3 lists for `jsonwebtoken` are avoided by
+//! The pitfalls README: Bearer tokens lists for `jsonwebtoken` are avoided by
 //! construction: the accepted algorithms come from the key, never from the
 //! token (`none` is not an algorithm at all); `nbf` is always checked; the
 //! leeway is explicit; a claim of the wrong type (`"exp": "never"`) is a
@@ -575,7 +575,7 @@ impl OneOrMany {
     }
 }
 
-/// Clock leeway when the route sets none (SPEC §3).
+/// Clock leeway when the route sets none (README: Bearer tokens).
 pub const DEFAULT_LEEWAY: u64 = 30;
 
 /// The kind's registration (see `kinds/mod.rs`).

@@ -1,7 +1,7 @@
 //! The credential kinds, one module each, behind [`crate::auth::Kind`]:
-//! native signed URLs (SPEC §2) with path tokens (§2b), JWTs from a header,
-//! the query or a cookie (§3), cookies exchanged for a URL credential
-//! (§10); and, for links minted for a CDN or for nginx, CloudFront signed
+//! native signed URLs (docs/reference.md: Signed URLs) with path tokens, JWTs from a header,
+//! the query or a cookie, cookies exchanged for a URL credential
+//! (README: Cookies); and, for links minted for a CDN or for nginx, CloudFront signed
 //! URLs and cookies, Akamai EdgeAuth tokens, Cloud CDN signed URLs and
 //! cookies, and nginx `secure_link` hashes (`cdn.rs` holds what those four
 //! share).

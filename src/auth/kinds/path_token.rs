@@ -1,4 +1,4 @@
-//! Path tokens (SPEC §2b): a prefix grant written as one path segment,
+//! Path tokens (docs/reference.md: Path tokens): a prefix grant written as one path segment,
 //! `<marker>~<exp>~[<kid>~]<sig>`, placed right after the prefix it grants.
 //!
 //! ```text
@@ -256,7 +256,11 @@ pub fn verify_traced<'p>(
         t.step(
             "signature",
             false,
-            format_args!("mismatch; tollgate expected the HMAC-SHA256 of:{}", signed_url::Visible(&text)),
+            format_args!(
+                "mismatch; tollgate expected the HMAC-SHA256 of:{}{}",
+                signed_url::Visible(&text),
+                signed_url::KeyHint(key)
+            ),
         );
         return Err(AuthError::BadSignature);
     }

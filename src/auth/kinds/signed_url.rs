@@ -1,4 +1,4 @@
-//! Signed URLs, native format v1 (SPEC §2): verification and signing.
+//! Signed URLs, native format v1 (docs/reference.md: Signed URLs): verification and signing.
 //!
 //! ```text
 //! scheme \n method \n exp \n kid \n resource \n canonical_query
@@ -20,7 +20,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-pub use super::hmac::{SignedUrlPolicy, ToSign, Visible, decode_signature, parse_exp, signing_method, valid_kid};
+pub use super::hmac::{
+    KeyHint, SignedUrlPolicy, ToSign, Visible, decode_signature, parse_exp, signing_method, valid_kid,
+};
 use super::path_token;
 use crate::auth::error::{AuthError, Carrier};
 use crate::auth::grant::Facts;
@@ -258,7 +260,11 @@ pub fn verify_traced<'p>(
         t.step(
             "signature",
             false,
-            format_args!("mismatch; tollgate expected the HMAC-SHA256 of:{}", Visible(&to_sign(method).text())),
+            format_args!(
+                "mismatch; tollgate expected the HMAC-SHA256 of:{}{}",
+                Visible(&to_sign(method).text()),
+                KeyHint(key)
+            ),
         );
         return Err(AuthError::BadSignature);
     }
@@ -349,14 +355,14 @@ pub fn sign_target(
 
 // ---- Its section of `routes[].auth` (path tokens included) and its signer ----
 
-/// `auth.signed_url`: tollgate's own signed URLs (SPEC §2), and path
-/// tokens (§2b) under the same keys.
+/// `auth.signed_url`: tollgate's own signed URLs (docs/reference.md: Signed URLs), and path
+/// tokens (docs/reference.md: Path tokens) under the same keys.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedUrlFile {
     pub keys: Vec<String>,
     pub max_ttl: Option<HumanDuration>,
-    /// Also accept path tokens (SPEC §2b), for HLS/DASH.
+    /// Also accept path tokens (docs/reference.md: Path tokens), for HLS/DASH.
     #[serde(default)]
     pub path_tokens: bool,
     /// The path-token segment's marker (default `tg`).
@@ -510,7 +516,7 @@ pub fn sign(secret: &[u8], req: &SignRequest<'_>) -> Result<String, String> {
     Ok(format!("{origin}{signed}"))
 }
 
-/// Adds a `jti` (a link's id, SPEC §11) to a target's query, encoded
+/// Adds a `jti` (a link's id, README: One-time and limited links) to a target's query, encoded
 /// strictly; it is then signed like every other parameter.
 pub fn with_id(target: &str, id: &str) -> Result<String, String> {
     if id.is_empty() {
