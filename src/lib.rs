@@ -17,6 +17,7 @@ pub mod demo;
 pub mod duration;
 pub mod explain;
 pub mod logging;
+pub mod manifest;
 pub mod metrics;
 pub mod normalize;
 pub mod proxy;

@@ -22,7 +22,7 @@ use std::path::Path;
 mod common;
 
 const STAGES: &[(&str, &[&str])] = &[
-    ("leaf", &["body", "duration", "normalize", "worker", "metrics"]),
+    ("leaf", &["body", "duration", "normalize", "worker", "metrics", "manifest"]),
     ("upstream", &["upstream", "splice"]),
     ("store", &["store"]),
     ("auth", &["auth"]),

@@ -1,4 +1,4 @@
-//! The browser patterns of docs/reference.md: Path tokens and §10, proven in a real browser:
+//! The browser patterns of the README (path tokens, manifests, cookies, CORS), proven in a real browser:
 //! Debian's chromium, driven by Playwright (`tests/browser/driver.py`).
 //!
 //! Every test starts a real nginx behind tollgate and a second nginx as the
@@ -515,4 +515,112 @@ impl Drop for Demo {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs ffmpeg in `dir` on a three-second test picture with `args`.
+fn ffmpeg(dir: &Path, args: &[&str]) {
+    let ffmpeg = common::require("ffmpeg", &["/usr/bin/ffmpeg"]);
+    let out = Command::new(ffmpeg)
+        .current_dir(dir)
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=10"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "10", "-sc_threshold", "0"])
+        .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
+        .args(args)
+        .arg("index.m3u8")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Manifest rewriting in chromium with hls.js: a master playlist whose
+/// variants sit in a sibling folder (AES-128, the key on a route of its
+/// own) and behind an absolute path (fMP4 with `EXT-X-MAP`, absolute
+/// segment paths), all played through one path token granting `/media/u1/`;
+/// the key loads through the short link tollgate minted, and a segment
+/// outside the grant stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_plays_rewritten_masters_with_sibling_encrypted_and_fmp4_variants() {
+    let routes = r#"  - name: media
+    prefix: /media/
+    upstream: files
+    auth: { signed_url: { keys: [media], path_tokens: true } }
+    cors: { origins: ["{app}"] }
+    manifests: { key_link_ttl: 2m }
+  - name: keys
+    prefix: /keys/
+    upstream: files
+    auth: { signed_url: { keys: [api], max_ttl: 5m } }
+    cors: { origins: ["{app}"] }"#;
+    let b = Browser::start(&[], routes).await;
+    let www = b.www();
+    for dir in ["media/u1/720p", "media/u1/480p", "media/u1/video", "media/u2", "keys"] {
+        std::fs::create_dir_all(www.join(dir)).unwrap();
+    }
+    // AES-128 TS segments; the playlist names the key by an absolute path.
+    let key = common::random_secret()[..16].to_vec();
+    std::fs::write(www.join("keys/u1.key"), &key).unwrap();
+    let keyinfo = www.join("media/u1/720p/keyinfo");
+    std::fs::write(&keyinfo, format!("/keys/u1.key\n{}\n", www.join("keys/u1.key").display())).unwrap();
+    ffmpeg(
+        &www.join("media/u1/720p"),
+        &["-hls_key_info_file", keyinfo.to_str().unwrap(), "-hls_segment_filename", "seg-%d.ts"],
+    );
+    std::fs::remove_file(&keyinfo).unwrap();
+    // fMP4 with absolute segment and init-section paths.
+    ffmpeg(
+        &www.join("media/u1/480p"),
+        &["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4", "-hls_base_url", "/media/u1/480p/"],
+    );
+    // ffmpeg writes the init section's URI relative: made absolute too.
+    let fmp4 = std::fs::read_to_string(www.join("media/u1/480p/index.m3u8")).unwrap();
+    assert!(fmp4.contains("\n/media/u1/480p/index0.m4s\n"), "{fmp4}");
+    let fmp4 = fmp4.replace("#EXT-X-MAP:URI=\"init.mp4\"", "#EXT-X-MAP:URI=\"/media/u1/480p/init.mp4\"");
+    std::fs::write(www.join("media/u1/480p/index.m3u8"), fmp4).unwrap();
+    let variant = |uri: &str| format!("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=160x120\n{uri}\n");
+    std::fs::write(www.join("media/u1/video/sibling.m3u8"), variant("../720p/index.m3u8")).unwrap();
+    std::fs::write(www.join("media/u1/video/absolute.m3u8"), variant("/media/u1/480p/index.m3u8")).unwrap();
+    // A playlist naming a segment outside the grant; nginx has the file.
+    std::fs::copy(www.join("media/u1/720p/seg-0.ts"), www.join("media/u2/seg-0.ts")).unwrap();
+    let outside = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:1.0,\n/media/u2/seg-0.ts\n#EXT-X-ENDLIST\n";
+    std::fs::write(www.join("media/u1/video/outside.m3u8"), outside).unwrap();
+
+    let signed =
+        |path: &str| format!("{}{}", b.files_origin(), common::sign_path(&b.media, path, 600, Some("/media/u1/")));
+    let token = token_of(&signed("/media/u1/video/sibling.m3u8")).to_owned();
+    let mut all = Vec::new();
+    for master in ["sibling", "absolute"] {
+        let plan = json!({
+            "app": b.app_origin(),
+            "player": readme_block("video-hlsjs"),
+            "manifest": signed(&format!("/media/u1/video/{master}.m3u8")),
+            "outside": signed("/media/u1/video/outside.m3u8"),
+        });
+        let facts = drive("hls_plays_through_path_token", plan).await;
+        assert!(facts["good"]["currentTime"].as_f64().unwrap() > 1.5, "{master}: {facts}");
+        assert_eq!(facts["good"]["errors"], json!([]), "{master}: {facts}");
+        all.extend(b.responses(&facts));
+    }
+    let got = |pred: &dyn Fn(&str) -> bool| -> Vec<Option<u64>> {
+        all.iter().filter(|(_, path, _)| pred(path)).map(|r| r.2).collect()
+    };
+    let key_loads = got(&|p| p.starts_with("/keys/u1.key?exp=") && p.contains("&sig="));
+    assert!(!key_loads.is_empty() && key_loads.iter().all(|s| *s == Some(200)), "the key link: {all:?}");
+    // Each master was signed when it was played: its own token.
+    for (what, below_token, ext) in [
+        ("TS segments of the sibling folder", "/720p/seg-", ".ts"),
+        ("fMP4 segments behind absolute paths", "/480p/index", ".m4s"),
+        ("the fMP4 init section", "/480p/init", ".mp4"),
+    ] {
+        let under_token = below_a_token;
+        let loads =
+            got(&|p| under_token(p).is_some_and(|r| format!("/{r}").starts_with(below_token) && r.ends_with(ext)));
+        assert!(!loads.is_empty() && loads.iter().all(|s| *s == Some(200)), "{what}: {all:?}");
+    }
+    assert_eq!(got(&|p| p == "/media/u2/seg-0.ts"), vec![Some(401), Some(401)], "outside the grant: {all:?}");
+    b.assert_upstream_saw_no_credential(&[token.as_str()]);
+}
+
+/// What follows the token segment of a `/media/u1/tg~…/` path.
+fn below_a_token(path: &str) -> Option<&str> {
+    path.strip_prefix("/media/u1/tg~").and_then(|r| r.split_once('/')).map(|(_, r)| r)
 }

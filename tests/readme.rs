@@ -598,3 +598,24 @@ fn readme_quick_start_runs_as_written() {
         "explain agrees:\n{stdout}"
     );
 }
+
+/// The README's manifest-rewriting routes are a valid config, with the
+/// rewriting on the media route and none on the key route.
+#[test]
+fn readme_video_manifests_block_is_a_valid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_file(dir.path(), "media.key", &common::random_secret());
+    common::write_file(dir.path(), "keys.key", &common::random_secret());
+    let yaml = format!(
+        "keys:\n  media: {{ hmac: {{ secret_file: media.key }} }}\n  keys: {{ hmac: {{ secret_file: keys.key }} }}\n\
+         upstreams:\n  files: {{ url: \"http://127.0.0.1:9\" }}\nroutes:\n{}",
+        snippet("video-manifests")
+    );
+    let metrics = tollgate::metrics::Metrics::new(prometheus::Registry::new()).unwrap();
+    let config = tollgate::config::compile_str(&yaml, dir.path(), &metrics).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let media = config.routes.lookup(None, "/media/x.m3u8").unwrap();
+    let settings = media.manifests.as_ref().expect("manifests on the media route");
+    assert_eq!(settings.key_link_ttl, std::time::Duration::from_secs(60));
+    assert_eq!(settings.max_size, 8 << 20);
+    assert!(config.routes.lookup(None, "/keys/k").unwrap().manifests.is_none());
+}

@@ -26,7 +26,7 @@ use tollgate::auth::{AuthError, Carrier, Denial, Scope, query};
 use tollgate::metrics::{
     DEFAULT_ROUTE_SERIES, Metrics, OTHER, Outcome, RouteProfile, UNMATCHED, UpstreamErrorKind, UseResult,
 };
-use tollgate::proxy::answers::{Rejection, ResponseBody};
+use tollgate::proxy::answers::{ManifestRefusal, Rejection, ResponseBody};
 use tollgate::tools::{SignRequest, sign};
 use tollgate::upstream::UpstreamError;
 use tollgate::upstream::s3::{S3Error, classify_error};
@@ -363,7 +363,8 @@ fn rejections() -> Vec<Rejection> {
             | UpstreamError::BodyTooLarge
             | UpstreamError::ClientAborted
             | UpstreamError::Relayed { .. },
-        ) => (),
+        )
+        | Rejection::Manifest(ManifestRefusal::TooLarge | ManifestRefusal::Encoded) => (),
     };
     let mut out = vec![
         Rejection::NotNormal,
@@ -377,6 +378,8 @@ fn rejections() -> Vec<Rejection> {
         Rejection::Upstream(UpstreamError::Timeout),
         Rejection::Upstream(UpstreamError::BodyTooLarge),
         Rejection::Upstream(UpstreamError::ClientAborted),
+        Rejection::Manifest(ManifestRefusal::TooLarge),
+        Rejection::Manifest(ManifestRefusal::Encoded),
     ];
     out.extend(UpstreamErrorKind::ALL.map(|kind| Rejection::Upstream(UpstreamError::Failed(kind))));
     out.extend(auth_rejections());

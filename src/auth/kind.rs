@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName};
 use super::cache::VerifyCache;
 use super::error::{AuthError, Carrier};
 use super::grant::Grant;
-use super::keys::JwtKeySource;
+use super::keys::{HmacKey, JwtKeySource};
 use super::query::Found;
 use crate::metrics::CacheCounters;
 
@@ -85,6 +85,12 @@ pub trait Kind: Send + Sync + fmt::Debug {
     /// that verified its link is one of them.
     fn key_ids(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The key this kind signs one-path links with (tollgate's own signed
+    /// URLs): a manifest's key URIs on this route get such a link.
+    fn link_key(&self) -> Option<&HmacKey> {
+        None
     }
 
     /// Reports every credential of this kind the request presents. A

@@ -342,6 +342,22 @@ pub struct RouteFile {
     /// `metrics.route_series` (default false).
     #[serde(default)]
     pub own_metrics: bool,
+    /// Rewrite HLS playlists and DASH MPDs so that every URI inside the
+    /// request's grant carries its credential, and key URIs get a short
+    /// link of their own (README: Video). `{}` for the defaults.
+    pub manifests: Option<ManifestsFile>,
+}
+
+/// `routes[].manifests`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestsFile {
+    /// Largest manifest rewritten (default 8MiB); a larger one is answered
+    /// 502 `manifest_too_large`.
+    pub max_size: Option<ByteSize>,
+    /// Lifetime of the signed link put in place of a key URI (default 1m),
+    /// never longer than the request's own credential.
+    pub key_link_ttl: Option<HumanDuration>,
 }
 
 /// `routes[].cors`.

@@ -82,6 +82,13 @@ impl Compiler {
             }
         }
         let max_body = raw.max_body.map_or(known.limits.max_body, |b| b.0);
+        let manifests = raw.manifests.map(|m| {
+            let defaults = crate::manifest::ManifestSettings::default();
+            crate::manifest::ManifestSettings {
+                max_size: m.max_size.map_or(defaults.max_size, |b| b.0),
+                key_link_ttl: m.key_link_ttl.map_or(defaults.key_link_ttl, |d| d.0),
+            }
+        });
         let cors = raw.cors.and_then(|c| self.cors(&format!("{path}.cors"), c, &methods));
         if self.errors.len() != errors_before {
             return None;
@@ -121,6 +128,7 @@ impl Compiler {
             cors,
             forward_authorization: raw.forward_authorization,
             state,
+            manifests,
         })
     }
 

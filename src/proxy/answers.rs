@@ -50,6 +50,26 @@ pub enum Rejection {
         content_range: Option<HeaderValue>,
     },
     Upstream(UpstreamError),
+    /// A manifest the route should rewrite cannot be: 502.
+    Manifest(ManifestRefusal),
+}
+
+/// Why a manifest could not be rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestRefusal {
+    /// Over the route's `manifests.max_size`.
+    TooLarge,
+    /// Compressed although `identity` was asked for.
+    Encoded,
+}
+
+impl ManifestRefusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            ManifestRefusal::TooLarge => "manifest_too_large",
+            ManifestRefusal::Encoded => "manifest_encoded",
+        }
+    }
 }
 
 impl From<UpstreamError> for Rejection {
@@ -82,6 +102,7 @@ impl Rejection {
             Rejection::Upstream(UpstreamError::ClientAborted) => (StatusCode::BAD_REQUEST, AuthError::Malformed.code()),
             Rejection::Upstream(UpstreamError::Failed(_)) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
             Rejection::Upstream(UpstreamError::Relayed { status, code, .. }) => (*status, code),
+            Rejection::Manifest(why) => (StatusCode::BAD_GATEWAY, why.code()),
         }
     }
 
@@ -100,7 +121,7 @@ impl Rejection {
             Rejection::TooLarge
             | Rejection::UnsupportedMediaType
             | Rejection::Upstream(UpstreamError::BodyTooLarge) => Outcome::TooLarge,
-            Rejection::Upstream(_) => Outcome::UpstreamError,
+            Rejection::Upstream(_) | Rejection::Manifest(_) => Outcome::UpstreamError,
         }
     }
 

@@ -21,6 +21,7 @@
 pub mod admit;
 pub mod answers;
 pub mod forward;
+pub mod manifests;
 pub mod normalize;
 pub mod record;
 pub mod respond;
@@ -61,7 +62,7 @@ async fn pipeline(
     conn: ConnInfo,
     record: &mut InFlight<'_>,
 ) -> Result<(Response<ResponseBody>, Outcome), Rejection> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = normalize::head(&shared.limits, &parts)?;
     let route = route::pick(&rt.config, &parts, &path)?;
     record.route = Some(route.clone());
@@ -87,6 +88,14 @@ async fn pipeline(
     // other refusal, so a refused request never takes a use.
     let guard = admit::phase(&route, &shared.store, &parts.method, grant.as_ref()).await?;
     let splice_ok = parts.method == Method::GET && matches!(parts.version, Version::HTTP_10 | Version::HTTP_11);
+    // Routes that rewrite manifests ask for them whole and unencoded.
+    let manifest = match route.manifests {
+        Some(_) => {
+            manifests::prepare(&mut parts.headers, parts.uri.path());
+            manifests::ManifestRequest::new(&parts, grant.as_ref(), target.reinsert.as_ref())
+        }
+        None => None,
+    };
     let answer = forward::forward(&rt.config, &route, parts, body, grant.as_ref(), target.path_and_query, &conn).await;
     // Settled before the answer leaves, however it ended: a client that
     // retries at once after a failure finds its use given back.
@@ -94,9 +103,13 @@ async fn pipeline(
         let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, |a| a.response.status());
         Box::pin(guard.settle(status)).await;
     }
+    let answer = match (manifest, route.manifests.as_ref()) {
+        (Some(m), Some(settings)) => manifests::phase(answer?, &m, settings, &rt.config.routes, verifier.now).await?,
+        _ => manifests::Answered::Stream(answer?),
+    };
     let outlet = conn.outlet.as_ref().filter(|_| splice_ok);
     let carrier = grant.as_ref().map(|g| g.carrier);
     let spliced = &shared.metrics.spliced_bytes;
-    let response = respond::answer(answer?, &route, carrier, target.reinsert.as_ref(), outlet, spliced);
+    let response = respond::answer(answer, &route, carrier, target.reinsert.as_ref(), outlet, spliced);
     Ok((response, Outcome::Forwarded))
 }

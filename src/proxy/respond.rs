@@ -10,18 +10,19 @@ use http::header::{CACHE_CONTROL, LOCATION, REFERRER_POLICY};
 use http::{HeaderValue, Response};
 
 use super::answers::{Rejection, ResponseBody};
-use super::forward::{Answer, remove_hop_by_hop};
+use super::forward::remove_hop_by_hop;
+use super::manifests::Answered;
 use super::record::InFlight;
+use super::target::Reinsert;
 use crate::auth::Carrier;
 use crate::metrics::Outcome;
 use crate::routes::Route;
 use crate::splice::Outlet;
-use crate::upstream::pool::UpstreamBody;
 
 /// The upstream's answer for the client; `outlet` is the client
 /// connection's when a large body may be spliced into it.
 pub fn answer(
-    answer: Answer,
+    answer: Answered,
     route: &Route,
     carrier: Option<Carrier>,
     reinsert: Option<&Reinsert>,
@@ -29,6 +30,14 @@ pub fn answer(
     spliced: &prometheus::IntCounter,
 ) -> Response<ResponseBody> {
     let upstream = route.upstream.settings.authority.as_str();
+    let answer = match answer {
+        Answered::Stream(answer) => answer,
+        Answered::Rewritten(response, sent_host) => {
+            let own = [upstream, sent_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(upstream)];
+            let (parts, body) = client_response(response, carrier, reinsert, &own).into_parts();
+            return Response::from_parts(parts, ResponseBody::full(body));
+        }
+    };
     let own = [upstream, answer.sent_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(upstream)];
     let (parts, body) = client_response(answer.response, carrier, reinsert, &own).into_parts();
     let body = match outlet {
@@ -62,28 +71,6 @@ pub fn refusal(rejection: Rejection, flight: &InFlight<'_>) -> (Response<Respons
     (rejection.into_response(), outcome, reason)
 }
 
-/// A path token to put back into redirects under the prefix it grants.
-#[derive(Debug, Clone)]
-pub struct Reinsert {
-    /// The granted prefix as it arrived (ends with `/`).
-    pub raw_prefix: String,
-    /// The token segment, without slashes.
-    pub segment: String,
-}
-
-impl Reinsert {
-    /// An origin-relative `location` with the token segment after the
-    /// granted prefix, when its path lies under it (nginx's `/dir` →
-    /// `/dir/` redirect); else `None`. Absolute locations never get one.
-    fn location(&self, location: &str) -> Option<String> {
-        if !location.starts_with('/') || location.starts_with("//") {
-            return None;
-        }
-        let rest = location.strip_prefix(self.raw_prefix.as_str())?;
-        Some(format!("{}{}/{rest}", self.raw_prefix, self.segment))
-    }
-}
-
 /// An absolute `location` that points at the upstream itself (its address,
 /// or the `Host` tollgate sent it), made origin-relative: the client
 /// follows it on the origin it asked, never on the upstream's internal
@@ -105,12 +92,12 @@ fn own_location<'l>(location: &'l str, own: &[&str]) -> Option<&'l str> {
 
 /// The upstream's answer, cleaned for the client. `own` are the names the
 /// upstream knows itself by (its authority, the `Host` it was sent).
-fn client_response(
-    resp: Response<UpstreamBody>,
+fn client_response<B>(
+    resp: Response<B>,
     carrier: Option<Carrier>,
     reinsert: Option<&Reinsert>,
     own: &[&str],
-) -> Response<UpstreamBody> {
+) -> Response<B> {
     let (mut parts, body) = resp.into_parts();
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);

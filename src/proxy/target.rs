@@ -12,7 +12,6 @@ use http::uri::PathAndQuery;
 use http::{Method, Response};
 
 use super::answers::{self, Rejection, ResponseBody};
-use super::respond::Reinsert;
 use super::verify::Verified;
 use crate::auth::query::{self, Found};
 use crate::auth::{self, Carrier, RouteAuth};
@@ -107,4 +106,26 @@ pub fn exchange(route: &Route, parts: &Parts, v: &Verified<'_>) -> Result<Option
 fn is_navigation(headers: &http::HeaderMap) -> bool {
     let is = |name: &str, want: &[u8]| headers.get(name).is_some_and(|v| v.as_bytes() == want);
     is("sec-fetch-mode", b"navigate") && is("sec-fetch-dest", b"document")
+}
+
+/// A path token to put back into redirects under the prefix it grants.
+#[derive(Debug, Clone)]
+pub struct Reinsert {
+    /// The granted prefix as it arrived (ends with `/`).
+    pub raw_prefix: String,
+    /// The token segment, without slashes.
+    pub segment: String,
+}
+
+impl Reinsert {
+    /// An origin-relative `location` with the token segment after the
+    /// granted prefix, when its path lies under it (nginx's `/dir` →
+    /// `/dir/` redirect); else `None`. Absolute locations never get one.
+    pub(super) fn location(&self, location: &str) -> Option<String> {
+        if !location.starts_with('/') || location.starts_with("//") {
+            return None;
+        }
+        let rest = location.strip_prefix(self.raw_prefix.as_str())?;
+        Some(format!("{}{}/{rest}", self.raw_prefix, self.segment))
+    }
 }

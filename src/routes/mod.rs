@@ -45,6 +45,8 @@ pub struct Route {
     /// Use limits and revocation (README: One-time and limited links), checked after verification.
     pub state: Option<StatePolicy>,
     pub metrics: RouteMetrics,
+    /// Rewrite the video manifests it answers (README: Video).
+    pub manifests: Option<crate::manifest::ManifestSettings>,
 }
 
 impl Route {

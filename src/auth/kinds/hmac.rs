@@ -36,6 +36,11 @@ impl KeyRing {
     /// Keys past which a ring is indexed.
     const SCAN: usize = 8;
 
+    /// The first key: it signs and verifies links without a `kid`.
+    pub fn first(&self) -> Option<&Arc<HmacKey>> {
+        self.keys.first()
+    }
+
     /// The key with `kid` (the first of them when several share it).
     pub fn get(&self, kid: &str) -> Option<&Arc<HmacKey>> {
         match &self.by_id {

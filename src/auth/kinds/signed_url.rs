@@ -61,6 +61,10 @@ impl Kind for SignedUrlPolicy {
         SIGNED_URL_PARAMS.to_vec()
     }
 
+    fn link_key(&self) -> Option<&HmacKey> {
+        self.keys.first().map(|k| &**k)
+    }
+
     fn find<'r>(&self, req: &AuthRequest<'r>, found: &mut dyn FnMut(Presented<'r>)) -> Result<(), AuthError> {
         if req.found.any_of(&SIGNED_URL_PARAMS) {
             let sig = req.found.get("sig").unwrap_or_default();
