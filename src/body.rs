@@ -4,6 +4,8 @@
 //! `RequestBody` passes the client's body to the upstream frame by frame,
 //! never collected, and fails the stream as soon as it exceeds the route's
 //! limit. (What tollgate answers with is `proxy::answers::ResponseBody`.)
+//! `Observed` wraps an answer's body to learn, once, how much of it went
+//! out and whether it ended (download records).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -78,3 +80,64 @@ impl Body for RequestBody {
 
 /// The error a response body fails with (hyper's, or a splice's I/O error).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an [`Observed`] body reports when it ends or is dropped: the data
+/// bytes it yielded, and whether it reached its end.
+pub type OnEnd = Box<dyn FnOnce(u64, bool) + Send + Sync>;
+
+/// A body that counts the data bytes it yields and calls its [`OnEnd`]
+/// exactly once: at its end (`true`), on an error or when dropped first
+/// (`false`: the client left, or the upstream broke off).
+pub struct Observed<B> {
+    inner: B,
+    bytes: u64,
+    on_end: Option<OnEnd>,
+}
+
+impl<B> Observed<B> {
+    pub fn new(inner: B, on_end: OnEnd) -> Self {
+        Observed { inner, bytes: 0, on_end: Some(on_end) }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(report) = self.on_end.take() {
+            report(self.bytes, complete);
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Observed<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(None) => this.finish(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Observed<B> {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}

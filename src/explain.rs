@@ -133,6 +133,21 @@ async fn admit_read_only(
     out: &mut String,
 ) -> Result<(), Rejection> {
     let (Some(policy), Some(grant)) = (&route.state, grant) else { return Ok(()) };
+    if let Some(share) = policy.share {
+        line(
+            out,
+            "share",
+            true,
+            &format!(
+                "share_limit ({} client networks): not checked here; the proxy refuses (403 shared) a network past \
+                 the limit, and explain records none",
+                share.max_networks
+            ),
+        );
+    }
+    if policy.use_limit.is_none() && !policy.revocation {
+        return Ok(());
+    }
     let limit = |l: crate::routes::state::UseLimit| {
         format!("use limit ({} use(s), grace {})", l.uses, crate::duration::human(l.grace.as_secs()))
     };
@@ -174,7 +189,7 @@ async fn admit_read_only(
         );
         return if policy.fail_open { Ok(()) } else { Err(refuse(AuthError::StoreUnavailable)) };
     }
-    let verdict = admit::admit(policy, &store, &Method::HEAD, grant).await;
+    let verdict = admit::admit(policy, &store, &Method::HEAD, grant, None).await;
     let seen = match store.kind() {
         "memory" => {
             "memory store: revocations from its file are known; uses a running proxy counted live in that \

@@ -192,10 +192,13 @@ pub enum StoreOp {
     Revoke,
     /// Readiness check.
     Ping,
+    /// Record a client network of a credential (share detection).
+    Share,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 5] = [StoreOp::Admit, StoreOp::Subject, StoreOp::GiveBack, StoreOp::Revoke, StoreOp::Ping];
+    pub const ALL: [StoreOp; 6] =
+        [StoreOp::Admit, StoreOp::Subject, StoreOp::GiveBack, StoreOp::Revoke, StoreOp::Ping, StoreOp::Share];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -204,6 +207,7 @@ impl StoreOp {
             StoreOp::GiveBack => "give_back",
             StoreOp::Revoke => "revoke",
             StoreOp::Ping => "ping",
+            StoreOp::Share => "share",
         }
     }
 }
@@ -240,6 +244,25 @@ impl UseCounters {
             UseResult::ALL.iter().map(|r| self.family.with_label_values(&[&*self.route, r.label()])).collect()
         });
         &series[result as usize]
+    }
+}
+
+/// A route's `tollgate_shared_credentials_total` handles: `refused` and
+/// `reported` (report-only: served anyway).
+#[derive(Clone)]
+pub struct ShareCounters {
+    route: Arc<str>,
+    family: IntCounterVec,
+    series: Arc<OnceLock<[IntCounter; 2]>>,
+}
+
+impl ShareCounters {
+    /// The counter of one finding: refused, or only reported.
+    pub fn get(&self, refused: bool) -> &IntCounter {
+        let series = self
+            .series
+            .get_or_init(|| ["refused", "reported"].map(|mode| self.family.with_label_values(&[&*self.route, mode])));
+        &series[usize::from(!refused)]
     }
 }
 
@@ -388,6 +411,7 @@ pub struct Metrics {
     unmatched: RouteMetrics,
     pub store: StoreMetrics,
     use_limit: IntCounterVec,
+    shared: IntCounterVec,
 }
 
 /// Store round trips are sub-millisecond on a LAN; the top buckets show
@@ -466,6 +490,14 @@ impl Metrics {
             Opts::new("tollgate_use_limit_total", "Use-limit and revocation decisions, by route and result."),
             &["route", "result"],
         )?;
+        let shared = IntCounterVec::new(
+            Opts::new(
+                "tollgate_shared_credentials_total",
+                "Requests from one client network more than a credential's share_limit allows, by route and mode (refused, reported).",
+            ),
+            &["route", "mode"],
+        )?;
+        registry.register(Box::new(shared.clone()))?;
         let store_errors = IntCounterVec::new(
             Opts::new(
                 "tollgate_store_errors_total",
@@ -518,6 +550,7 @@ impl Metrics {
             unmatched,
             store,
             use_limit,
+            shared,
         })
     }
 
@@ -525,6 +558,11 @@ impl Metrics {
     /// made with its first decision.
     pub fn use_counters(&self, route: &str) -> UseCounters {
         UseCounters { route: Arc::from(route), family: self.use_limit.clone(), series: Arc::default() }
+    }
+
+    /// A route's share-detection counters, made with its first finding.
+    pub fn share_counters(&self, route: &str) -> ShareCounters {
+        ShareCounters { route: Arc::from(route), family: self.shared.clone(), series: Arc::default() }
     }
 
     /// Handles for a route, whose series appear with its first request;

@@ -87,7 +87,7 @@ async fn running_exposition() -> Exposition {
     let jwt_secret = common::random_secret();
     let jwk = json!({"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256",
         "k": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &jwt_secret)}]});
-    let nginx = Nginx::start(&[("media/a.txt", b"a"), ("api/b.txt", b"b")]);
+    let nginx = Nginx::start(&[("media/a.txt", b"a"), ("api/b.txt", b"b"), ("shared/c.txt", b"c")]);
     let dir = tempfile::tempdir().unwrap();
     let secret = common::random_secret();
     common::write_file(dir.path(), "media.key", &secret);
@@ -106,6 +106,10 @@ routes:
   - {{ name: media, prefix: /media/, upstream: nginx, auth: {{ signed_url: {{ keys: [media] }} }} }}
   - {{ name: bucket, prefix: /bucket/, upstream: bucket, auth: none }}
   - {{ name: api, prefix: /api/, upstream: nginx, auth: {{ jwt: {{ keys: [idp] }} }} }}
+  - name: shared
+    prefix: /shared/
+    upstream: nginx
+    auth: {{ signed_url: {{ keys: [media] }}, share_limit: {{ max_networks: 1, report_only: true }} }}
 log: {{ access_log: false }}
 "#,
         n = nginx.addr
@@ -132,6 +136,12 @@ log: {{ access_log: false }}
     for _ in 0..2 {
         let r = http.get_with(&tg.url("/api/b.txt"), &[("authorization", &format!("Bearer {token}"))]).await;
         assert_eq!(r.status, 200);
+    }
+    // One link from two client networks, past a report-only share limit.
+    let shared = common::sign(&secret, "GET", "/shared/c.txt", 300, None, None);
+    for from in ["127.0.1.2", "127.0.2.2"] {
+        let client = Http::h1_from(from.parse().unwrap());
+        assert_eq!(client.get(&tg.url(&shared)).await.status, 200);
     }
     // A route's series appear with its first request: an object-store
     // route (the one that can count kind="credentials"), here unreachable.

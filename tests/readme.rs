@@ -619,3 +619,32 @@ fn readme_video_manifests_block_is_a_valid_config() {
     assert_eq!(settings.max_size, 8 << 20);
     assert!(config.routes.lookup(None, "/keys/k").unwrap().manifests.is_none());
 }
+
+/// The README's leaked-links config compiles as written: share detection
+/// and download records on the route, with the defaults it states.
+#[test]
+fn readme_leaked_links_block_is_a_valid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_file(dir.path(), "media.key", &common::random_secret());
+    let yaml = format!(
+        "keys:\n  media: {{ hmac: {{ secret_file: media.key }} }}\nupstreams:\n  files: {{ url: \"http://127.0.0.1:9\" }}\n{}",
+        snippet("leaked-links")
+    );
+    let metrics = tollgate::metrics::Metrics::new(prometheus::Registry::new()).unwrap();
+    let config = temp_env_redis(|| tollgate::config::compile_str(&yaml, dir.path(), &metrics))
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let route = config.routes.lookup(None, "/v/x").unwrap();
+    assert!(route.download_records);
+    let share = route.state.as_ref().and_then(|s| s.share).expect("share_limit");
+    assert_eq!((share.max_networks, share.ipv4_prefix, share.ipv6_prefix, share.report_only), (3, 24, 64, false));
+}
+
+/// Runs `f` with `TOLLGATE_REDIS_URL` set when it is not (the block names it).
+fn temp_env_redis<T>(f: impl FnOnce() -> T) -> T {
+    if std::env::var_os("TOLLGATE_REDIS_URL").is_none() {
+        // SAFETY: nextest runs each test in its own process, and nothing
+        // else in this one reads the environment meanwhile.
+        unsafe { std::env::set_var("TOLLGATE_REDIS_URL", "redis://127.0.0.1:9/") };
+    }
+    f()
+}

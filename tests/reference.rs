@@ -485,6 +485,9 @@ fn exercised() -> Vec<MetricFamily> {
     metrics.route("media", everything, false).outcome(Outcome::Forwarded).inc();
     metrics.unmatched().outcome(Outcome::NoRoute).inc();
     metrics.use_counters("media").get(UseResult::FirstUse).inc();
+    let shared = metrics.share_counters("media");
+    shared.get(true).inc();
+    shared.get(false).inc();
     metrics.jwks_fetches.with_label_values(&["idp", "ok"]).inc();
     metrics.jwks_age.with_label_values(&["idp"]).set(1);
     registry.gather()

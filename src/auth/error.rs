@@ -91,11 +91,14 @@ pub enum AuthError {
     /// The store a use limit or revocation needs did not answer in time:
     /// 503 with `Retry-After`.
     StoreUnavailable,
+    /// The credential is used from more client networks than the route's
+    /// `share_limit` allows: 403.
+    Shared,
 }
 
 impl AuthError {
     /// Every variant, in `index()` order (for pre-registered metric handles).
-    pub const ALL: [AuthError; 12] = [
+    pub const ALL: [AuthError; 13] = [
         AuthError::MissingCredential,
         AuthError::Malformed,
         AuthError::BadSignature,
@@ -108,10 +111,11 @@ impl AuthError {
         AuthError::Replayed,
         AuthError::Revoked,
         AuthError::StoreUnavailable,
+        AuthError::Shared,
     ];
 
     /// Every code, in `index()` order (labels of the denial counters).
-    pub const CODES: [&'static str; 12] = [
+    pub const CODES: [&'static str; 13] = [
         "missing_credential",
         "malformed",
         "bad_signature",
@@ -124,6 +128,7 @@ impl AuthError {
         "replayed",
         "revoked",
         "store_unavailable",
+        "shared",
     ];
 
     /// The stable error code of docs/reference.md: Answers.

@@ -84,6 +84,9 @@ pub struct Facts {
     pub issued_at: Option<u64>,
     /// The credential's expiry, unix seconds.
     pub expires_at: Option<u64>,
+    /// A digest of the credential's bytes, on routes that count
+    /// credentials without an id (share detection).
+    pub fingerprint: Option<[u8; 32]>,
 }
 
 /// A refused request; `carrier` is known when a credential was found.

@@ -23,6 +23,8 @@ pub struct RouteAuth {
     headers: Vec<HeaderName>,
     /// Exchange URL credentials for a cookie on top-level navigations.
     exchange: Option<kinds::exchanged_cookie::ExchangedCookies>,
+    /// Give each grant its credential's fingerprint (share detection).
+    fingerprints: bool,
 }
 
 /// A route names more credential parameters than tollgate tracks.
@@ -45,7 +47,14 @@ impl RouteAuth {
         cookies.dedup();
         let mut headers: Vec<HeaderName> = kinds.iter().flat_map(|k| k.headers()).collect();
         headers.dedup();
-        Ok(RouteAuth { kinds, names, cookies, headers, exchange: None })
+        Ok(RouteAuth { kinds, names, cookies, headers, exchange: None, fingerprints: false })
+    }
+
+    /// Grants carry a fingerprint of the credential they came from, for
+    /// routes that count a credential without an id (share detection).
+    pub fn with_fingerprints(mut self, on: bool) -> Self {
+        self.fingerprints |= on;
+        self
     }
 
     /// Adds cookie exchange (README: Cookies, CORS): the cookies become a kind of the
@@ -153,5 +162,22 @@ pub fn authorize(auth: &RouteAuth, req: &AuthRequest<'_>, ctx: &VerifyContext<'_
     })?;
     let carrier = choice.presented.carrier;
     t.step("credential", true, format_args!("{} in the {}", choice.kind.name(), carrier.describe()));
-    choice.kind.verify(&choice.presented, req, ctx).map_err(|error| Denial { error, carrier: Some(carrier) })
+    let mut grant =
+        choice.kind.verify(&choice.presented, req, ctx).map_err(|error| Denial { error, carrier: Some(carrier) })?;
+    if auth.fingerprints {
+        grant.facts.fingerprint = Some(fingerprint(carrier, &choice.presented.credential));
+    }
+    Ok(grant)
+}
+
+/// SHA-256 of a credential's bytes and where it was: what a credential
+/// without an id is counted by, never the credential itself.
+fn fingerprint(carrier: Carrier, credential: &str) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"tollgate/fingerprint\0");
+    ctx.update(&[carrier.tag()]);
+    ctx.update(credential.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }

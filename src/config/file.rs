@@ -138,6 +138,24 @@ pub struct UseLimitFile {
     pub on_store_error: Option<OnStoreError>,
 }
 
+/// `routes[].auth.share_limit`: share detection.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareLimitFile {
+    /// Distinct client networks one credential may be used from during its
+    /// lifetime; a request from one more is refused (403 `shared`).
+    pub max_networks: u32,
+    /// Prefix length that makes an IPv4 client network (default 24).
+    pub ipv4_prefix: Option<u8>,
+    /// Prefix length that makes an IPv6 client network (default 64).
+    pub ipv6_prefix: Option<u8>,
+    /// Count and log what would be refused, and serve it (default false).
+    #[serde(default)]
+    pub report_only: bool,
+    /// `deny` (default: 503 store_unavailable) or `allow` (serve unchecked).
+    pub on_store_error: Option<OnStoreError>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnStoreError {
@@ -342,6 +360,12 @@ pub struct RouteFile {
     /// `metrics.route_series` (default false).
     #[serde(default)]
     pub own_metrics: bool,
+    /// Log one record per answered download on the `tollgate::download`
+    /// target: route, credential id (or digest), subject, client, status,
+    /// bytes sent, complete or broken off, duration (default false).
+    /// Such a route's answers are never spliced (README: Leaked links).
+    #[serde(default)]
+    pub download_records: bool,
     /// Rewrite HLS playlists and DASH MPDs so that every URI inside the
     /// request's grant carries its credential, and key URIs get a short
     /// link of their own (README: Video). `{}` for the defaults.
@@ -396,6 +420,9 @@ pub struct AuthRulesFile {
     pub use_limit: Option<Value>,
     /// Refuse credentials revoked with `tollgate revoke` (README: One-time and limited links).
     pub revocation: Option<Value>,
+    /// Refuse a credential used from more client networks than this
+    /// (README: Leaked links).
+    pub share_limit: Option<Value>,
     /// Exchange a URL credential for a cookie on top-level navigations.
     pub cookie_exchange: Option<Value>,
     /// The credential kinds' sections, by section name.
@@ -403,7 +430,7 @@ pub struct AuthRulesFile {
 }
 
 /// The fields of `auth:` that are the route's, not a kind's.
-pub const ROUTE_AUTH_FIELDS: [&str; 3] = ["use_limit", "revocation", "cookie_exchange"];
+pub const ROUTE_AUTH_FIELDS: [&str; 4] = ["use_limit", "revocation", "share_limit", "cookie_exchange"];
 
 /// Every field `auth:` may hold: the route's, then each kind's section.
 pub fn auth_fields() -> &'static [&'static str] {
@@ -470,6 +497,7 @@ impl<'de> Deserialize<'de> for AuthFile {
                     let slot = match field.as_str() {
                         "use_limit" => &mut rules.use_limit,
                         "revocation" => &mut rules.revocation,
+                        "share_limit" => &mut rules.share_limit,
                         "cookie_exchange" => &mut rules.cookie_exchange,
                         kind if REGISTRY.iter().any(|k| k.section() == kind) => {
                             rules.kinds.insert(field, value);

@@ -6,7 +6,7 @@ use http::{HeaderName, HeaderValue, Method};
 use super::context::{CompiledKey, Compiler, Known, did_you_mean, valid_name};
 use super::file::{
     AuthFile, AuthRulesFile, CookieExchangeFile, CorsFile, RevocationFile, RouteFile, SecretEncoding, SecretFile,
-    UseLimitFile,
+    ShareLimitFile, UseLimitFile,
 };
 use crate::auth::kinds::exchanged_cookie::{self, ExchangedCookies};
 use crate::auth::kinds::{REGISTRY, jwt};
@@ -63,6 +63,8 @@ impl Compiler {
             AuthFile::None => (None, None),
             AuthFile::Rules(rules) => self.route_auth(&format!("{path}.auth"), &raw.name, &raw.prefix, *rules, known),
         };
+        // A download record names a credential without an id by its digest.
+        let auth = auth.map(|a| a.with_fingerprints(raw.download_records));
         let object_store = upstream.as_ref().is_some_and(|u| u.s3.is_some());
         for (flag, set) in
             [("allow_empty_segments", raw.allow_empty_segments), ("allow_encoded_slashes", raw.allow_encoded_slashes)]
@@ -105,6 +107,9 @@ impl Compiler {
                 if s.revocation {
                     bits |= 1 << AuthError::Revoked.index();
                 }
+                if s.share.is_some() {
+                    bits |= 1 << AuthError::Shared.index();
+                }
                 bits
             }
             None => 0,
@@ -129,6 +134,7 @@ impl Compiler {
             forward_authorization: raw.forward_authorization,
             state,
             manifests,
+            download_records: raw.download_records,
         })
     }
 
@@ -291,8 +297,11 @@ impl Compiler {
             rules.use_limit.take().and_then(|v| self.entry::<UseLimitFile>(&format!("{path}.use_limit"), v));
         let revocation =
             rules.revocation.take().and_then(|v| self.entry::<RevocationFile>(&format!("{path}.revocation"), v));
-        let counts_ids =
-            use_limit.is_some() || matches!(revocation, Some(RevocationFile::Rules(_) | RevocationFile::Enabled(true)));
+        let share_limit =
+            rules.share_limit.take().and_then(|v| self.entry::<ShareLimitFile>(&format!("{path}.share_limit"), v));
+        let counts_ids = use_limit.is_some()
+            || share_limit.is_some()
+            || matches!(revocation, Some(RevocationFile::Rules(_) | RevocationFile::Enabled(true)));
         let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
         let mut cx = KindContext { compiler: self, known, counts_ids };
         for registered in REGISTRY {
@@ -309,7 +318,9 @@ impl Compiler {
         }
         let leeway = kinds.iter().find_map(|k| k.leeway()).unwrap_or(jwt::DEFAULT_LEEWAY);
         let lifetimes: Vec<Option<u64>> = kinds.iter().filter_map(|k| k.id_lifetime()).collect();
-        let state = self.state_policy(path, route, use_limit, revocation, &lifetimes, leeway, known.metrics);
+        let fingerprints = share_limit.is_some();
+        let state =
+            self.state_policy(path, route, use_limit, revocation, share_limit, &lifetimes, leeway, known.metrics);
         // A signed URL's id is a credential parameter where it is read:
         // found once, stripped before forwarding.
         let ids: Vec<&str> =
@@ -332,7 +343,8 @@ impl Compiler {
             Ok(auth) => Some(match exchange {
                 Some(exchange) => auth.with_exchange(exchange),
                 None => auth,
-            }),
+            })
+            .map(|auth| auth.with_fingerprints(fingerprints)),
             Err(TooManyParams) => {
                 self.error(path, "too many credential query parameters on one route");
                 None

@@ -14,7 +14,8 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::file::{
-    AuthFile, AuthRulesFile, ConfigFile, CookieExchangeFile, RevocationFile, SecretEncoding, UseLimitFile,
+    AuthFile, AuthRulesFile, ConfigFile, CookieExchangeFile, RevocationFile, SecretEncoding, ShareLimitFile,
+    UseLimitFile,
 };
 use crate::auth::kinds::REGISTRY;
 
@@ -121,6 +122,11 @@ impl JsonSchema for AuthRulesFile {
             "revocation",
             generator.subschema_for::<Option<RevocationFile>>(),
             "Refuse credentials revoked with `tollgate revoke` (README: One-time and limited links).",
+        );
+        field(
+            "share_limit",
+            generator.subschema_for::<Option<ShareLimitFile>>(),
+            "Refuse a credential used from more client networks than this (README: Leaked links).",
         );
         field(
             "cookie_exchange",

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use super::context::Compiler;
 use super::file::{
-    MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, StoreFile, UseLimitFile,
+    MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, ShareLimitFile, StoreFile,
+    UseLimitFile,
 };
 use crate::metrics::Metrics;
-use crate::routes::state::{StatePolicy, UseLimit};
+use crate::routes::state::{ShareLimit, StatePolicy, UseLimit};
 use crate::store::{Digest, MemorySettings, RedisMode, RedisSettings, StoreSettings};
 
 /// How long a revocation is kept when a route that checks revocations
@@ -101,6 +102,7 @@ impl Compiler {
         route: &str,
         use_limit_raw: Option<UseLimitFile>,
         revocation_raw: Option<RevocationFile>,
+        share_raw: Option<ShareLimitFile>,
         lifetimes: &[Option<u64>],
         leeway: u64,
         metrics: &Metrics,
@@ -110,9 +112,28 @@ impl Compiler {
             Some(RevocationFile::Enabled(true)) => (true, None),
             Some(RevocationFile::Rules(r)) => (true, r.on_store_error),
         };
-        if use_limit_raw.is_none() && !revocation {
+        if use_limit_raw.is_none() && !revocation && share_raw.is_none() {
             return None;
         }
+        let share = share_raw.as_ref().map(|raw| {
+            if raw.max_networks == 0 {
+                self.error(format!("{path}.share_limit.max_networks"), "must be at least 1");
+            }
+            let (v4, v6) = (raw.ipv4_prefix.unwrap_or(24), raw.ipv6_prefix.unwrap_or(64));
+            if v4 > 32 {
+                self.error(format!("{path}.share_limit.ipv4_prefix"), "at most 32");
+            }
+            if v6 > 128 {
+                self.error(format!("{path}.share_limit.ipv6_prefix"), "at most 128");
+            }
+            ShareLimit {
+                max_networks: raw.max_networks,
+                ipv4_prefix: v4,
+                ipv6_prefix: v6,
+                report_only: raw.report_only,
+            }
+        });
+        let share_policy = share_raw.and_then(|raw| raw.on_store_error);
         let mut use_limit = None;
         let mut limit_policy = None;
         if let Some(raw) = &use_limit_raw {
@@ -127,9 +148,9 @@ impl Compiler {
             limit_policy = raw.on_store_error;
         }
         // Failing open needs every check on the route to allow it.
-        let fail_open = [limit_policy, revocation_policy]
+        let fail_open = [limit_policy, revocation_policy, share_policy]
             .into_iter()
-            .zip([use_limit.is_some(), revocation])
+            .zip([use_limit.is_some(), revocation, share.is_some()])
             .filter(|(_, on)| *on)
             .all(|(p, _)| p == Some(OnStoreError::Allow));
         // A revocation must outlive every credential it can match: the
@@ -142,6 +163,8 @@ impl Compiler {
         let policy = StatePolicy {
             use_limit,
             revocation,
+            share,
+            share_counters: metrics.share_counters(route),
             fail_open,
             route: Digest::route(route),
             leeway,

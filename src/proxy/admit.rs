@@ -20,6 +20,7 @@
 //! When the store fails, the route fails closed (503 `store_unavailable`)
 //! unless it opted to fail open; both are counted.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
@@ -28,8 +29,8 @@ use super::answers::Rejection;
 use crate::auth::{AuthError, Denial, Grant, RouteAuth, unix_now};
 use crate::metrics::{UseCounters, UseResult};
 use crate::routes::Route;
-use crate::routes::state::StatePolicy;
-use crate::store::{Admission, AdmitQuery, Digest, Store, Ticket, UseQuery};
+use crate::routes::state::{ShareLimit, StatePolicy};
+use crate::store::{Admission, AdmitQuery, Digest, ShareQuery, Sharing, Store, Ticket, UseKey, UseQuery};
 
 /// A new use, given back when dropped unless [`UseGuard::settle`] saw a
 /// successful answer.
@@ -90,27 +91,40 @@ pub async fn phase(
     store: &Arc<Store>,
     method: &Method,
     grant: Option<&Grant>,
+    client: IpAddr,
 ) -> Result<Option<UseGuard>, Rejection> {
     let (Some(policy), Some(grant)) = (&route.state, grant) else { return Ok(None) };
     // Boxed, like the other phases only some routes reach: the store round
     // trip's state would otherwise enlarge every request's future.
-    Box::pin(admit(policy, store, method, grant)).await.map_err(|error| Rejection::Auth {
+    Box::pin(admit(policy, store, method, grant, Some(client))).await.map_err(|error| Rejection::Auth {
         denial: Denial { error, carrier: Some(grant.carrier) },
         bearer: route.auth.as_ref().is_some_and(RouteAuth::accepts_bearer),
     })
 }
 
-/// Checks revocation and counts the use of `grant` on a route with
-/// `policy`. `Ok(Some(guard))` when the request opened a use.
+/// Checks the client's network against the share limit, then revocation,
+/// and counts the use of `grant` on a route with `policy`. `Ok(Some(guard))`
+/// when the request opened a use. Without a `client` (`tollgate explain`)
+/// no network is recorded.
 pub async fn admit(
     policy: &StatePolicy,
     store: &Arc<Store>,
     method: &Method,
     grant: &Grant,
+    client: Option<IpAddr>,
 ) -> Result<Option<UseGuard>, AuthError> {
     let facts = &grant.facts;
     let count = |r: UseResult| policy.counters.get(r).inc();
     let id = facts.id.as_deref().map(Digest::id);
+    if let (Some(share), Some(client)) = (policy.share, client) {
+        // First: a refused network must not take a use.
+        if let Err(e) = check_sharing(policy, share, store, grant, client).await {
+            return match e {
+                AuthError::StoreUnavailable => store_failed(policy, None),
+                other => Err(other),
+            };
+        }
+    }
     if policy.use_limit.is_some() && id.is_none() {
         // Nothing to count uses of: a path token, a JWT without `jti`.
         count(UseResult::NoId);
@@ -192,6 +206,61 @@ pub async fn admit(
     }
 }
 
+/// Records the client's network for the credential; refuses one network
+/// more than the route allows (or only reports it).
+async fn check_sharing(
+    policy: &StatePolicy,
+    share: ShareLimit,
+    store: &Store,
+    grant: &Grant,
+    client: IpAddr,
+) -> Result<(), AuthError> {
+    let facts = &grant.facts;
+    let Some(credential) = facts.id.as_deref().map(Digest::id).or(facts.fingerprint.map(Digest)) else {
+        return Ok(()); // nothing identifies it (cannot happen on such a route)
+    };
+    let query = ShareQuery {
+        key: UseKey { id: credential, route: policy.route },
+        network: network_of(client, share),
+        max: share.max_networks,
+        record_all: share.report_only,
+        keep_until: facts.expires_at.unwrap_or_else(|| unix_now() + 86_400) + policy.leeway + 1,
+    };
+    let found = store.share(&query).await.map_err(|_| AuthError::StoreUnavailable)?;
+    let networks = match found {
+        Sharing::Full(n) => n + 1,
+        Sharing::Added(n) if n > share.max_networks => n,
+        _ => return Ok(()),
+    };
+    let refused = !share.report_only;
+    policy.share_counters.get(refused).inc();
+    // The credential's id, or a prefix of its digest: never the credential.
+    let which = facts.id.as_deref().map_or_else(|| format!("digest:{}", &credential.hex()[..16]), str::to_owned);
+    tracing::warn!(
+        credential = %which,
+        networks,
+        max_networks = share.max_networks,
+        report_only = share.report_only,
+        "Credential used from more client networks than share_limit allows"
+    );
+    if refused { Err(AuthError::Shared) } else { Ok(()) }
+}
+
+/// The digest of the client's network: its address masked to the route's
+/// prefix length for its family.
+pub fn network_of(client: IpAddr, share: ShareLimit) -> Digest {
+    let (mut bytes, prefix) = match client.to_canonical() {
+        IpAddr::V4(v4) => (v4.octets().to_vec(), share.ipv4_prefix),
+        IpAddr::V6(v6) => (v6.octets().to_vec(), share.ipv6_prefix),
+    };
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        let kept = usize::from(prefix).saturating_sub(i * 8).min(8);
+        *byte &= if kept == 0 { 0 } else { 0xffu8 << (8 - kept) };
+    }
+    bytes.push(prefix);
+    Digest::network(&bytes)
+}
+
 /// The store failed: 503, or on with the request where the route allows.
 fn store_failed(policy: &StatePolicy, guard: Option<UseGuard>) -> Result<Option<UseGuard>, AuthError> {
     if policy.fail_open {
@@ -200,5 +269,23 @@ fn store_failed(policy: &StatePolicy, guard: Option<UseGuard>) -> Result<Option<
     } else {
         policy.counters.get(UseResult::FailClosed).inc();
         Err(AuthError::StoreUnavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_addresses_masked_to_the_prefix() {
+        let share = ShareLimit { max_networks: 1, ipv4_prefix: 24, ipv6_prefix: 64, report_only: false };
+        let net = |ip: &str| network_of(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), share);
+        assert_eq!(net("203.0.113.7"), net("203.0.113.250"));
+        assert_ne!(net("203.0.113.7"), net("203.0.114.7"));
+        assert_eq!(net("::ffff:203.0.113.9"), net("203.0.113.7"), "a mapped IPv4 address is IPv4");
+        assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:2:ffff::9"));
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        let narrow = ShareLimit { ipv4_prefix: 30, ..share };
+        assert_ne!(network_of("10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), narrow), net("10.0.0.5"));
     }
 }

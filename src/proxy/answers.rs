@@ -191,7 +191,9 @@ fn auth_status(denial: Denial) -> StatusCode {
         (AuthError::Replayed, _) => StatusCode::GONE,
         (AuthError::StoreUnavailable, _) => StatusCode::SERVICE_UNAVAILABLE,
         (AuthError::MissingCredential, _) => StatusCode::UNAUTHORIZED,
-        (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch, _) => StatusCode::FORBIDDEN,
+        (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch | AuthError::Shared, _) => {
+            StatusCode::FORBIDDEN
+        }
         (_, Some(Carrier::Header)) => StatusCode::UNAUTHORIZED,
         _ => StatusCode::FORBIDDEN,
     }
@@ -201,9 +203,10 @@ fn www_authenticate(denial: Denial, bearer: bool) -> Option<&'static str> {
     match (denial.error, denial.carrier) {
         (AuthError::MissingCredential, _) if bearer => Some(r#"Bearer realm="tollgate""#),
         (AuthError::Malformed | AuthError::Replayed | AuthError::StoreUnavailable, _) => None,
-        (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch, Some(Carrier::Header)) => {
-            Some(r#"Bearer error="insufficient_scope""#)
-        }
+        (
+            AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch | AuthError::Shared,
+            Some(Carrier::Header),
+        ) => Some(r#"Bearer error="insufficient_scope""#),
         (_, Some(Carrier::Header)) => Some(r#"Bearer error="invalid_token""#),
         _ => None,
     }
@@ -227,6 +230,8 @@ pub enum ResponseBody {
     Upstream(UpstreamBody),
     /// A large upstream body, moved socket to socket (`crate::splice`).
     Spliced(SpliceBody),
+    /// An answer whose delivery is recorded (download records).
+    Observed(Box<crate::body::Observed<ResponseBody>>),
 }
 
 impl ResponseBody {
@@ -248,6 +253,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ResponseBody::Spliced(body) => Pin::new(body).poll_frame(cx),
+            ResponseBody::Observed(body) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -256,6 +262,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(data) => data.is_none(),
             ResponseBody::Upstream(body) => body.is_end_stream(),
             ResponseBody::Spliced(body) => body.is_end_stream(),
+            ResponseBody::Observed(body) => body.is_end_stream(),
         }
     }
 
@@ -264,6 +271,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             ResponseBody::Upstream(body) => body.size_hint(),
             ResponseBody::Spliced(body) => body.size_hint(),
+            ResponseBody::Observed(body) => body.size_hint(),
         }
     }
 }

@@ -62,6 +62,7 @@ async fn pipeline(
     conn: ConnInfo,
     record: &mut InFlight<'_>,
 ) -> Result<(Response<ResponseBody>, Outcome), Rejection> {
+    let start = std::time::Instant::now();
     let (mut parts, body) = req.into_parts();
     let path = normalize::head(&shared.limits, &parts)?;
     let route = route::pick(&rt.config, &parts, &path)?;
@@ -86,8 +87,12 @@ async fn pipeline(
     route::check_body(&route, &parts)?;
     // After verification, so a cached verdict never skips it; after every
     // other refusal, so a refused request never takes a use.
-    let guard = admit::phase(&route, &shared.store, &parts.method, grant.as_ref()).await?;
-    let splice_ok = parts.method == Method::GET && matches!(parts.version, Version::HTTP_10 | Version::HTTP_11);
+    let client = crate::auth::client_ip(conn.peer.ip(), &parts.headers, rt.config.trust_forwarded_headers);
+    let guard = admit::phase(&route, &shared.store, &parts.method, grant.as_ref(), client).await?;
+    // A recorded download is counted frame by frame: never spliced.
+    let splice_ok = parts.method == Method::GET
+        && matches!(parts.version, Version::HTTP_10 | Version::HTTP_11)
+        && !route.download_records;
     // Routes that rewrite manifests ask for them whole and unencoded.
     let manifest = match route.manifests {
         Some(_) => {
@@ -110,6 +115,13 @@ async fn pipeline(
     let outlet = conn.outlet.as_ref().filter(|_| splice_ok);
     let carrier = grant.as_ref().map(|g| g.carrier);
     let spliced = &shared.metrics.spliced_bytes;
-    let response = respond::answer(answer, &route, carrier, target.reinsert.as_ref(), outlet, spliced);
+    let mut response = respond::answer(answer, &route, carrier, target.reinsert.as_ref(), outlet, spliced);
+    if route.download_records {
+        let download = record::Download::new(route.clone(), grant.as_ref(), client, response.status().as_u16(), start);
+        let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+        let observed =
+            crate::body::Observed::new(body, Box::new(move |bytes, complete| download.write(bytes, complete)));
+        *response.body_mut() = ResponseBody::Observed(Box::new(observed));
+    }
     Ok((response, Outcome::Forwarded))
 }

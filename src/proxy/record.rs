@@ -4,15 +4,15 @@
 //! aborted, status 499 as nginx logs it). The access-log line never holds
 //! a credential: the query is not logged, path-token segments are redacted.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::ORIGIN;
 use http::{HeaderValue, Method, Request};
 
-use crate::auth::Carrier;
 use crate::auth::kinds::path_token;
+use crate::auth::{Carrier, Grant};
 use crate::config::Config;
 use crate::metrics::{Metrics, Outcome, RouteMetrics, UNMATCHED};
 use crate::routes::Route;
@@ -77,6 +77,48 @@ impl<'a> InFlight<'a> {
                 "Request"
             );
         }
+    }
+}
+
+/// What a download record says about a request, taken at its answer's
+/// head; bytes and completion come when the body ends.
+pub struct Download {
+    pub route: Arc<Route>,
+    /// The credential's id, or `digest:` and a prefix of its fingerprint.
+    pub credential: Option<String>,
+    pub subject: Option<Arc<str>>,
+    pub client: IpAddr,
+    pub status: u16,
+    pub start: Instant,
+}
+
+impl Download {
+    pub fn new(route: Arc<Route>, grant: Option<&Grant>, client: IpAddr, status: u16, start: Instant) -> Self {
+        let credential =
+            grant.and_then(|g| {
+                g.facts.id.as_deref().map(str::to_owned).or_else(|| {
+                    g.facts.fingerprint.map(|f| format!("digest:{}", crate::normalize::encode_hex(&f[..8])))
+                })
+            });
+        let subject = grant.and_then(|g| g.facts.subject.clone());
+        Download { route, credential, subject, client, status, start }
+    }
+
+    /// Writes the record, on the `tollgate::download` target, once the
+    /// body ended (`complete`) or broke off.
+    pub fn write(self, bytes: u64, complete: bool) {
+        tracing::info!(
+            target: "tollgate::download",
+            route = self.route.name.as_str(),
+            credential = self.credential.as_deref().unwrap_or(""),
+            sub = self.subject.as_deref().unwrap_or(""),
+            client = %self.client,
+            status = self.status,
+            bytes,
+            complete,
+            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            "Download"
+        );
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Route {
     /// Use limits and revocation (README: One-time and limited links), checked after verification.
     pub state: Option<StatePolicy>,
     pub metrics: RouteMetrics,
+    /// Log a record of every download it answers (README: Leaked links).
+    pub download_records: bool,
     /// Rewrite the video manifests it answers (README: Video).
     pub manifests: Option<crate::manifest::ManifestSettings>,
 }

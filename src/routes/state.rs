@@ -13,10 +13,22 @@ pub struct UseLimit {
     pub grace: Duration,
 }
 
+/// A route's share detection: client networks per credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareLimit {
+    pub max_networks: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Count and log, never refuse.
+    pub report_only: bool,
+}
+
 /// What the stage checks on one route, compiled once.
 pub struct StatePolicy {
     pub use_limit: Option<UseLimit>,
     pub revocation: bool,
+    pub share: Option<ShareLimit>,
+    pub share_counters: crate::metrics::ShareCounters,
     /// Serve unchecked when the store fails (otherwise 503).
     pub fail_open: bool,
     /// The route, as store keys name it.

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
 
-use super::model::{Admission, AdmitQuery, Digest, Ticket, UseKey};
+use super::model::{Admission, AdmitQuery, Digest, ShareQuery, Sharing, Ticket, UseKey};
 use super::revocations::Revocations;
 
 /// Sweep a shard's expired use records once per this many new uses in it.
@@ -31,6 +31,15 @@ pub const SHARDS: usize = 64;
 struct Shard {
     uses: HashMap<UseKey, UseRecord>,
     begun: u64,
+    /// Client networks per credential and route (share detection).
+    networks: HashMap<UseKey, Networks>,
+}
+
+#[derive(Debug, Default)]
+struct Networks {
+    seen: Vec<Digest>,
+    /// Dropped after this (unix seconds).
+    keep_until: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +138,30 @@ impl MemoryStore {
         Admission::NewUse(Ticket { key, generation })
     }
 
+    /// Records that `q.network` uses the credential, unless that would
+    /// make more than `q.max` networks (and not recording all).
+    pub fn share(&self, q: &ShareQuery, now: u64) -> Sharing {
+        let Ok(mut shard) = self.shard(&q.key).lock() else {
+            return Sharing::Full(q.max);
+        };
+        let record = shard.networks.entry(q.key).or_default();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        if record.seen.contains(&q.network) {
+            return Sharing::Known(count(record.seen.len()));
+        }
+        if count(record.seen.len()) >= q.max && !q.record_all {
+            return Sharing::Full(count(record.seen.len()));
+        }
+        record.seen.push(q.network);
+        record.keep_until = record.keep_until.max(q.keep_until);
+        let seen = count(record.seen.len());
+        shard.begun += 1;
+        if shard.begun.is_multiple_of(SWEEP_EVERY) {
+            shard.networks.retain(|_, r| r.keep_until >= now);
+        }
+        Sharing::Added(seen)
+    }
+
     pub fn give_back(&self, ticket: &Ticket) {
         if let Ok(mut shard) = self.shard(&ticket.key).lock()
             && let Some(r) = shard.uses.get_mut(&ticket.key)
@@ -198,6 +231,24 @@ mod tests {
         assert_eq!(s.admit(&query(1, 0, true), 1), Admission::Allowed);
         assert_eq!(s.admit(&query(1, 0, true), 2), Admission::Allowed);
         assert!(matches!(s.admit(&query(1, 0, false), 3), Admission::NewUse(_)));
+    }
+
+    #[test]
+    fn networks_past_the_limit_are_refused_unless_recording_all() {
+        let s = MemoryStore::new(None);
+        let q = |net: &str, record_all: bool| ShareQuery {
+            key: UseKey { id: Digest::id("j"), route: Digest::route("r") },
+            network: Digest::network(net.as_bytes()),
+            max: 2,
+            record_all,
+            keep_until: u64::MAX,
+        };
+        assert_eq!(s.share(&q("a", false), 1), Sharing::Added(1));
+        assert_eq!(s.share(&q("a", false), 1), Sharing::Known(1));
+        assert_eq!(s.share(&q("b", false), 1), Sharing::Added(2));
+        assert_eq!(s.share(&q("c", false), 1), Sharing::Full(2));
+        assert_eq!(s.share(&q("a", false), 1), Sharing::Known(2), "the first networks keep working");
+        assert_eq!(s.share(&q("c", true), 1), Sharing::Added(3), "report-only records past the limit");
     }
 
     #[test]

@@ -108,6 +108,17 @@ impl Store {
         .await
     }
 
+    /// Records a client network of a credential (share detection).
+    pub async fn share(&self, query: &ShareQuery) -> Result<Sharing, StoreError> {
+        self.timed(StoreOp::Share, async {
+            match &self.backend {
+                Backend::Memory(m) => Ok(m.share(query, now_ms() / 1000)),
+                Backend::Redis(r) => r.share(query).await,
+            }
+        })
+        .await
+    }
+
     /// Gives back the use `ticket` began.
     pub async fn give_back(&self, ticket: &Ticket) -> Result<(), StoreError> {
         self.timed(StoreOp::GiveBack, async {

@@ -34,6 +34,19 @@ impl Digest {
         Digest::of("sub", sub.as_bytes())
     }
 
+    /// A credential without an id, by its own bytes (share detection).
+    pub fn credential(kind: u8, credential: &str) -> Digest {
+        let mut value = Vec::with_capacity(credential.len() + 1);
+        value.push(kind);
+        value.extend_from_slice(credential.as_bytes());
+        Digest::of("credential", &value)
+    }
+
+    /// A client network (its masked address bytes and prefix length).
+    pub fn network(bytes: &[u8]) -> Digest {
+        Digest::of("net", bytes)
+    }
+
     /// A route, by name (stable across replicas and reorderings of the file).
     pub fn route(name: &str) -> Digest {
         Digest::of("route", name.as_bytes())
@@ -86,6 +99,31 @@ pub struct UseQuery {
     pub peek: bool,
     /// Keep the record until then (unix seconds): the credential's expiry.
     pub keep_until: u64,
+}
+
+/// One client network using a credential on a route (share detection).
+#[derive(Debug, Clone, Copy)]
+pub struct ShareQuery {
+    /// The credential (its id, or its digest) and the route.
+    pub key: UseKey,
+    pub network: Digest,
+    /// Networks allowed.
+    pub max: u32,
+    /// Record a network past `max` too (report-only: counted, not refused).
+    pub record_all: bool,
+    /// Keep the record until then (unix seconds): the credential's expiry.
+    pub keep_until: u64,
+}
+
+/// The store's answer to [`ShareQuery`]: the networks known after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// The network had used the credential before.
+    Known(u32),
+    /// A new network, recorded (past `max` only when recording all).
+    Added(u32),
+    /// A new network past `max`, not recorded.
+    Full(u32),
 }
 
 /// The store's answer to [`AdmitQuery`].

@@ -10,6 +10,7 @@
 //! ```text
 //! <prefix>{<id digest>}:revoked            revoked id, expires with the revocation
 //! <prefix>{<id digest>}:use:<route digest> hash n (uses), w (window end, ms), g (generation)
+//! <prefix>{<id digest>}:nets:<route digest> set of client-network digests (share detection)
 //! <prefix>subject:<subject digest>         "revoked before" instant, unix seconds
 //! ```
 //! The `{…}` hash tag puts an id's two keys in one Cluster slot, so the
@@ -42,7 +43,8 @@ use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::model::{
-    Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, StoreError, Ticket, UseKey, now_ms,
+    Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, ShareQuery, Sharing, StoreError, Ticket,
+    UseKey, now_ms,
 };
 use crate::worker::{self, MAX_WORKERS};
 
@@ -98,6 +100,21 @@ local value = tonumber(ARGV[1])
 if old > value then value = old end
 redis.call('SET', KEYS[1], value, 'EX', ttl)
 return 1
+";
+
+/// Records a client network of a credential, within a limit.
+/// KEYS: the credential's network set. ARGV: network, max, record all
+/// (0/1), keep until (unix s).
+/// Returns {0 known | 1 added | 2 full, networks}.
+const SHARE: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {0, redis.call('SCARD', KEYS[1])} end
+local n = redis.call('SCARD', KEYS[1])
+if n >= tonumber(ARGV[2]) and ARGV[3] ~= '1' then return {2, n} end
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) - tonumber(redis.call('TIME')[1]) then
+  redis.call('EXPIREAT', KEYS[1], ARGV[4])
+end
+return {1, n + 1}
 ";
 
 /// A connection of any of the three kinds.
@@ -168,6 +185,7 @@ pub struct RedisStore {
     admit: Script,
     give_back: Script,
     revoke: Script,
+    share: Script,
 }
 
 /// The error text of a Redis error: its kind and message, never the URL.
@@ -215,6 +233,7 @@ impl RedisStore {
             admit: Script::new(ADMIT),
             give_back: Script::new(GIVE_BACK),
             revoke: Script::new(REVOKE),
+            share: Script::new(SHARE),
         })
     }
 
@@ -228,6 +247,10 @@ impl RedisStore {
 
     fn use_key(&self, key: &UseKey) -> String {
         format!("{}{{{}}}:use:{}", self.prefix, key.id.hex(), &key.route.hex()[..32])
+    }
+
+    fn networks_key(&self, key: &UseKey) -> String {
+        format!("{}{{{}}}:nets:{}", self.prefix, key.id.hex(), &key.route.hex()[..32])
     }
 
     fn subject_key(&self, subject: Digest) -> String {
@@ -344,6 +367,29 @@ impl RedisStore {
             (3, _) => Admission::Replayed,
             (4, _) => Admission::Revoked,
             _ => return Err(StoreError::Unavailable(format!("unexpected answer {code} from the admit script"))),
+        })
+    }
+
+    pub async fn share(&self, q: &ShareQuery) -> Result<Sharing, StoreError> {
+        let key = self.networks_key(&q.key);
+        let network = q.network.hex();
+        let (code, n): (i64, u32) = self
+            .run(worker::current(), |mut conn| async move {
+                self.share
+                    .key(&key)
+                    .arg(&network[..32])
+                    .arg(q.max)
+                    .arg(if q.record_all { "1" } else { "0" })
+                    .arg(q.keep_until)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(match code {
+            0 => Sharing::Known(n),
+            1 => Sharing::Added(n),
+            2 => Sharing::Full(n),
+            _ => return Err(StoreError::Unavailable(format!("unexpected answer {code} from the share script"))),
         })
     }
 

@@ -357,6 +357,14 @@ impl Http {
         Http { client: Client::builder(TokioExecutor::new()).build_http() }
     }
 
+    /// An HTTP/1.1 client whose connections come from `local` (another
+    /// loopback address: another client network as tollgate sees it).
+    pub fn h1_from(local: std::net::IpAddr) -> Http {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        Http { client: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+
     pub fn h2c() -> Http {
         Http { client: Client::builder(TokioExecutor::new()).http2_only(true).build_http() }
     }

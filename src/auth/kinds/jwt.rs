@@ -427,7 +427,8 @@ impl JwtPolicy {
         // Only string ids and subjects are ids (RFC 7519 §4.1.2, §4.1.7); a
         // number there is no id, so a use-limited route refuses the token.
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(Arc::from);
-        let facts = Facts { id: text("jti"), subject: text("sub"), issued_at: iat, expires_at: Some(exp) };
+        let facts =
+            Facts { id: text("jti"), subject: text("sub"), issued_at: iat, expires_at: Some(exp), fingerprint: None };
         Ok(Verified { exp, headers: headers.into(), scope, facts, key: Some(key) })
     }
 }

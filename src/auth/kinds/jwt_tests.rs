@@ -90,8 +90,13 @@ fn facts_for_the_stateful_stage() {
     let (iat, exp) = (now() - 5, now() + 60);
     let t = token(json!({"jti": "j-1", "sub": "bob", "iat": iat, "exp": exp}), None);
     let v = p.verify(&t, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
-    let want =
-        Facts { id: Some("j-1".into()), subject: Some("bob".into()), issued_at: Some(iat), expires_at: Some(exp) };
+    let want = Facts {
+        id: Some("j-1".into()),
+        subject: Some("bob".into()),
+        issued_at: Some(iat),
+        expires_at: Some(exp),
+        fingerprint: None,
+    };
     assert_eq!(v.facts, want);
     let numeric = token(json!({"jti": 7, "sub": 8, "exp": exp}), None);
     let v = p.verify(&numeric, "/x", now()).unwrap_or_else(|e| panic!("{e}"));
