@@ -19,6 +19,12 @@ pub const SIGNED_URL_PARAMS: [&str; 4] = ["exp", "sig", "kid", "prefix"];
 /// forwarding, and read as the link's id.
 pub const ID_PARAM: &str = "jti";
 
+/// A signed URL's client binding: an address or a CIDR range the client
+/// address must lie in. Signed like any other parameter (the canonical
+/// query keeps it), read on every route that verifies signed URLs and
+/// stripped before forwarding.
+pub const IP_PARAM: &str = "ip";
+
 /// Most credential parameter names one route can have.
 pub const MAX_NAMES: usize = 16;
 

@@ -12,6 +12,7 @@
 //! granted prefix) and every other query parameter, so a holder can neither
 //! widen the grant nor add parameters the upstream would act on.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use std::borrow::Cow;
@@ -35,9 +36,9 @@ use crate::auth::kind::NoTrace;
 use crate::auth::kind::Presented;
 use crate::auth::kind::Tracer;
 use crate::auth::kind::VerifyContext;
-use crate::auth::query::{self, CredentialNames, Found, ID_PARAM, SIGNED_URL_PARAMS};
+use crate::auth::query::{self, CredentialNames, Found, ID_PARAM, IP_PARAM, SIGNED_URL_PARAMS};
 use crate::auth::section::{CompileContext, Compiled, CompiledKey, Registered, parse_section};
-use crate::auth::sign::{OPTION_PREFIX, SignInput, SignOption, Signer, split_origin};
+use crate::auth::sign::{OPTION_IP, OPTION_PREFIX, SignInput, SignOption, Signer, split_origin};
 use crate::duration::HumanDuration;
 use crate::duration::human;
 use crate::normalize;
@@ -58,7 +59,9 @@ impl Kind for SignedUrlPolicy {
     }
 
     fn query_params(&self) -> Vec<&str> {
-        SIGNED_URL_PARAMS.to_vec()
+        // `ip` is found and stripped like the others, but signed: the
+        // canonical query keeps it.
+        SIGNED_URL_PARAMS.iter().copied().chain([IP_PARAM]).collect()
     }
 
     fn link_key(&self) -> Option<&HmacKey> {
@@ -79,6 +82,9 @@ impl Kind for SignedUrlPolicy {
     /// by the signature either way.
     fn verify(&self, _: &Presented<'_>, req: &AuthRequest<'_>, ctx: &VerifyContext<'_>) -> Result<Grant, AuthError> {
         let key = verify_traced(self, req.method, req.path, req.query, req.found, ctx.now, &mut ctx.tracer())?;
+        if let Some(raw) = req.found.get(IP_PARAM) {
+            check_client(raw, req.client_ip, &mut ctx.tracer())?;
+        }
         let scope = match req.found.get("prefix").and_then(decode_prefix) {
             Some(prefix) => Scope::Prefix(prefix.into()),
             None => Scope::Path(req.path.into()),
@@ -283,6 +289,72 @@ pub fn verify_traced<'p>(
     Ok(key)
 }
 
+/// A link bound to a client address or range (its signed `ip`
+/// parameter): the client's address must lie in it.
+fn check_client(raw: &str, client: IpAddr, t: &mut dyn Tracer) -> Result<(), AuthError> {
+    let text =
+        query::decode_component(raw).ok().and_then(|b| String::from_utf8(b.into_owned()).ok()).unwrap_or_default();
+    let Some((network, bits)) = parse_network(&text) else {
+        t.step("ip", false, format_args!("ip {text:?} is not an address or a CIDR range"));
+        return Err(AuthError::Malformed);
+    };
+    if !in_network(client, network, bits) {
+        t.step("ip", false, format_args!("the client address {client} is not in {text}"));
+        return Err(AuthError::ClaimMismatch);
+    }
+    t.step("ip", true, format_args!("the client address {client} is in {text}"));
+    Ok(())
+}
+
+/// `203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`: the address and the
+/// prefix length (the full length without one). Host bits must be zero.
+pub fn parse_network(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, bits) = match text.split_once('/') {
+        Some((a, b)) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) && b.len() <= 3 => {
+            (a.parse::<IpAddr>().ok()?, Some(b.parse::<u8>().ok()?))
+        }
+        Some(_) => return None,
+        None => (text.parse::<IpAddr>().ok()?, None),
+    };
+    let full = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(full);
+    (bits <= full && mask(addr, bits) == addr).then_some((addr, bits))
+}
+
+/// Whether `client` lies in `network/bits` (same family; a mapped IPv4
+/// client is IPv4).
+pub fn in_network(client: IpAddr, network: IpAddr, bits: u8) -> bool {
+    let client = client.to_canonical();
+    client.is_ipv4() == network.is_ipv4() && mask(client, bits) == mask(network, bits)
+}
+
+fn mask(addr: IpAddr, bits: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(bits.min(32))).unwrap_or(0);
+            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & m))
+        }
+        IpAddr::V6(v6) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(bits.min(128))).unwrap_or(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & m))
+        }
+    }
+}
+
+/// Adds the client binding (`ip`, an address or CIDR range) to a target's
+/// query, encoded strictly; it is then signed like every other parameter.
+pub fn with_ip(target: &str, ip: &str) -> Result<String, String> {
+    if parse_network(ip).is_none() {
+        return Err(format!("--ip {ip:?} is not an address or a CIDR range with zero host bits"));
+    }
+    let mut out = target.trim_end_matches('?').to_owned();
+    out.push(if out.contains('?') { '&' } else { '?' });
+    out.push_str(IP_PARAM);
+    out.push('=');
+    query::encode_strict(ip.as_bytes(), &mut out);
+    Ok(out)
+}
+
 /// Errors from [`sign_target`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignError {
@@ -453,6 +525,7 @@ impl Signer for Section {
                 help: "the route's path-token marker (with --path-token)",
                 default: Some("tg"),
             },
+            OPTION_IP,
             SignOption {
                 name: "jti",
                 value: Some("ID"),
@@ -472,6 +545,11 @@ impl Signer for Section {
             Some(_) if path_token => return Err("--jti cannot be used with --path-token".to_owned()),
             Some(id) => with_id(input.target, id)?,
             None => input.target.to_owned(),
+        };
+        let target = match input.option("ip") {
+            Some(_) if path_token => return Err("--ip cannot be used with --path-token".to_owned()),
+            Some(ip) => with_ip(&target, ip)?,
+            None => target,
         };
         let method = input.option("method").unwrap_or("GET").to_ascii_uppercase();
         let request = SignRequest {
