@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 /// MIME types both nginx instances serve (the common test nginx knows only
 /// a few): a page, a service worker script and a stream need theirs.
 const TYPES: &str = "types { text/html html; application/javascript js; image/svg+xml svg; \
-    application/vnd.apple.mpegurl m3u8; video/mp2t ts; text/plain txt; }";
+    application/vnd.apple.mpegurl m3u8; video/mp2t ts; application/dash+xml mpd; video/mp4 mp4; \
+    video/iso.segment m4s; text/plain txt; }";
 
 /// The private image every scenario loads (120 px wide).
 const CAT: &[u8] = br##"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="90" viewBox="0 0 120 90"><rect width="120" height="90" fill="#2a6f97"/><circle cx="60" cy="45" r="30" fill="#f4a340"/></svg>"##;
@@ -31,7 +32,7 @@ const CAT: &[u8] = br##"<svg xmlns="http://www.w3.org/2000/svg" width="120" heig
 struct Browser {
     /// The file server behind tollgate; its access log is checked.
     upstream: Nginx,
-    /// The app origin: static pages, hls.js, the service worker.
+    /// The app origin: static pages, the players, the service worker.
     app: Nginx,
     tg: Tollgate,
     /// HMAC secret for signed URLs and path tokens (key `media`).
@@ -131,17 +132,23 @@ log: {{ access_log: false }}
     }
 }
 
-/// The app origin's files: its page and scripts, and hls.js from npm.
+/// The app origin's files: its page and scripts, and the players from npm
+/// (hls.js, dash.js, Shaka Player).
 fn app_files() -> Vec<(&'static str, &'static [u8])> {
     let dir = common::repo().join("tests/browser/app");
-    let hls = common::repo().join("tests/js/node_modules/hls.js/dist/hls.min.js");
-    assert!(hls.is_file(), "npm hls.js is missing: run `make test` (it runs npm ci in tests/js)");
     let read = |p: &Path| -> &'static [u8] { std::fs::read(p).unwrap().leak() };
+    let npm = |path: &str| -> &'static [u8] {
+        let file = common::repo().join("tests/js/node_modules").join(path);
+        assert!(file.is_file(), "npm's {path} is missing: run `make test` (it runs npm ci in tests/js)");
+        read(&file)
+    };
     vec![
         ("index.html", read(&dir.join("index.html"))),
         ("app.js", read(&dir.join("app.js"))),
         ("sw.js", read(&dir.join("sw.js"))),
-        ("hls.min.js", read(&hls)),
+        ("hls.min.js", npm("hls.js/dist/hls.min.js")),
+        ("dash.all.min.js", npm("dashjs/dist/modern/umd/dash.all.min.js")),
+        ("shaka-player.compiled.js", npm("shaka-player/dist/shaka-player.compiled.js")),
     ]
 }
 
@@ -458,7 +465,7 @@ async fn navigation_with_signed_url_lands_on_clean_url_with_a_prefix_cookie() {
 /// `target/browser/demo-page.png` (not committed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_page_shows_signed_refused_and_streamed_files() {
-    let mut demo = Demo(
+    let mut demo = Running(
         Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .env("TOLLGATE_LOG", "warn")
@@ -507,29 +514,44 @@ async fn demo_page_shows_signed_refused_and_streamed_files() {
     assert!(status.success(), "the demo should exit cleanly on Ctrl-C: {status}");
 }
 
-/// The demo process, stopped if the test fails before it interrupts it.
-struct Demo(std::process::Child);
+/// A process the test started (the demo, a live ffmpeg), killed if the
+/// test ends before it stops.
+struct Running(std::process::Child);
 
-impl Drop for Demo {
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// Runs ffmpeg in `dir` on a three-second test picture with `args`.
-fn ffmpeg(dir: &Path, args: &[&str]) {
-    let ffmpeg = common::require("ffmpeg", &["/usr/bin/ffmpeg"]);
-    let out = Command::new(ffmpeg)
+/// ffmpeg in `dir` encoding a `seconds`-long test picture, 160x120, as
+/// H.264 with a keyframe every second (so a muxer can cut one-second
+/// segments); `input` goes before the input (`-re`: in real time, as a
+/// live encoder does). The caller adds the muxer and its output.
+fn encode(dir: &Path, input: &[&str], seconds: u32) -> Command {
+    let mut ffmpeg = Command::new(common::require("ffmpeg", &["/usr/bin/ffmpeg"]));
+    ffmpeg
         .current_dir(dir)
-        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=10"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "10", "-sc_threshold", "0"])
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(input)
+        .args(["-f", "lavfi", "-i", &format!("testsrc=duration={seconds}:size=160x120:rate=10")])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "10", "-sc_threshold", "0"]);
+    ffmpeg
+}
+
+/// Runs `ffmpeg` to its end.
+fn run(ffmpeg: &mut Command) {
+    let out = ffmpeg.output().unwrap();
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A three-second HLS VOD playlist, `index.m3u8`, in `dir`, with `args`.
+fn ffmpeg(dir: &Path, args: &[&str]) {
+    run(encode(dir, &[], 3)
         .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
         .args(args)
-        .arg("index.m3u8")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+        .arg("index.m3u8"));
 }
 
 /// Manifest rewriting in chromium with hls.js: a master playlist whose
@@ -623,4 +645,206 @@ async fn hls_plays_rewritten_masters_with_sibling_encrypted_and_fmp4_variants() 
 /// What follows the token segment of a `/media/u1/tg~…/` path.
 fn below_a_token(path: &str) -> Option<&str> {
     path.strip_prefix("/media/u1/tg~").and_then(|r| r.split_once('/')).map(|(_, r)| r)
+}
+
+/// The route the players below play through: path tokens and signed
+/// queries on `/media/`, read cross-origin by the app, its playlists and
+/// MPDs rewritten with the defaults.
+const MANIFEST_ROUTE: &str = r#"  - name: media
+    prefix: /media/
+    upstream: files
+    auth: { signed_url: { keys: [media], path_tokens: true } }
+    cors: { origins: ["{app}"] }
+    manifests: {}"#;
+
+/// DASH as ffmpeg writes it (one-second fMP4 segments by a
+/// `SegmentTemplate`), with the absolute `<BaseURL>` a packager writes
+/// added (ffmpeg writes none), played by `scenario`'s player through a
+/// path token granting `/media/u1/`: the MPD's `BaseURL` is rewritten to
+/// carry the token, so every segment the player resolves against it does.
+/// Every request the player made is 200 and under the token.
+async fn dash_plays_through_a_rewritten_base_url(scenario: &str) {
+    let b = Browser::start(&[], MANIFEST_ROUTE).await;
+    let dash = b.www().join("media/u1/dash");
+    std::fs::create_dir_all(&dash).unwrap();
+    run(encode(&dash, &[], 3)
+        .args(["-f", "dash", "-seg_duration", "1", "-use_template", "1", "-use_timeline", "0"])
+        .arg("index.mpd"));
+    let mpd = std::fs::read_to_string(dash.join("index.mpd")).unwrap();
+    assert!(!mpd.contains("<BaseURL>"), "{mpd}");
+    assert!(mpd.contains(r#"media="chunk-stream$RepresentationID$-$Number%05d$.m4s""#), "{mpd}");
+    let mpd = mpd.replacen("<Period ", "<BaseURL>/media/u1/dash/</BaseURL>\n\t<Period ", 1);
+    std::fs::write(dash.join("index.mpd"), mpd).unwrap();
+
+    let manifest = format!(
+        "{}{}",
+        b.files_origin(),
+        common::sign_path(&b.media, "/media/u1/dash/index.mpd", 600, Some("/media/u1/"))
+    );
+    let token = token_of(&manifest).to_owned();
+    let facts = drive(scenario, json!({"app": b.app_origin(), "manifest": manifest})).await;
+    assert_eq!(facts["errors"], json!([]), "{scenario}: {facts}");
+    assert!(facts["currentTime"].as_f64().unwrap() > 1.5, "{scenario}: {facts}");
+
+    let under = format!("/media/u1/{token}/dash/");
+    let responses = b.responses(&facts);
+    for (method, path, status) in &responses {
+        assert!(method == "GET" && path.starts_with(&under) && *status == Some(200), "{path}: {facts}");
+    }
+    let loaded: Vec<&str> = responses.iter().filter_map(|r| r.1.strip_prefix(&under)).collect();
+    for file in ["index.mpd", "init-stream0.m4s", "chunk-stream0-00001.m4s", "chunk-stream0-00002.m4s"] {
+        assert!(loaded.contains(&file), "{scenario} did not load {file}: {facts}");
+    }
+    let log = b.upstream.access_log();
+    assert!(log.contains("GET /media/u1/dash/chunk-stream0-00002.m4s HTTP/1.1"), "{log}");
+    b.assert_upstream_saw_no_credential(&[token.as_str()]);
+}
+
+/// dash.js plays ffmpeg's DASH stream whose absolute `<BaseURL>` tollgate
+/// rewrote to carry the path token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashjs_plays_an_mpd_whose_absolute_base_url_carries_the_path_token() {
+    dash_plays_through_a_rewritten_base_url("dashjs_plays").await;
+}
+
+/// Shaka Player plays the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shaka_plays_an_mpd_whose_absolute_base_url_carries_the_path_token() {
+    dash_plays_through_a_rewritten_base_url("shaka_plays").await;
+}
+
+/// A signed prefix query in the browser: hls.js plays a master signed with
+/// `?exp=…&prefix=/media/u1/&sig=…` whose variant sits in a sibling folder
+/// (`../720p/`) and names its segments relatively. A player drops the
+/// master's query when it resolves them; tollgate appended it to the
+/// variant's URI and to every segment URI, so each request carried it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_plays_a_sibling_variant_through_a_signed_prefix_query() {
+    let b = Browser::start(&[], MANIFEST_ROUTE).await;
+    let www = b.www();
+    for dir in ["media/u1/video", "media/u1/720p"] {
+        std::fs::create_dir_all(www.join(dir)).unwrap();
+    }
+    ffmpeg(&www.join("media/u1/720p"), &["-hls_segment_filename", "seg-%d.ts"]);
+    let index = std::fs::read_to_string(www.join("media/u1/720p/index.m3u8")).unwrap();
+    let segments: Vec<&str> = index.lines().filter(|l| l.ends_with(".ts")).collect();
+    assert!(segments.len() >= 3 && segments.iter().all(|s| !s.contains(['/', '?'])), "{index}");
+    let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=160x120\n../720p/index.m3u8\n";
+    std::fs::write(www.join("media/u1/video/master.m3u8"), master).unwrap();
+
+    let signed = common::sign(&b.media, "GET", "/media/u1/video/master.m3u8", 600, None, Some("/media/u1/"));
+    let (_, query) = signed.split_once('?').unwrap();
+    assert!(query.contains("prefix=%2Fmedia%2Fu1%2F"), "{signed}");
+    let plan = json!({
+        "app": b.app_origin(),
+        "player": readme_block("video-hlsjs"),
+        "manifest": format!("{}{signed}", b.files_origin()),
+    });
+    let facts = drive("hls_plays", plan).await;
+    assert!(facts["good"]["currentTime"].as_f64().unwrap() > 1.5, "{facts}");
+    assert_eq!(facts["good"]["errors"], json!([]), "{facts}");
+
+    // Every request of the player: the master, the variant and the
+    // segments, each with the signed query as it was signed, each 200.
+    let responses = b.responses(&facts);
+    let mut paths = Vec::new();
+    for (method, path, status) in &responses {
+        let bare = path.strip_suffix(&format!("?{query}"));
+        assert!(method == "GET" && bare.is_some() && *status == Some(200), "{path}: {facts}");
+        paths.extend(bare);
+    }
+    assert!(paths.contains(&"/media/u1/720p/index.m3u8"), "the sibling variant: {facts}");
+    for segment in &segments[..2] {
+        assert!(paths.contains(&format!("/media/u1/720p/{segment}").as_str()), "{segment}: {facts}");
+    }
+    let log = b.upstream.access_log();
+    assert!(log.contains(&format!("GET /media/u1/720p/{} HTTP/1.1", segments[1])), "{log}");
+    b.assert_upstream_saw_no_credential(&[sig_of(&signed)]);
+}
+
+/// A live stream: ffmpeg is still writing a three-segment sliding playlist
+/// (absolute segment paths, `-hls_base_url`) while hls.js plays it through
+/// a path token. The player reloads the playlist as it plays, and every
+/// reload is rewritten: the segments only a reload lists carry the token
+/// too, and load. ffmpeg is still running when the test ends, and killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_plays_a_live_playlist_rewritten_on_every_refresh() {
+    let b = Browser::start(&[], MANIFEST_ROUTE).await;
+    let live = b.www().join("media/u1/live");
+    std::fs::create_dir_all(&live).unwrap();
+    let log = std::fs::File::create(b.upstream.dir.path().join("ffmpeg.log")).unwrap();
+    // 30 s of picture in real time: far longer than the test plays.
+    let mut writer = Running(
+        encode(&live, &["-re"], 30)
+            .args(["-f", "hls", "-hls_time", "1", "-hls_list_size", "3", "-hls_base_url", "/media/u1/live/"])
+            .args(["-hls_segment_filename", "seg-%d.ts", "index.m3u8"])
+            .stdin(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    // Ready once the playlist lists two segments (ffmpeg replaces it
+    // whole: a temporary file renamed).
+    let playlist = live.join("index.m3u8");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&playlist).unwrap_or_default();
+        if text.lines().filter(|l| l.ends_with(".ts")).count() >= 2 {
+            assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+            break;
+        }
+        let ffmpeg_log = || std::fs::read_to_string(b.upstream.dir.path().join("ffmpeg.log")).unwrap();
+        assert!(writer.0.try_wait().unwrap().is_none(), "ffmpeg stopped: {}", ffmpeg_log());
+        assert!(std::time::Instant::now() < deadline, "no live playlist: {text} {}", ffmpeg_log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let manifest = format!(
+        "{}{}",
+        b.files_origin(),
+        common::sign_path(&b.media, "/media/u1/live/index.m3u8", 600, Some("/media/u1/"))
+    );
+    let token = token_of(&manifest).to_owned();
+    let facts = drive("hls_plays_live", json!({"app": b.app_origin(), "manifest": manifest})).await;
+    assert!(writer.0.try_wait().unwrap().is_none(), "ffmpeg stopped writing before the test ended: {facts}");
+    drop(writer);
+    assert_eq!(facts["errors"], json!([]), "{facts}");
+    let (played, from) = (facts["currentTime"].as_f64().unwrap(), facts["playingAt"].as_f64().unwrap());
+    assert!(played > from + 2.0, "playback did not advance: {facts}");
+
+    // Each load of the playlist as the player read it: live, and every
+    // segment in it under the token.
+    let carried = format!("/media/u1/{token}/live/seg-");
+    let loads = facts["loads"].as_array().unwrap();
+    assert!(loads.len() >= 3, "{facts}");
+    let uris = |load: &Value| -> Vec<String> {
+        load["uris"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_owned()).collect()
+    };
+    for load in loads {
+        assert_eq!(load["live"], true, "{facts}");
+        assert!(uris(load).iter().all(|u| u.starts_with(&carried) && u.ends_with(".ts")), "{facts}");
+    }
+    let first = uris(&loads[0]);
+    let listed_later: Vec<String> = loads[1..].iter().flat_map(uris).filter(|u| !first.contains(u)).collect();
+    assert!(!listed_later.is_empty(), "no reload listed a new segment: {facts}");
+
+    let responses = b.responses(&facts);
+    let playlist = format!("/media/u1/{token}/live/index.m3u8");
+    let reloads = responses.iter().filter(|r| r.1 == playlist).count();
+    assert!(reloads > 1, "the playlist was fetched {reloads} time(s): {facts}");
+    let mut segments = Vec::new();
+    for (method, path, status) in &responses {
+        assert!(method == "GET" && *status == Some(200), "{path}: {facts}");
+        if path.ends_with(".ts") {
+            assert!(path.starts_with(&carried), "{path}: {facts}");
+            segments.push(path.as_str());
+        }
+    }
+    assert!(
+        segments.iter().any(|s| listed_later.iter().any(|u| u == s)),
+        "no segment listed only by a reload was loaded: {facts}"
+    );
+    let log = b.upstream.access_log();
+    assert!(log.matches("GET /media/u1/live/index.m3u8 HTTP/1.1").count() > 1, "{log}");
+    b.assert_upstream_saw_no_credential(&[token.as_str()]);
 }

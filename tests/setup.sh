@@ -5,7 +5,8 @@
 # php-cli and golang-go (README snippets), chromium and ffmpeg (the browser
 # tests), a Python venv (.venv: PyJWT, moto, check-jsonschema, promql-parser,
 # Playwright, botocore, akamai-edgeauth) and npm's jsonwebtoken, hls.js,
-# @aws-sdk/cloudfront-signer and akamai-edgeauth (tests/js). Idempotent.
+# dashjs, shaka-player, @aws-sdk/cloudfront-signer and akamai-edgeauth
+# (tests/js). Idempotent.
 # Any failure is fatal: the suite never skips a missing dependency.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +26,7 @@ command -v php >/dev/null || apt_packages+=(php-cli)
 command -v go >/dev/null || apt_packages+=(golang-go)
 # The browser tests drive Debian's chromium with Playwright (never its own
 # browser download: those builds are not packages) and
-# generate their HLS stream with ffmpeg.
+# generate their HLS and DASH streams with ffmpeg.
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 [ -x /usr/bin/ffmpeg ] || apt_packages+=(ffmpeg)
 if [ ${#apt_packages[@]} -gt 0 ]; then
@@ -50,7 +51,8 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 
 npm_missing=""
-for package in jsonwebtoken @aws-sdk/cloudfront-signer akamai-edgeauth hls.js/dist/hls.min.js; do
+for package in jsonwebtoken @aws-sdk/cloudfront-signer akamai-edgeauth hls.js/dist/hls.min.js \
+  dashjs/dist/modern/umd/dash.all.min.js shaka-player/dist/shaka-player.compiled.js; do
   [ -e "tests/js/node_modules/$package" ] || npm_missing=1
 done
 if [ -n "$npm_missing" ]; then

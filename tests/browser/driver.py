@@ -55,10 +55,8 @@ PLAYER = """
 """
 
 
-def hls_plays_through_path_token(plan, context, page):
-    """hls.js (the README's snippet) plays a path-token stream; a second
-    manifest under the granted prefix that names a segment outside it gets
-    that segment refused and the player reports the error."""
+def hls_plays(plan, context, page):
+    """hls.js (the README's snippet) plays one stream."""
     page.goto(plan["app"] + "/index.html")
     page.add_script_tag(content=plan["player"])
     page.evaluate(PLAYER, ["good", plan["manifest"]])
@@ -67,12 +65,138 @@ def hls_plays_through_path_token(plan, context, page):
     good = page.evaluate(
         "() => ({ currentTime: document.getElementById('good').currentTime, errors: window.good.errors })"
     )
+    return {"good": good}
+
+
+def hls_plays_through_path_token(plan, context, page):
+    """hls.js (the README's snippet) plays a path-token stream; a second
+    manifest under the granted prefix that names a segment outside it gets
+    that segment refused and the player reports the error."""
+    good = hls_plays(plan, context, page)["good"]
     page.evaluate(PLAYER, ["outside", plan["outside"]])
     page.wait_for_function("() => window.outside.errors.length > 0", timeout=TIMEOUT_MS)
     outside = page.evaluate(
         "() => ({ currentTime: document.getElementById('outside').currentTime, errors: window.outside.errors })"
     )
     return {"good": good, "outside": outside}
+
+
+# hls.js on a live playlist: records every load of the playlist (the first
+# and each refresh) with the segment URIs it listed, as tollgate answered
+# them, and where playback started.
+LIVE_PLAYER = """
+([id, manifest]) => {
+  const video = addVideo(id);
+  video.id = id;
+  const state = { errors: [], loads: [], playingAt: null };
+  window[id] = state;
+  const hls = new Hls();
+  hls.on(Hls.Events.ERROR, (_, data) => state.errors.push({
+    type: data.type,
+    details: data.details,
+    fatal: data.fatal,
+    code: data.response ? data.response.code : null,
+    url: data.frag ? data.frag.url : (data.url || null),
+  }));
+  hls.on(Hls.Events.LEVEL_LOADED, (_, data) => state.loads.push({
+    live: data.details.live,
+    uris: data.details.fragments.map((f) => f.relurl),
+  }));
+  hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+  video.addEventListener('playing', () => {
+    if (state.playingAt === null) state.playingAt = video.currentTime;
+  });
+  hls.loadSource(manifest);
+  hls.attachMedia(video);
+}
+"""
+
+
+def hls_plays_live(plan, context, page):
+    """hls.js plays a live playlist ffmpeg is still writing: it reloads the
+    playlist while playback advances two seconds past where it started."""
+    page.goto(plan["app"] + "/index.html")
+    page.evaluate(LIVE_PLAYER, ["live", plan["manifest"]])
+    page.wait_for_function(
+        """() => window.live.errors.some((e) => e.fatal)
+              || (window.live.playingAt !== null && window.live.loads.length >= 3
+                  && document.getElementById('live').currentTime > window.live.playingAt + 2)""",
+        timeout=TIMEOUT_MS,
+    )
+    return page.evaluate(
+        """() => ({ currentTime: document.getElementById('live').currentTime, playingAt: window.live.playingAt,
+                    loads: window.live.loads, errors: window.live.errors })"""
+    )
+
+
+# dash.js and Shaka Player on one MPD: each records its errors and the
+# <video>'s, and starts playing (muted autoplay).
+DASHJS_PLAYER = """
+([id, manifest]) => {
+  const video = addVideo(id);
+  video.id = id;
+  const state = { errors: [] };
+  window[id] = state;
+  video.addEventListener('error', () => state.errors.push({ media: video.error.code, message: video.error.message }));
+  const player = dashjs.MediaPlayer().create();
+  player.on(dashjs.MediaPlayer.events.ERROR, (e) => state.errors.push({
+    code: e.error ? e.error.code : null,
+    message: e.error ? String(e.error.message) : String(e),
+  }));
+  player.initialize(video, manifest, true);
+}
+"""
+
+# Not awaited here: `load()` settles only once playback can start, and a
+# page.evaluate() is not bounded by the timeout (the wait after it is).
+SHAKA_PLAYER = """
+([id, manifest]) => {
+  const video = addVideo(id);
+  video.id = id;
+  const state = { errors: [] };
+  window[id] = state;
+  video.addEventListener('error', () => state.errors.push({ media: video.error.code, message: video.error.message }));
+  const error = (e) => ({ code: e.code, category: e.category, severity: e.severity, data: (e.data || []).map(String) });
+  shaka.polyfill.installAll();
+  if (!shaka.Player.isBrowserSupported()) {
+    state.errors.push({ message: 'shaka: browser not supported' });
+    return;
+  }
+  const player = new shaka.Player();
+  player.addEventListener('error', (e) => state.errors.push(error(e.detail)));
+  player
+    .attach(video)
+    .then(() => player.load(manifest))
+    .then(() => video.play())
+    .catch((e) => state.errors.push(e instanceof shaka.util.Error ? error(e) : { message: String(e) }));
+}
+"""
+
+
+def dash_plays(plan, context, page, script, player):
+    """Loads the player's `script` from the app origin and plays the MPD."""
+    page.goto(plan["app"] + "/index.html")
+    page.add_script_tag(url=script)
+    page.evaluate(player, ["dash", plan["manifest"]])
+    # Past the first segment, or stopped by an error (reported, and the
+    # test fails on it).
+    page.wait_for_function(
+        "() => document.getElementById('dash').currentTime > 1.5 || window.dash.errors.length > 0",
+        timeout=TIMEOUT_MS,
+    )
+    return page.evaluate(
+        "() => ({ currentTime: document.getElementById('dash').currentTime, errors: window.dash.errors })"
+    )
+
+
+def dashjs_plays(plan, context, page):
+    """dash.js plays an MPD through tollgate."""
+    return dash_plays(plan, context, page, "/dash.all.min.js", DASHJS_PLAYER)
+
+
+def shaka_plays(plan, context, page):
+    """Shaka Player plays an MPD through tollgate."""
+    return dash_plays(plan, context, page, "/shaka-player.compiled.js", SHAKA_PLAYER)
 
 
 FETCH_AS_DATA_URI = """
@@ -223,7 +347,11 @@ SCENARIOS = {
     f.__name__: f
     for f in [
         image_loads_with_signed_url,
+        hls_plays,
         hls_plays_through_path_token,
+        hls_plays_live,
+        dashjs_plays,
+        shaka_plays,
         fetch_with_bearer_across_origins,
         service_worker_adds_bearer_to_images,
         cookie_exchange_on_navigation,
