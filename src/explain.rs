@@ -145,6 +145,18 @@ async fn admit_read_only(
             ),
         );
     }
+    if let Some(streams) = policy.streams {
+        line(
+            out,
+            "streams",
+            true,
+            &format!(
+                "stream_limit ({} at once): not checked here; the proxy answers 429 too_many_streams while that \
+                 many downloads of the credential are in flight",
+                streams.max_streams
+            ),
+        );
+    }
     if policy.use_limit.is_none() && !policy.revocation {
         return Ok(());
     }

@@ -194,11 +194,20 @@ pub enum StoreOp {
     Ping,
     /// Record a client network of a credential (share detection).
     Share,
+    /// Take or free a stream slot (concurrent-stream limits).
+    Stream,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 6] =
-        [StoreOp::Admit, StoreOp::Subject, StoreOp::GiveBack, StoreOp::Revoke, StoreOp::Ping, StoreOp::Share];
+    pub const ALL: [StoreOp; 7] = [
+        StoreOp::Admit,
+        StoreOp::Subject,
+        StoreOp::GiveBack,
+        StoreOp::Revoke,
+        StoreOp::Ping,
+        StoreOp::Share,
+        StoreOp::Stream,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -208,6 +217,7 @@ impl StoreOp {
             StoreOp::Revoke => "revoke",
             StoreOp::Ping => "ping",
             StoreOp::Share => "share",
+            StoreOp::Stream => "stream",
         }
     }
 }
@@ -412,6 +422,7 @@ pub struct Metrics {
     pub store: StoreMetrics,
     use_limit: IntCounterVec,
     shared: IntCounterVec,
+    streams: IntGaugeVec,
 }
 
 /// Store round trips are sub-millisecond on a LAN; the top buckets show
@@ -498,6 +509,14 @@ impl Metrics {
             &["route", "mode"],
         )?;
         registry.register(Box::new(shared.clone()))?;
+        let streams = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_streams_in_use",
+                "Downloads in flight on this replica on routes with a stream_limit, by route.",
+            ),
+            &["route"],
+        )?;
+        registry.register(Box::new(streams.clone()))?;
         let store_errors = IntCounterVec::new(
             Opts::new(
                 "tollgate_store_errors_total",
@@ -551,6 +570,7 @@ impl Metrics {
             store,
             use_limit,
             shared,
+            streams,
         })
     }
 
@@ -563,6 +583,11 @@ impl Metrics {
     /// A route's share-detection counters, made with its first finding.
     pub fn share_counters(&self, route: &str) -> ShareCounters {
         ShareCounters { route: Arc::from(route), family: self.shared.clone(), series: Arc::default() }
+    }
+
+    /// The gauge of a route's downloads in flight under its stream limit.
+    pub fn streams_in_use(&self, route: &str) -> IntGauge {
+        self.streams.with_label_values(&[route])
     }
 
     /// Handles for a route, whose series appear with its first request;

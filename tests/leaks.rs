@@ -30,8 +30,19 @@ struct Setup {
 /// Two replicas of one config: `/v/` has `share_limit` with `share` as
 /// its fields and records downloads; `/plain/` has neither.
 fn setup(share: &str, trust_forwarded: bool) -> Setup {
+    setup_auth(&format!("share_limit: {{ {share} }}"), trust_forwarded)
+}
+
+/// A megabyte nginx sends at 100 KB/s: a download that stays in flight.
+const SLOW: &str = "location /v/u1/slow/ { limit_rate 100k; }";
+
+/// [`setup`] with `auth_extra` as the `/v/` route's rules beside its
+/// signed URLs.
+fn setup_auth(auth_extra: &str, trust_forwarded: bool) -> Setup {
     let redis = Redis::start();
-    let nginx = Nginx::start(&[("v/u1/seg.ts", FILE), ("plain/a.txt", b"plain")]);
+    let big = vec![b'x'; 1 << 20];
+    let nginx =
+        Nginx::start_with(&[("v/u1/seg.ts", FILE), ("v/u1/slow/big.bin", &big), ("plain/a.txt", b"plain")], SLOW);
     let dir = tempfile::tempdir().unwrap();
     let secret = common::random_secret();
     common::write_file(dir.path(), "media.key", &secret);
@@ -58,7 +69,7 @@ routes:
     download_records: true
     auth:
       signed_url: {{ keys: [media], path_tokens: true, max_ttl: 1h }}
-      share_limit: {{ {share} }}
+      {auth_extra}
   - name: plain
     prefix: /plain/
     upstream: files
@@ -197,4 +208,66 @@ async fn store_down_fails_closed_and_other_routes_stay_up() {
     assert_eq!((r.status, r.code().as_str()), (503, "store_unavailable"));
     let plain = common::sign(&s.secret, "GET", "/plain/a.txt", 600, None, None);
     assert_eq!(s.get_from(0, "127.0.1.2", &plain, &[]).await.status, 200);
+}
+
+/// Starts a download on replica `i` and reads only its head: the answer
+/// stays in flight (nginx sends the rest slowly) until the socket is dropped.
+async fn hold_download(s: &Setup, i: usize, target: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut socket = tokio::net::TcpStream::connect(s.replicas[i].proxy).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: files.example\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 512];
+    let n = socket.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    socket
+}
+
+/// Polls `target` on replica `i` until it is answered 200 (within 5 s);
+/// the small file under the same token: the same credential.
+async fn until_served(s: &Setup, i: usize, target: &str) {
+    let target = &target.replace("slow/big.bin", "seg.ts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let http = Http::h1();
+    loop {
+        let r = http.get(&s.replicas[i].url(target)).await;
+        if r.status == 200 {
+            return;
+        }
+        assert_eq!((r.status, r.code().as_str()), (429, "too_many_streams"));
+        assert!(std::time::Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// One download at a time across both replicas: a second one is answered
+/// 429 with `Retry-After` while the first is in flight, and served once the
+/// first client left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stream_waits_for_the_first_across_replicas() {
+    let s = setup_auth("stream_limit: { max_streams: 1 }", false);
+    let link = sign_path(&s.secret, "/v/u1/slow/big.bin", 600, Some("/v/u1/"));
+    let first = hold_download(&s, 0, &link).await;
+    assert_eq!(s.metric("tollgate_streams_in_use{route=\"video\"}").await, 1.0);
+    let r = Http::h1().get(&s.replicas[1].url(&link)).await;
+    assert_eq!((r.status, r.code().as_str()), (429, "too_many_streams"));
+    assert_eq!(r.header("retry-after"), Some("5"));
+    // Another credential is not limited by this one's streams.
+    let other = sign_path(&s.secret, "/v/u1/seg.ts", 900, Some("/v/u1/"));
+    assert_eq!(Http::h1().get(&s.replicas[1].url(&other)).await.status, 200);
+    drop(first); // the client leaves: the slot is given back
+    until_served(&s, 1, &link).await;
+}
+
+/// A replica that dies holding a slot leaves it to the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_held_by_a_killed_replica_is_freed_by_its_lease() {
+    let mut s = setup_auth("stream_limit: { max_streams: 1, lease: 2s }", false);
+    let link = sign_path(&s.secret, "/v/u1/slow/big.bin", 600, Some("/v/u1/"));
+    let _first = hold_download(&s, 0, &link).await;
+    s.replicas[0].child.kill().unwrap();
+    let r = Http::h1().get(&s.replicas[1].url(&link)).await;
+    assert_eq!((r.status, r.code().as_str()), (429, "too_many_streams"), "the dead replica's slot is still leased");
+    until_served(&s, 1, &link).await;
 }

@@ -488,6 +488,7 @@ fn exercised() -> Vec<MetricFamily> {
     let shared = metrics.share_counters("media");
     shared.get(true).inc();
     shared.get(false).inc();
+    metrics.streams_in_use("media").inc();
     metrics.jwks_fetches.with_label_values(&["idp", "ok"]).inc();
     metrics.jwks_age.with_label_values(&["idp"]).set(1);
     registry.gather()

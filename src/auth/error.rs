@@ -94,11 +94,14 @@ pub enum AuthError {
     /// The credential is used from more client networks than the route's
     /// `share_limit` allows: 403.
     Shared,
+    /// As many downloads of the credential as its route's `stream_limit`
+    /// allows are in flight: 429 with `Retry-After`.
+    TooManyStreams,
 }
 
 impl AuthError {
     /// Every variant, in `index()` order (for pre-registered metric handles).
-    pub const ALL: [AuthError; 13] = [
+    pub const ALL: [AuthError; 14] = [
         AuthError::MissingCredential,
         AuthError::Malformed,
         AuthError::BadSignature,
@@ -112,10 +115,11 @@ impl AuthError {
         AuthError::Revoked,
         AuthError::StoreUnavailable,
         AuthError::Shared,
+        AuthError::TooManyStreams,
     ];
 
     /// Every code, in `index()` order (labels of the denial counters).
-    pub const CODES: [&'static str; 13] = [
+    pub const CODES: [&'static str; 14] = [
         "missing_credential",
         "malformed",
         "bad_signature",
@@ -129,6 +133,7 @@ impl AuthError {
         "revoked",
         "store_unavailable",
         "shared",
+        "too_many_streams",
     ];
 
     /// The stable error code of docs/reference.md: Answers.

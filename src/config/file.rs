@@ -156,6 +156,24 @@ pub struct ShareLimitFile {
     pub on_store_error: Option<OnStoreError>,
 }
 
+/// `routes[].auth.stream_limit`: concurrent downloads per credential.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamLimitFile {
+    /// Downloads of one credential in flight at once, across replicas; one
+    /// more is answered 429 `too_many_streams` with `Retry-After`.
+    pub max_streams: u32,
+    /// A slot a replica did not free (it died) is freed this long after it
+    /// was taken (default 10m); a download that lasts longer frees its slot
+    /// early.
+    pub lease: Option<HumanDuration>,
+    /// Count and log what would be refused, and serve it (default false).
+    #[serde(default)]
+    pub report_only: bool,
+    /// `deny` (default: 503 store_unavailable) or `allow` (serve unchecked).
+    pub on_store_error: Option<OnStoreError>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnStoreError {
@@ -423,6 +441,9 @@ pub struct AuthRulesFile {
     /// Refuse a credential used from more client networks than this
     /// (README: Leaked links).
     pub share_limit: Option<Value>,
+    /// At most this many downloads of one credential in flight at once,
+    /// across replicas (README: Leaked links).
+    pub stream_limit: Option<Value>,
     /// Exchange a URL credential for a cookie on top-level navigations.
     pub cookie_exchange: Option<Value>,
     /// The credential kinds' sections, by section name.
@@ -430,7 +451,7 @@ pub struct AuthRulesFile {
 }
 
 /// The fields of `auth:` that are the route's, not a kind's.
-pub const ROUTE_AUTH_FIELDS: [&str; 4] = ["use_limit", "revocation", "share_limit", "cookie_exchange"];
+pub const ROUTE_AUTH_FIELDS: [&str; 5] = ["use_limit", "revocation", "share_limit", "stream_limit", "cookie_exchange"];
 
 /// Every field `auth:` may hold: the route's, then each kind's section.
 pub fn auth_fields() -> &'static [&'static str] {
@@ -498,6 +519,7 @@ impl<'de> Deserialize<'de> for AuthFile {
                         "use_limit" => &mut rules.use_limit,
                         "revocation" => &mut rules.revocation,
                         "share_limit" => &mut rules.share_limit,
+                        "stream_limit" => &mut rules.stream_limit,
                         "cookie_exchange" => &mut rules.cookie_exchange,
                         kind if REGISTRY.iter().any(|k| k.section() == kind) => {
                             rules.kinds.insert(field, value);

@@ -6,7 +6,7 @@ use http::{HeaderName, HeaderValue, Method};
 use super::context::{CompiledKey, Compiler, Known, did_you_mean, valid_name};
 use super::file::{
     AuthFile, AuthRulesFile, CookieExchangeFile, CorsFile, RevocationFile, RouteFile, SecretEncoding, SecretFile,
-    ShareLimitFile, UseLimitFile,
+    ShareLimitFile, StreamLimitFile, UseLimitFile,
 };
 use crate::auth::kinds::exchanged_cookie::{self, ExchangedCookies};
 use crate::auth::kinds::{REGISTRY, jwt};
@@ -109,6 +109,9 @@ impl Compiler {
                 }
                 if s.share.is_some() {
                     bits |= 1 << AuthError::Shared.index();
+                }
+                if s.streams.is_some() {
+                    bits |= 1 << AuthError::TooManyStreams.index();
                 }
                 bits
             }
@@ -299,8 +302,11 @@ impl Compiler {
             rules.revocation.take().and_then(|v| self.entry::<RevocationFile>(&format!("{path}.revocation"), v));
         let share_limit =
             rules.share_limit.take().and_then(|v| self.entry::<ShareLimitFile>(&format!("{path}.share_limit"), v));
+        let stream_limit =
+            rules.stream_limit.take().and_then(|v| self.entry::<StreamLimitFile>(&format!("{path}.stream_limit"), v));
         let counts_ids = use_limit.is_some()
             || share_limit.is_some()
+            || stream_limit.is_some()
             || matches!(revocation, Some(RevocationFile::Rules(_) | RevocationFile::Enabled(true)));
         let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
         let mut cx = KindContext { compiler: self, known, counts_ids };
@@ -318,9 +324,18 @@ impl Compiler {
         }
         let leeway = kinds.iter().find_map(|k| k.leeway()).unwrap_or(jwt::DEFAULT_LEEWAY);
         let lifetimes: Vec<Option<u64>> = kinds.iter().filter_map(|k| k.id_lifetime()).collect();
-        let fingerprints = share_limit.is_some();
-        let state =
-            self.state_policy(path, route, use_limit, revocation, share_limit, &lifetimes, leeway, known.metrics);
+        let fingerprints = share_limit.is_some() || stream_limit.is_some();
+        let state = self.state_policy(
+            path,
+            route,
+            use_limit,
+            revocation,
+            share_limit,
+            stream_limit,
+            &lifetimes,
+            leeway,
+            known.metrics,
+        );
         // A signed URL's id is a credential parameter where it is read:
         // found once, stripped before forwarding.
         let ids: Vec<&str> =

@@ -15,7 +15,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::file::{
     AuthFile, AuthRulesFile, ConfigFile, CookieExchangeFile, RevocationFile, SecretEncoding, ShareLimitFile,
-    UseLimitFile,
+    StreamLimitFile, UseLimitFile,
 };
 use crate::auth::kinds::REGISTRY;
 
@@ -127,6 +127,11 @@ impl JsonSchema for AuthRulesFile {
             "share_limit",
             generator.subschema_for::<Option<ShareLimitFile>>(),
             "Refuse a credential used from more client networks than this (README: Leaked links).",
+        );
+        field(
+            "stream_limit",
+            generator.subschema_for::<Option<StreamLimitFile>>(),
+            "At most this many downloads of one credential in flight at once, across replicas (README: Leaked links).",
         );
         field(
             "cookie_exchange",

@@ -5,10 +5,10 @@ use std::time::Duration;
 use super::context::Compiler;
 use super::file::{
     MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, ShareLimitFile, StoreFile,
-    UseLimitFile,
+    StreamLimitFile, UseLimitFile,
 };
 use crate::metrics::Metrics;
-use crate::routes::state::{ShareLimit, StatePolicy, UseLimit};
+use crate::routes::state::{ShareLimit, StatePolicy, StreamLimit, UseLimit};
 use crate::store::{Digest, MemorySettings, RedisMode, RedisSettings, StoreSettings};
 
 /// How long a revocation is kept when a route that checks revocations
@@ -103,6 +103,7 @@ impl Compiler {
         use_limit_raw: Option<UseLimitFile>,
         revocation_raw: Option<RevocationFile>,
         share_raw: Option<ShareLimitFile>,
+        streams_raw: Option<StreamLimitFile>,
         lifetimes: &[Option<u64>],
         leeway: u64,
         metrics: &Metrics,
@@ -112,9 +113,20 @@ impl Compiler {
             Some(RevocationFile::Enabled(true)) => (true, None),
             Some(RevocationFile::Rules(r)) => (true, r.on_store_error),
         };
-        if use_limit_raw.is_none() && !revocation && share_raw.is_none() {
+        if use_limit_raw.is_none() && !revocation && share_raw.is_none() && streams_raw.is_none() {
             return None;
         }
+        let streams = streams_raw.as_ref().map(|raw| {
+            if raw.max_streams == 0 {
+                self.error(format!("{path}.stream_limit.max_streams"), "must be at least 1");
+            }
+            let lease = raw.lease.map_or(Duration::from_secs(600), |d| d.0);
+            if lease < Duration::from_secs(1) {
+                self.error(format!("{path}.stream_limit.lease"), "at least 1s");
+            }
+            StreamLimit { max_streams: raw.max_streams, lease, report_only: raw.report_only }
+        });
+        let streams_policy = streams_raw.and_then(|raw| raw.on_store_error);
         let share = share_raw.as_ref().map(|raw| {
             if raw.max_networks == 0 {
                 self.error(format!("{path}.share_limit.max_networks"), "must be at least 1");
@@ -148,9 +160,9 @@ impl Compiler {
             limit_policy = raw.on_store_error;
         }
         // Failing open needs every check on the route to allow it.
-        let fail_open = [limit_policy, revocation_policy, share_policy]
+        let fail_open = [limit_policy, revocation_policy, share_policy, streams_policy]
             .into_iter()
-            .zip([use_limit.is_some(), revocation, share.is_some()])
+            .zip([use_limit.is_some(), revocation, share.is_some(), streams.is_some()])
             .filter(|(_, on)| *on)
             .all(|(p, _)| p == Some(OnStoreError::Allow));
         // A revocation must outlive every credential it can match: the
@@ -165,6 +177,8 @@ impl Compiler {
             revocation,
             share,
             share_counters: metrics.share_counters(route),
+            streams_in_use: streams.map(|_| metrics.streams_in_use(route)),
+            streams,
             fail_open,
             route: Digest::route(route),
             leeway,

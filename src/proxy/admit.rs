@@ -29,8 +29,10 @@ use super::answers::Rejection;
 use crate::auth::{AuthError, Denial, Grant, RouteAuth, unix_now};
 use crate::metrics::{UseCounters, UseResult};
 use crate::routes::Route;
-use crate::routes::state::{ShareLimit, StatePolicy};
-use crate::store::{Admission, AdmitQuery, Digest, ShareQuery, Sharing, Store, Ticket, UseKey, UseQuery};
+use crate::routes::state::{ShareLimit, StatePolicy, StreamLimit};
+use crate::store::{
+    Admission, AdmitQuery, Digest, ShareQuery, Sharing, Store, StreamQuery, Streams, Ticket, UseKey, UseQuery,
+};
 
 /// A new use, given back when dropped unless [`UseGuard::settle`] saw a
 /// successful answer.
@@ -84,22 +86,112 @@ impl Drop for UseGuard {
     }
 }
 
-/// The phase: on a route with a use limit or revocation, checks the
-/// verified `grant`; `Ok(Some(guard))` when the request opened a use.
+/// A download's slot under a stream limit: freed when dropped — when the
+/// answer's body ended, the client left, or the request was refused after
+/// all. A replica that dies holding one leaves it to the lease.
+pub struct StreamSlot {
+    store: Arc<Store>,
+    key: UseKey,
+    slot: u64,
+    gauge: Option<prometheus::IntGauge>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Some(g) = &self.gauge {
+            g.dec();
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (store, key, slot) = (self.store.clone(), self.key, self.slot);
+            rt.spawn(async move {
+                let _ = store.free_stream(&key, slot).await;
+            });
+        }
+    }
+}
+
+/// What admission opened: a use (to settle with the answer's status) and
+/// a stream slot (to hold while the body goes out).
+#[derive(Default)]
+pub struct Admitted {
+    pub guard: Option<UseGuard>,
+    pub stream: Option<StreamSlot>,
+}
+
+/// The phase: on a route with a use limit, revocation, share or stream
+/// limit, checks the verified `grant`.
 pub async fn phase(
     route: &Route,
     store: &Arc<Store>,
     method: &Method,
     grant: Option<&Grant>,
     client: IpAddr,
-) -> Result<Option<UseGuard>, Rejection> {
-    let (Some(policy), Some(grant)) = (&route.state, grant) else { return Ok(None) };
-    // Boxed, like the other phases only some routes reach: the store round
-    // trip's state would otherwise enlarge every request's future.
-    Box::pin(admit(policy, store, method, grant, Some(client))).await.map_err(|error| Rejection::Auth {
+) -> Result<Admitted, Rejection> {
+    let (Some(policy), Some(grant)) = (&route.state, grant) else { return Ok(Admitted::default()) };
+    let refuse = |error| Rejection::Auth {
         denial: Denial { error, carrier: Some(grant.carrier) },
         bearer: route.auth.as_ref().is_some_and(RouteAuth::accepts_bearer),
-    })
+    };
+    // Boxed, like the other phases only some routes reach: the store round
+    // trip's state would otherwise enlarge every request's future.
+    let stream = match policy.streams.filter(|_| *method != Method::HEAD) {
+        Some(limit) => Box::pin(take_stream(policy, limit, store, grant)).await.map_err(refuse)?,
+        None => None,
+    };
+    let guard = Box::pin(admit(policy, store, method, grant, Some(client))).await.map_err(refuse)?;
+    Ok(Admitted { guard, stream })
+}
+
+/// Takes a stream slot for the credential, or refuses one download more
+/// than the route allows (or only reports it).
+async fn take_stream(
+    policy: &StatePolicy,
+    limit: StreamLimit,
+    store: &Arc<Store>,
+    grant: &Grant,
+) -> Result<Option<StreamSlot>, AuthError> {
+    let facts = &grant.facts;
+    let Some(credential) = facts.id.as_deref().map(Digest::id).or(facts.fingerprint.map(Digest)) else {
+        return Ok(None);
+    };
+    let mut slot = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut slot).map_err(|_| AuthError::StoreUnavailable)?;
+    let query = StreamQuery {
+        key: UseKey { id: credential, route: policy.route },
+        slot: u64::from_le_bytes(slot),
+        max: limit.max_streams,
+        record_all: limit.report_only,
+        lease_ms: limit.lease.as_millis() as u64,
+    };
+    match store.take_stream(&query).await {
+        Ok(Streams::Taken(n)) => {
+            if n > limit.max_streams {
+                tracing::warn!(
+                    streams = n,
+                    max_streams = limit.max_streams,
+                    "Downloads past stream_limit (report only)"
+                );
+            }
+            if let Some(g) = &policy.streams_in_use {
+                g.inc();
+            }
+            Ok(Some(StreamSlot {
+                store: store.clone(),
+                key: query.key,
+                slot: query.slot,
+                gauge: policy.streams_in_use.clone(),
+            }))
+        }
+        Ok(Streams::Full(_)) => Err(AuthError::TooManyStreams),
+        Err(_) if policy.fail_open => {
+            policy.counters.get(UseResult::FailOpen).inc();
+            Ok(None)
+        }
+        Err(_) => {
+            policy.counters.get(UseResult::FailClosed).inc();
+            Err(AuthError::StoreUnavailable)
+        }
+    }
 }
 
 /// Checks the client's network against the share limit, then revocation,

@@ -150,7 +150,7 @@ impl Rejection {
                 if let Some(v) = www_authenticate(denial, bearer) {
                     headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
                 }
-                if denial.error == AuthError::StoreUnavailable {
+                if matches!(denial.error, AuthError::StoreUnavailable | AuthError::TooManyStreams) {
                     headers.insert(RETRY_AFTER, HeaderValue::from_static(STORE_RETRY_AFTER));
                 }
             }
@@ -190,6 +190,7 @@ fn auth_status(denial: Denial) -> StatusCode {
         (AuthError::Malformed, _) => StatusCode::BAD_REQUEST,
         (AuthError::Replayed, _) => StatusCode::GONE,
         (AuthError::StoreUnavailable, _) => StatusCode::SERVICE_UNAVAILABLE,
+        (AuthError::TooManyStreams, _) => StatusCode::TOO_MANY_REQUESTS,
         (AuthError::MissingCredential, _) => StatusCode::UNAUTHORIZED,
         (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch | AuthError::Shared, _) => {
             StatusCode::FORBIDDEN
@@ -202,7 +203,9 @@ fn auth_status(denial: Denial) -> StatusCode {
 fn www_authenticate(denial: Denial, bearer: bool) -> Option<&'static str> {
     match (denial.error, denial.carrier) {
         (AuthError::MissingCredential, _) if bearer => Some(r#"Bearer realm="tollgate""#),
-        (AuthError::Malformed | AuthError::Replayed | AuthError::StoreUnavailable, _) => None,
+        (AuthError::Malformed | AuthError::Replayed | AuthError::StoreUnavailable | AuthError::TooManyStreams, _) => {
+            None
+        }
         (
             AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch | AuthError::Shared,
             Some(Carrier::Header),

@@ -88,7 +88,7 @@ async fn pipeline(
     // After verification, so a cached verdict never skips it; after every
     // other refusal, so a refused request never takes a use.
     let client = crate::auth::client_ip(conn.peer.ip(), &parts.headers, rt.config.trust_forwarded_headers);
-    let guard = admit::phase(&route, &shared.store, &parts.method, grant.as_ref(), client).await?;
+    let admitted = admit::phase(&route, &shared.store, &parts.method, grant.as_ref(), client).await?;
     // A recorded download is counted frame by frame: never spliced.
     let splice_ok = parts.method == Method::GET
         && matches!(parts.version, Version::HTTP_10 | Version::HTTP_11)
@@ -104,7 +104,7 @@ async fn pipeline(
     let answer = forward::forward(&rt.config, &route, parts, body, grant.as_ref(), target.path_and_query, &conn).await;
     // Settled before the answer leaves, however it ended: a client that
     // retries at once after a failure finds its use given back.
-    if let Some(guard) = guard {
+    if let Some(guard) = admitted.guard {
         let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, |a| a.response.status());
         Box::pin(guard.settle(status)).await;
     }
@@ -116,11 +116,21 @@ async fn pipeline(
     let carrier = grant.as_ref().map(|g| g.carrier);
     let spliced = &shared.metrics.spliced_bytes;
     let mut response = respond::answer(answer, &route, carrier, target.reinsert.as_ref(), outlet, spliced);
-    if route.download_records {
-        let download = record::Download::new(route.clone(), grant.as_ref(), client, response.status().as_u16(), start);
+    // The stream slot is held, and the download recorded, until the body
+    // ends or the client leaves.
+    let download = route
+        .download_records
+        .then(|| record::Download::new(route.clone(), grant.as_ref(), client, response.status().as_u16(), start));
+    if download.is_some() || admitted.stream.is_some() {
+        let slot = admitted.stream;
         let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
-        let observed =
-            crate::body::Observed::new(body, Box::new(move |bytes, complete| download.write(bytes, complete)));
+        let on_end = move |bytes, complete| {
+            drop(slot);
+            if let Some(d) = download {
+                d.write(bytes, complete);
+            }
+        };
+        let observed = crate::body::Observed::new(body, Box::new(on_end));
         *response.body_mut() = ResponseBody::Observed(Box::new(observed));
     }
     Ok((response, Outcome::Forwarded))

@@ -23,12 +23,23 @@ pub struct ShareLimit {
     pub report_only: bool,
 }
 
+/// A route's concurrent-stream limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimit {
+    pub max_streams: u32,
+    pub lease: Duration,
+    pub report_only: bool,
+}
+
 /// What the stage checks on one route, compiled once.
 pub struct StatePolicy {
     pub use_limit: Option<UseLimit>,
     pub revocation: bool,
     pub share: Option<ShareLimit>,
     pub share_counters: crate::metrics::ShareCounters,
+    pub streams: Option<StreamLimit>,
+    /// Downloads in flight on this replica under the stream limit.
+    pub streams_in_use: Option<prometheus::IntGauge>,
     /// Serve unchecked when the store fails (otherwise 503).
     pub fail_open: bool,
     /// The route, as store keys name it.

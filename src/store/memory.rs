@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
 
-use super::model::{Admission, AdmitQuery, Digest, ShareQuery, Sharing, Ticket, UseKey};
+use super::model::{Admission, AdmitQuery, Digest, ShareQuery, Sharing, StreamQuery, Streams, Ticket, UseKey};
 use super::revocations::Revocations;
 
 /// Sweep a shard's expired use records once per this many new uses in it.
@@ -33,6 +33,8 @@ struct Shard {
     begun: u64,
     /// Client networks per credential and route (share detection).
     networks: HashMap<UseKey, Networks>,
+    /// Downloads in flight per credential and route: (slot, lease end ms).
+    streams: HashMap<UseKey, Vec<(u64, u64)>>,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +164,34 @@ impl MemoryStore {
         Sharing::Added(seen)
     }
 
+    /// Takes a stream slot unless `q.max` are in use (leases past their end
+    /// are dropped first).
+    pub fn take_stream(&self, q: &StreamQuery, now_ms: u64) -> Streams {
+        let Ok(mut shard) = self.shard(&q.key).lock() else {
+            return Streams::Full(q.max);
+        };
+        let slots = shard.streams.entry(q.key).or_default();
+        slots.retain(|(_, until)| *until > now_ms);
+        let n = u32::try_from(slots.len()).unwrap_or(u32::MAX);
+        if n >= q.max && !q.record_all {
+            return Streams::Full(n);
+        }
+        slots.push((q.slot, now_ms + q.lease_ms));
+        Streams::Taken(n + 1)
+    }
+
+    /// Frees a stream slot.
+    pub fn free_stream(&self, key: &UseKey, slot: u64) {
+        if let Ok(mut shard) = self.shard(key).lock()
+            && let Some(slots) = shard.streams.get_mut(key)
+        {
+            slots.retain(|(s, _)| *s != slot);
+            if slots.is_empty() {
+                shard.streams.remove(key);
+            }
+        }
+    }
+
     pub fn give_back(&self, ticket: &Ticket) {
         if let Ok(mut shard) = self.shard(&ticket.key).lock()
             && let Some(r) = shard.uses.get_mut(&ticket.key)
@@ -249,6 +279,19 @@ mod tests {
         assert_eq!(s.share(&q("c", false), 1), Sharing::Full(2));
         assert_eq!(s.share(&q("a", false), 1), Sharing::Known(2), "the first networks keep working");
         assert_eq!(s.share(&q("c", true), 1), Sharing::Added(3), "report-only records past the limit");
+    }
+
+    #[test]
+    fn stream_slots_are_limited_freed_and_leased() {
+        let s = MemoryStore::new(None);
+        let key = UseKey { id: Digest::id("j"), route: Digest::route("r") };
+        let q = |slot: u64| StreamQuery { key, slot, max: 2, record_all: false, lease_ms: 1000 };
+        assert_eq!(s.take_stream(&q(1), 0), Streams::Taken(1));
+        assert_eq!(s.take_stream(&q(2), 0), Streams::Taken(2));
+        assert_eq!(s.take_stream(&q(3), 10), Streams::Full(2));
+        s.free_stream(&key, 1);
+        assert_eq!(s.take_stream(&q(3), 20), Streams::Taken(2), "a freed slot is taken again");
+        assert_eq!(s.take_stream(&q(4), 1500), Streams::Taken(2), "slot 2's lease ended");
     }
 
     #[test]

@@ -119,6 +119,31 @@ impl Store {
         .await
     }
 
+    /// Takes a slot for a download on a credential with a stream limit.
+    pub async fn take_stream(&self, query: &StreamQuery) -> Result<Streams, StoreError> {
+        self.timed(StoreOp::Stream, async {
+            match &self.backend {
+                Backend::Memory(m) => Ok(m.take_stream(query, now_ms())),
+                Backend::Redis(r) => r.take_stream(query).await,
+            }
+        })
+        .await
+    }
+
+    /// Frees a download's stream slot.
+    pub async fn free_stream(&self, key: &UseKey, slot: u64) -> Result<(), StoreError> {
+        self.timed(StoreOp::Stream, async {
+            match &self.backend {
+                Backend::Memory(m) => {
+                    m.free_stream(key, slot);
+                    Ok(())
+                }
+                Backend::Redis(r) => r.free_stream(key, slot).await,
+            }
+        })
+        .await
+    }
+
     /// Gives back the use `ticket` began.
     pub async fn give_back(&self, ticket: &Ticket) -> Result<(), StoreError> {
         self.timed(StoreOp::GiveBack, async {

@@ -126,6 +126,28 @@ pub enum Sharing {
     Full(u32),
 }
 
+/// A download about to start on a credential with a stream limit.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamQuery {
+    pub key: UseKey,
+    /// This download's slot (random).
+    pub slot: u64,
+    pub max: u32,
+    /// Take a slot past `max` too (report-only).
+    pub record_all: bool,
+    /// The slot is freed this long after it was taken, if nothing frees it
+    /// before (a replica that died holding it).
+    pub lease_ms: u64,
+}
+
+/// The store's answer to [`StreamQuery`]: the streams in flight with this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    Taken(u32),
+    /// Every slot is in use (not taken).
+    Full(u32),
+}
+
 /// The store's answer to [`AdmitQuery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {

@@ -11,6 +11,7 @@
 //! <prefix>{<id digest>}:revoked            revoked id, expires with the revocation
 //! <prefix>{<id digest>}:use:<route digest> hash n (uses), w (window end, ms), g (generation)
 //! <prefix>{<id digest>}:nets:<route digest> set of client-network digests (share detection)
+//! <prefix>{<id digest>}:streams:<route digest> sorted set: stream slot -> lease end (ms)
 //! <prefix>subject:<subject digest>         "revoked before" instant, unix seconds
 //! ```
 //! The `{…}` hash tag puts an id's two keys in one Cluster slot, so the
@@ -43,8 +44,8 @@ use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::model::{
-    Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, ShareQuery, Sharing, StoreError, Ticket,
-    UseKey, now_ms,
+    Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, ShareQuery, Sharing, StoreError, StreamQuery,
+    Streams, Ticket, UseKey, now_ms,
 };
 use crate::worker::{self, MAX_WORKERS};
 
@@ -117,6 +118,20 @@ end
 return {1, n + 1}
 ";
 
+/// Takes a stream slot within a limit; leases past their end are dropped.
+/// KEYS: the credential's stream set. ARGV: slot, max, record all (0/1),
+/// lease ms. Returns {1 taken | 0 full, streams}.
+const TAKE_STREAM: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[2]) and ARGV[3] ~= '1' then return {0, n} end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+return {1, n + 1}
+";
+
 /// A connection of any of the three kinds.
 #[derive(Clone)]
 enum Conn {
@@ -186,6 +201,7 @@ pub struct RedisStore {
     give_back: Script,
     revoke: Script,
     share: Script,
+    take_stream: Script,
 }
 
 /// The error text of a Redis error: its kind and message, never the URL.
@@ -234,6 +250,7 @@ impl RedisStore {
             give_back: Script::new(GIVE_BACK),
             revoke: Script::new(REVOKE),
             share: Script::new(SHARE),
+            take_stream: Script::new(TAKE_STREAM),
         })
     }
 
@@ -251,6 +268,10 @@ impl RedisStore {
 
     fn networks_key(&self, key: &UseKey) -> String {
         format!("{}{{{}}}:nets:{}", self.prefix, key.id.hex(), &key.route.hex()[..32])
+    }
+
+    fn streams_key(&self, key: &UseKey) -> String {
+        format!("{}{{{}}}:streams:{}", self.prefix, key.id.hex(), &key.route.hex()[..32])
     }
 
     fn subject_key(&self, subject: Digest) -> String {
@@ -391,6 +412,32 @@ impl RedisStore {
             2 => Sharing::Full(n),
             _ => return Err(StoreError::Unavailable(format!("unexpected answer {code} from the share script"))),
         })
+    }
+
+    pub async fn take_stream(&self, q: &StreamQuery) -> Result<Streams, StoreError> {
+        let key = self.streams_key(&q.key);
+        let (taken, n): (i64, u32) = self
+            .run(worker::current(), |mut conn| async move {
+                self.take_stream
+                    .key(&key)
+                    .arg(q.slot)
+                    .arg(q.max)
+                    .arg(if q.record_all { "1" } else { "0" })
+                    .arg(q.lease_ms)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(if taken == 1 { Streams::Taken(n) } else { Streams::Full(n) })
+    }
+
+    pub async fn free_stream(&self, key: &UseKey, slot: u64) -> Result<(), StoreError> {
+        let key = self.streams_key(key);
+        self.run(worker::current(), |mut conn| async move {
+            ::redis::cmd("ZREM").arg(&key).arg(slot).query_async::<i64>(&mut conn).await
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn give_back(&self, ticket: &Ticket) -> Result<(), StoreError> {
