@@ -5,8 +5,10 @@
 //! never collected, and fails the stream as soon as it exceeds the route's
 //! limit. (What tollgate answers with is `proxy::answers::ResponseBody`.)
 //! `Observed` wraps an answer's body to learn, once, how much of it went
-//! out and whether it ended (download records).
+//! out and whether it ended (download records); `Paced` holds an answer's
+//! frames back to a byte rate after a burst (`response_rate`).
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -139,5 +141,76 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Observed<B> {
 impl<B> Drop for Observed<B> {
     fn drop(&mut self) {
         self.finish(false);
+    }
+}
+
+/// A body sent at no more than `rate` bytes a second once `burst` bytes
+/// went out (nginx's `limit_rate_after` and `limit_rate`): a frame that
+/// would run ahead is held until its time.
+pub struct Paced<B> {
+    inner: B,
+    rate: u64,
+    burst: u64,
+    sent: u64,
+    /// When the burst was used up (the rate counts from then).
+    paced_from: Option<tokio::time::Instant>,
+    /// A frame held back, and the sleep until it may go.
+    held: Option<(Frame<Bytes>, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl<B> Paced<B> {
+    pub fn new(inner: B, rate: u64, burst: u64) -> Self {
+        Paced { inner, rate: rate.max(1), burst, sent: 0, paced_from: None, held: None }
+    }
+
+    /// When a frame that brings the total to `total` bytes may go.
+    fn due(&mut self, total: u64) -> Option<tokio::time::Instant> {
+        let over = total.checked_sub(self.burst).filter(|o| *o > 0)?;
+        let from = *self.paced_from.get_or_insert_with(tokio::time::Instant::now);
+        let due = from + std::time::Duration::from_secs_f64(over as f64 / self.rate as f64);
+        (due > tokio::time::Instant::now()).then_some(due)
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Paced<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        if let Some((_, sleep)) = &mut this.held {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some((frame, _)) = this.held.take() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                this.sent += len;
+                match this.due(this.sent) {
+                    Some(due) => {
+                        let mut sleep = Box::pin(tokio::time::sleep_until(due));
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Some(Ok(frame)));
+                        }
+                        this.held = Some((frame, sleep));
+                        Poll::Pending
+                    }
+                    None => Poll::Ready(Some(Ok(frame))),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

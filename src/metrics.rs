@@ -196,10 +196,12 @@ pub enum StoreOp {
     Share,
     /// Take or free a stream slot (concurrent-stream limits).
     Stream,
+    /// Read or add the bytes sent under a credential (byte quotas).
+    Bytes,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 7] = [
+    pub const ALL: [StoreOp; 8] = [
         StoreOp::Admit,
         StoreOp::Subject,
         StoreOp::GiveBack,
@@ -207,6 +209,7 @@ impl StoreOp {
         StoreOp::Ping,
         StoreOp::Share,
         StoreOp::Stream,
+        StoreOp::Bytes,
     ];
 
     pub fn label(self) -> &'static str {
@@ -218,6 +221,7 @@ impl StoreOp {
             StoreOp::Ping => "ping",
             StoreOp::Share => "share",
             StoreOp::Stream => "stream",
+            StoreOp::Bytes => "bytes",
         }
     }
 }

@@ -271,3 +271,68 @@ async fn a_slot_held_by_a_killed_replica_is_freed_by_its_lease() {
     assert_eq!((r.status, r.code().as_str()), (429, "too_many_streams"), "the dead replica's slot is still leased");
     until_served(&s, 1, &link).await;
 }
+
+/// A byte quota counts the bytes actually sent (a range counts its own),
+/// across replicas, and refuses the credential once it is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_quota_counts_bytes_sent_and_refuses_once_spent() {
+    let s = setup_auth("byte_quota: { bytes: 30 }", false);
+    let link = sign_path(&s.secret, "/v/u1/seg.ts", 600, Some("/v/u1/"));
+    let full = FILE.len() as u64; // 23 bytes
+    assert_eq!(s.get_from(0, "127.0.1.2", &link, &[]).await.status, 200);
+    let range = s.get_from(1, "127.0.1.2", &link, &[("range", "bytes=0-3")]).await;
+    assert_eq!((range.status, range.body.len()), (206, 4));
+    // 23 + 4 = 27 bytes sent: under 30, so one more answer (which finishes).
+    // Both answers' charges are written once the store saw four byte
+    // operations (a read and a charge each) across the replicas.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while s.metric(r#"tollgate_store_duration_seconds_count{op="bytes"}"#).await < 4.0 {
+        assert!(std::time::Instant::now() < deadline, "the charges were not written");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let third = s.get_from(0, "127.0.1.2", &link, &[]).await;
+    assert_eq!(third.status, 200, "27 of 30 bytes sent: the range counted 4 bytes, not {full}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = s.get_from(1, "127.0.1.2", &link, &[]).await;
+        if r.status == 403 {
+            assert_eq!(r.code(), "quota_exceeded");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the quota was never spent");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `response_rate`: the burst goes at once, the rest at the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_is_paced_after_its_burst() {
+    let big = vec![b'y'; 300 << 10];
+    let nginx = Nginx::start(&[("v/big.bin", &big)]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = common::random_secret();
+    common::write_file(dir.path(), "media.key", &secret);
+    let yaml = format!(
+        r#"
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+keys: {{ media: {{ hmac: {{ secret_file: media.key }} }} }}
+upstreams: {{ files: {{ url: "http://{}" }} }}
+routes:
+  - name: video
+    prefix: /v/
+    upstream: files
+    response_rate: {{ rate: 100KiB, burst: 100KiB }}
+    auth: {{ signed_url: {{ keys: [media] }} }}
+log: {{ access_log: false }}
+"#,
+        nginx.addr
+    );
+    let tg = common::Tollgate::start(&yaml, dir.path()).await;
+    let link = common::sign(&secret, "GET", "/v/big.bin", 600, None, None);
+    let start = std::time::Instant::now();
+    let r = Http::h1().get(&tg.url(&link)).await;
+    assert_eq!((r.status, r.body.len()), (200, big.len()));
+    // 200 KiB past the burst at 100 KiB/s: two seconds at the least.
+    assert!(start.elapsed() >= std::time::Duration::from_millis(1900), "{:?}", start.elapsed());
+}

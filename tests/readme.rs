@@ -639,6 +639,9 @@ fn readme_leaked_links_block_is_a_valid_config() {
     assert_eq!((share.max_networks, share.ipv4_prefix, share.ipv6_prefix, share.report_only), (3, 24, 64, false));
     let streams = route.state.as_ref().and_then(|s| s.streams).expect("stream_limit");
     assert_eq!((streams.max_streams, streams.lease), (2, std::time::Duration::from_secs(600)));
+    let quota = route.state.as_ref().and_then(|s| s.quota).expect("byte_quota");
+    assert_eq!(quota.bytes, 20 << 30);
+    assert_eq!(route.response_rate, Some((2 << 20, 8 << 20)));
 }
 
 /// Runs `f` with `TOLLGATE_REDIS_URL` set when it is not (the block names it).

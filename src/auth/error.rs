@@ -97,11 +97,13 @@ pub enum AuthError {
     /// As many downloads of the credential as its route's `stream_limit`
     /// allows are in flight: 429 with `Retry-After`.
     TooManyStreams,
+    /// The credential has sent its route's `byte_quota`: 403.
+    QuotaExceeded,
 }
 
 impl AuthError {
     /// Every variant, in `index()` order (for pre-registered metric handles).
-    pub const ALL: [AuthError; 14] = [
+    pub const ALL: [AuthError; 15] = [
         AuthError::MissingCredential,
         AuthError::Malformed,
         AuthError::BadSignature,
@@ -116,10 +118,11 @@ impl AuthError {
         AuthError::StoreUnavailable,
         AuthError::Shared,
         AuthError::TooManyStreams,
+        AuthError::QuotaExceeded,
     ];
 
     /// Every code, in `index()` order (labels of the denial counters).
-    pub const CODES: [&'static str; 14] = [
+    pub const CODES: [&'static str; 15] = [
         "missing_credential",
         "malformed",
         "bad_signature",
@@ -134,6 +137,7 @@ impl AuthError {
         "store_unavailable",
         "shared",
         "too_many_streams",
+        "quota_exceeded",
     ];
 
     /// The stable error code of docs/reference.md: Answers.

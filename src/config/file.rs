@@ -174,6 +174,21 @@ pub struct StreamLimitFile {
     pub on_store_error: Option<OnStoreError>,
 }
 
+/// `routes[].auth.byte_quota`: bytes per credential.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ByteQuotaFile {
+    /// Bytes one credential may be sent during its lifetime, across
+    /// replicas (e.g. `10GiB`); a request after that is answered 403
+    /// `quota_exceeded` (an answer in flight finishes).
+    pub bytes: ByteSize,
+    /// Count and log what would be refused, and serve it (default false).
+    #[serde(default)]
+    pub report_only: bool,
+    /// `deny` (default: 503 store_unavailable) or `allow` (serve unchecked).
+    pub on_store_error: Option<OnStoreError>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnStoreError {
@@ -378,6 +393,9 @@ pub struct RouteFile {
     /// `metrics.route_series` (default false).
     #[serde(default)]
     pub own_metrics: bool,
+    /// Send each answer no faster than `rate` bytes a second once `burst`
+    /// bytes went out (README: Leaked links).
+    pub response_rate: Option<ResponseRateFile>,
     /// Log one record per answered download on the `tollgate::download`
     /// target: route, credential id (or digest), subject, client, status,
     /// bytes sent, complete or broken off, duration (default false).
@@ -388,6 +406,16 @@ pub struct RouteFile {
     /// request's grant carries its credential, and key URIs get a short
     /// link of their own (README: Video). `{}` for the defaults.
     pub manifests: Option<ManifestsFile>,
+}
+
+/// `routes[].response_rate`: like nginx's `limit_rate_after` and `limit_rate`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseRateFile {
+    /// Bytes a second, per answer, once the burst is sent (e.g. `1MiB`).
+    pub rate: ByteSize,
+    /// Bytes sent at full speed first (default 0).
+    pub burst: Option<ByteSize>,
 }
 
 /// `routes[].manifests`.
@@ -444,6 +472,9 @@ pub struct AuthRulesFile {
     /// At most this many downloads of one credential in flight at once,
     /// across replicas (README: Leaked links).
     pub stream_limit: Option<Value>,
+    /// Bytes one credential may download in its lifetime, across replicas
+    /// (README: Leaked links).
+    pub byte_quota: Option<Value>,
     /// Exchange a URL credential for a cookie on top-level navigations.
     pub cookie_exchange: Option<Value>,
     /// The credential kinds' sections, by section name.
@@ -451,7 +482,8 @@ pub struct AuthRulesFile {
 }
 
 /// The fields of `auth:` that are the route's, not a kind's.
-pub const ROUTE_AUTH_FIELDS: [&str; 5] = ["use_limit", "revocation", "share_limit", "stream_limit", "cookie_exchange"];
+pub const ROUTE_AUTH_FIELDS: [&str; 6] =
+    ["use_limit", "revocation", "share_limit", "stream_limit", "byte_quota", "cookie_exchange"];
 
 /// Every field `auth:` may hold: the route's, then each kind's section.
 pub fn auth_fields() -> &'static [&'static str] {
@@ -520,6 +552,7 @@ impl<'de> Deserialize<'de> for AuthFile {
                         "revocation" => &mut rules.revocation,
                         "share_limit" => &mut rules.share_limit,
                         "stream_limit" => &mut rules.stream_limit,
+                        "byte_quota" => &mut rules.byte_quota,
                         "cookie_exchange" => &mut rules.cookie_exchange,
                         kind if REGISTRY.iter().any(|k| k.section() == kind) => {
                             rules.kinds.insert(field, value);

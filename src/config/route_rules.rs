@@ -5,8 +5,8 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::context::{CompiledKey, Compiler, Known, did_you_mean, valid_name};
 use super::file::{
-    AuthFile, AuthRulesFile, CookieExchangeFile, CorsFile, RevocationFile, RouteFile, SecretEncoding, SecretFile,
-    ShareLimitFile, StreamLimitFile, UseLimitFile,
+    AuthFile, AuthRulesFile, ByteQuotaFile, CookieExchangeFile, CorsFile, RevocationFile, RouteFile, SecretEncoding,
+    SecretFile, ShareLimitFile, StreamLimitFile, UseLimitFile,
 };
 use crate::auth::kinds::exchanged_cookie::{self, ExchangedCookies};
 use crate::auth::kinds::{REGISTRY, jwt};
@@ -84,6 +84,10 @@ impl Compiler {
             }
         }
         let max_body = raw.max_body.map_or(known.limits.max_body, |b| b.0);
+        let response_rate = raw.response_rate.map(|r| (r.rate.0, r.burst.map_or(0, |b| b.0)));
+        if response_rate.is_some_and(|(rate, _)| rate == 0) {
+            self.error(format!("{path}.response_rate.rate"), "must be more than 0");
+        }
         let manifests = raw.manifests.map(|m| {
             let defaults = crate::manifest::ManifestSettings::default();
             crate::manifest::ManifestSettings {
@@ -113,6 +117,9 @@ impl Compiler {
                 if s.streams.is_some() {
                     bits |= 1 << AuthError::TooManyStreams.index();
                 }
+                if s.quota.is_some() {
+                    bits |= 1 << AuthError::QuotaExceeded.index();
+                }
                 bits
             }
             None => 0,
@@ -138,6 +145,7 @@ impl Compiler {
             state,
             manifests,
             download_records: raw.download_records,
+            response_rate,
         })
     }
 
@@ -304,9 +312,12 @@ impl Compiler {
             rules.share_limit.take().and_then(|v| self.entry::<ShareLimitFile>(&format!("{path}.share_limit"), v));
         let stream_limit =
             rules.stream_limit.take().and_then(|v| self.entry::<StreamLimitFile>(&format!("{path}.stream_limit"), v));
+        let byte_quota =
+            rules.byte_quota.take().and_then(|v| self.entry::<ByteQuotaFile>(&format!("{path}.byte_quota"), v));
         let counts_ids = use_limit.is_some()
             || share_limit.is_some()
             || stream_limit.is_some()
+            || byte_quota.is_some()
             || matches!(revocation, Some(RevocationFile::Rules(_) | RevocationFile::Enabled(true)));
         let mut kinds: Vec<Box<dyn Kind>> = Vec::new();
         let mut cx = KindContext { compiler: self, known, counts_ids };
@@ -324,7 +335,7 @@ impl Compiler {
         }
         let leeway = kinds.iter().find_map(|k| k.leeway()).unwrap_or(jwt::DEFAULT_LEEWAY);
         let lifetimes: Vec<Option<u64>> = kinds.iter().filter_map(|k| k.id_lifetime()).collect();
-        let fingerprints = share_limit.is_some() || stream_limit.is_some();
+        let fingerprints = share_limit.is_some() || stream_limit.is_some() || byte_quota.is_some();
         let state = self.state_policy(
             path,
             route,
@@ -332,6 +343,7 @@ impl Compiler {
             revocation,
             share_limit,
             stream_limit,
+            byte_quota,
             &lifetimes,
             leeway,
             known.metrics,

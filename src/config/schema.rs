@@ -14,8 +14,8 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::file::{
-    AuthFile, AuthRulesFile, ConfigFile, CookieExchangeFile, RevocationFile, SecretEncoding, ShareLimitFile,
-    StreamLimitFile, UseLimitFile,
+    AuthFile, AuthRulesFile, ByteQuotaFile, ConfigFile, CookieExchangeFile, RevocationFile, SecretEncoding,
+    ShareLimitFile, StreamLimitFile, UseLimitFile,
 };
 use crate::auth::kinds::REGISTRY;
 
@@ -132,6 +132,11 @@ impl JsonSchema for AuthRulesFile {
             "stream_limit",
             generator.subschema_for::<Option<StreamLimitFile>>(),
             "At most this many downloads of one credential in flight at once, across replicas (README: Leaked links).",
+        );
+        field(
+            "byte_quota",
+            generator.subschema_for::<Option<ByteQuotaFile>>(),
+            "Bytes one credential may download in its lifetime, across replicas (README: Leaked links).",
         );
         field(
             "cookie_exchange",

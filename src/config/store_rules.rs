@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use super::context::Compiler;
 use super::file::{
-    MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, ShareLimitFile, StoreFile,
-    StreamLimitFile, UseLimitFile,
+    ByteQuotaFile, MemoryStoreFile, OnStoreError, RedisModeFile, RedisStoreFile, RevocationFile, ShareLimitFile,
+    StoreFile, StreamLimitFile, UseLimitFile,
 };
 use crate::metrics::Metrics;
-use crate::routes::state::{ShareLimit, StatePolicy, StreamLimit, UseLimit};
+use crate::routes::state::{ByteQuota, ShareLimit, StatePolicy, StreamLimit, UseLimit};
 use crate::store::{Digest, MemorySettings, RedisMode, RedisSettings, StoreSettings};
 
 /// How long a revocation is kept when a route that checks revocations
@@ -104,6 +104,7 @@ impl Compiler {
         revocation_raw: Option<RevocationFile>,
         share_raw: Option<ShareLimitFile>,
         streams_raw: Option<StreamLimitFile>,
+        quota_raw: Option<ByteQuotaFile>,
         lifetimes: &[Option<u64>],
         leeway: u64,
         metrics: &Metrics,
@@ -113,9 +114,17 @@ impl Compiler {
             Some(RevocationFile::Enabled(true)) => (true, None),
             Some(RevocationFile::Rules(r)) => (true, r.on_store_error),
         };
-        if use_limit_raw.is_none() && !revocation && share_raw.is_none() && streams_raw.is_none() {
+        if use_limit_raw.is_none() && !revocation && share_raw.is_none() && streams_raw.is_none() && quota_raw.is_none()
+        {
             return None;
         }
+        let quota = quota_raw.as_ref().map(|raw| {
+            if raw.bytes.0 == 0 {
+                self.error(format!("{path}.byte_quota.bytes"), "must be more than 0");
+            }
+            ByteQuota { bytes: raw.bytes.0, report_only: raw.report_only }
+        });
+        let quota_policy = quota_raw.and_then(|raw| raw.on_store_error);
         let streams = streams_raw.as_ref().map(|raw| {
             if raw.max_streams == 0 {
                 self.error(format!("{path}.stream_limit.max_streams"), "must be at least 1");
@@ -160,9 +169,9 @@ impl Compiler {
             limit_policy = raw.on_store_error;
         }
         // Failing open needs every check on the route to allow it.
-        let fail_open = [limit_policy, revocation_policy, share_policy, streams_policy]
+        let fail_open = [limit_policy, revocation_policy, share_policy, streams_policy, quota_policy]
             .into_iter()
-            .zip([use_limit.is_some(), revocation, share.is_some(), streams.is_some()])
+            .zip([use_limit.is_some(), revocation, share.is_some(), streams.is_some(), quota.is_some()])
             .filter(|(_, on)| *on)
             .all(|(p, _)| p == Some(OnStoreError::Allow));
         // A revocation must outlive every credential it can match: the
@@ -179,6 +188,7 @@ impl Compiler {
             share_counters: metrics.share_counters(route),
             streams_in_use: streams.map(|_| metrics.streams_in_use(route)),
             streams,
+            quota,
             fail_open,
             route: Digest::route(route),
             leeway,

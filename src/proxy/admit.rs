@@ -29,9 +29,10 @@ use super::answers::Rejection;
 use crate::auth::{AuthError, Denial, Grant, RouteAuth, unix_now};
 use crate::metrics::{UseCounters, UseResult};
 use crate::routes::Route;
-use crate::routes::state::{ShareLimit, StatePolicy, StreamLimit};
+use crate::routes::state::{ByteQuota, ShareLimit, StatePolicy, StreamLimit};
 use crate::store::{
-    Admission, AdmitQuery, Digest, ShareQuery, Sharing, Store, StreamQuery, Streams, Ticket, UseKey, UseQuery,
+    Admission, AdmitQuery, BytesCharge, Digest, ShareQuery, Sharing, Store, StreamQuery, Streams, Ticket, UseKey,
+    UseQuery,
 };
 
 /// A new use, given back when dropped unless [`UseGuard::settle`] saw a
@@ -110,12 +111,36 @@ impl Drop for StreamSlot {
     }
 }
 
-/// What admission opened: a use (to settle with the answer's status) and
-/// a stream slot (to hold while the body goes out).
+/// Where the bytes an answer sends are added up, under a byte quota.
+pub struct QuotaCharge {
+    store: Arc<Store>,
+    key: UseKey,
+    keep_until: u64,
+}
+
+impl QuotaCharge {
+    /// Adds `bytes` (what the answer actually sent) to the credential's total.
+    pub fn charge(self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let charge = BytesCharge { key: self.key, bytes, keep_until: self.keep_until };
+            rt.spawn(async move {
+                let _ = self.store.charge_bytes(&charge).await;
+            });
+        }
+    }
+}
+
+/// What admission opened: a use (to settle with the answer's status), a
+/// stream slot (to hold while the body goes out) and a quota to charge
+/// with the bytes sent.
 #[derive(Default)]
 pub struct Admitted {
     pub guard: Option<UseGuard>,
     pub stream: Option<StreamSlot>,
+    pub quota: Option<QuotaCharge>,
 }
 
 /// The phase: on a route with a use limit, revocation, share or stream
@@ -138,8 +163,49 @@ pub async fn phase(
         Some(limit) => Box::pin(take_stream(policy, limit, store, grant)).await.map_err(refuse)?,
         None => None,
     };
+    let quota = match policy.quota.filter(|_| *method != Method::HEAD) {
+        Some(quota) => Box::pin(check_quota(policy, quota, store, grant)).await.map_err(refuse)?,
+        None => None,
+    };
     let guard = Box::pin(admit(policy, store, method, grant, Some(client))).await.map_err(refuse)?;
-    Ok(Admitted { guard, stream })
+    Ok(Admitted { guard, stream, quota })
+}
+
+/// Refuses a credential that has been sent its quota (an answer already
+/// in flight finishes); else the charge to add the answer's bytes to.
+async fn check_quota(
+    policy: &StatePolicy,
+    quota: ByteQuota,
+    store: &Arc<Store>,
+    grant: &Grant,
+) -> Result<Option<QuotaCharge>, AuthError> {
+    let facts = &grant.facts;
+    let Some(credential) = facts.id.as_deref().map(Digest::id).or(facts.fingerprint.map(Digest)) else {
+        return Ok(None);
+    };
+    let key = UseKey { id: credential, route: policy.route };
+    let keep_until = facts.expires_at.unwrap_or_else(|| unix_now() + 86_400) + policy.leeway + 1;
+    let charge = QuotaCharge { store: store.clone(), key, keep_until };
+    match store.bytes_sent(&key).await {
+        Ok(sent) if sent >= quota.bytes => {
+            tracing::warn!(
+                sent,
+                quota = quota.bytes,
+                report_only = quota.report_only,
+                "Credential past its byte_quota"
+            );
+            if quota.report_only { Ok(Some(charge)) } else { Err(AuthError::QuotaExceeded) }
+        }
+        Ok(_) => Ok(Some(charge)),
+        Err(_) if policy.fail_open => {
+            policy.counters.get(UseResult::FailOpen).inc();
+            Ok(None)
+        }
+        Err(_) => {
+            policy.counters.get(UseResult::FailClosed).inc();
+            Err(AuthError::StoreUnavailable)
+        }
+    }
 }
 
 /// Takes a stream slot for the credential, or refuses one download more

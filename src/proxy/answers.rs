@@ -192,9 +192,14 @@ fn auth_status(denial: Denial) -> StatusCode {
         (AuthError::StoreUnavailable, _) => StatusCode::SERVICE_UNAVAILABLE,
         (AuthError::TooManyStreams, _) => StatusCode::TOO_MANY_REQUESTS,
         (AuthError::MissingCredential, _) => StatusCode::UNAUTHORIZED,
-        (AuthError::WrongResource | AuthError::WrongMethod | AuthError::ClaimMismatch | AuthError::Shared, _) => {
-            StatusCode::FORBIDDEN
-        }
+        (
+            AuthError::WrongResource
+            | AuthError::WrongMethod
+            | AuthError::ClaimMismatch
+            | AuthError::Shared
+            | AuthError::QuotaExceeded,
+            _,
+        ) => StatusCode::FORBIDDEN,
         (_, Some(Carrier::Header)) => StatusCode::UNAUTHORIZED,
         _ => StatusCode::FORBIDDEN,
     }
@@ -235,6 +240,8 @@ pub enum ResponseBody {
     Spliced(SpliceBody),
     /// An answer whose delivery is recorded (download records).
     Observed(Box<crate::body::Observed<ResponseBody>>),
+    /// An answer sent no faster than the route's `response_rate`.
+    Paced(Box<crate::body::Paced<ResponseBody>>),
 }
 
 impl ResponseBody {
@@ -257,6 +264,7 @@ impl Body for ResponseBody {
             ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ResponseBody::Spliced(body) => Pin::new(body).poll_frame(cx),
             ResponseBody::Observed(body) => Pin::new(&mut **body).poll_frame(cx),
+            ResponseBody::Paced(body) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -266,6 +274,7 @@ impl Body for ResponseBody {
             ResponseBody::Upstream(body) => body.is_end_stream(),
             ResponseBody::Spliced(body) => body.is_end_stream(),
             ResponseBody::Observed(body) => body.is_end_stream(),
+            ResponseBody::Paced(body) => body.is_end_stream(),
         }
     }
 
@@ -275,6 +284,7 @@ impl Body for ResponseBody {
             ResponseBody::Upstream(body) => body.size_hint(),
             ResponseBody::Spliced(body) => body.size_hint(),
             ResponseBody::Observed(body) => body.size_hint(),
+            ResponseBody::Paced(body) => body.size_hint(),
         }
     }
 }

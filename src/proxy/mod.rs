@@ -89,10 +89,11 @@ async fn pipeline(
     // other refusal, so a refused request never takes a use.
     let client = crate::auth::client_ip(conn.peer.ip(), &parts.headers, rt.config.trust_forwarded_headers);
     let admitted = admit::phase(&route, &shared.store, &parts.method, grant.as_ref(), client).await?;
-    // A recorded download is counted frame by frame: never spliced.
+    // A recorded or paced answer goes frame by frame: never spliced.
     let splice_ok = parts.method == Method::GET
         && matches!(parts.version, Version::HTTP_10 | Version::HTTP_11)
-        && !route.download_records;
+        && !route.download_records
+        && route.response_rate.is_none();
     // Routes that rewrite manifests ask for them whole and unencoded.
     let manifest = match route.manifests {
         Some(_) => {
@@ -116,16 +117,23 @@ async fn pipeline(
     let carrier = grant.as_ref().map(|g| g.carrier);
     let spliced = &shared.metrics.spliced_bytes;
     let mut response = respond::answer(answer, &route, carrier, target.reinsert.as_ref(), outlet, spliced);
-    // The stream slot is held, and the download recorded, until the body
-    // ends or the client leaves.
+    if let Some((rate, burst)) = route.response_rate {
+        let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+        *response.body_mut() = ResponseBody::Paced(Box::new(crate::body::Paced::new(body, rate, burst)));
+    }
+    // The stream slot is held until, and the quota charged and the download
+    // recorded when, the body ends or the client leaves.
     let download = route
         .download_records
         .then(|| record::Download::new(route.clone(), grant.as_ref(), client, response.status().as_u16(), start));
-    if download.is_some() || admitted.stream.is_some() {
-        let slot = admitted.stream;
+    if download.is_some() || admitted.stream.is_some() || admitted.quota.is_some() {
+        let (slot, quota) = (admitted.stream, admitted.quota);
         let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
         let on_end = move |bytes, complete| {
             drop(slot);
+            if let Some(q) = quota {
+                q.charge(bytes);
+            }
             if let Some(d) = download {
                 d.write(bytes, complete);
             }

@@ -31,6 +31,13 @@ pub struct StreamLimit {
     pub report_only: bool,
 }
 
+/// A route's byte quota per credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteQuota {
+    pub bytes: u64,
+    pub report_only: bool,
+}
+
 /// What the stage checks on one route, compiled once.
 pub struct StatePolicy {
     pub use_limit: Option<UseLimit>,
@@ -38,6 +45,7 @@ pub struct StatePolicy {
     pub share: Option<ShareLimit>,
     pub share_counters: crate::metrics::ShareCounters,
     pub streams: Option<StreamLimit>,
+    pub quota: Option<ByteQuota>,
     /// Downloads in flight on this replica under the stream limit.
     pub streams_in_use: Option<prometheus::IntGauge>,
     /// Serve unchecked when the store fails (otherwise 503).

@@ -18,7 +18,9 @@ use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
 
-use super::model::{Admission, AdmitQuery, Digest, ShareQuery, Sharing, StreamQuery, Streams, Ticket, UseKey};
+use super::model::{
+    Admission, AdmitQuery, BytesCharge, Digest, ShareQuery, Sharing, StreamQuery, Streams, Ticket, UseKey,
+};
 use super::revocations::Revocations;
 
 /// Sweep a shard's expired use records once per this many new uses in it.
@@ -35,6 +37,8 @@ struct Shard {
     networks: HashMap<UseKey, Networks>,
     /// Downloads in flight per credential and route: (slot, lease end ms).
     streams: HashMap<UseKey, Vec<(u64, u64)>>,
+    /// Bytes sent per credential and route: (total, keep until, unix s).
+    bytes: HashMap<UseKey, (u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -189,6 +193,28 @@ impl MemoryStore {
             if slots.is_empty() {
                 shard.streams.remove(key);
             }
+        }
+    }
+
+    /// Bytes sent so far under a credential.
+    pub fn bytes_sent(&self, key: &UseKey, now: u64) -> u64 {
+        self.shard(key)
+            .lock()
+            .ok()
+            .and_then(|s| s.bytes.get(key).copied())
+            .filter(|(_, until)| *until >= now)
+            .map_or(0, |(n, _)| n)
+    }
+
+    /// Adds bytes sent under a credential.
+    pub fn charge_bytes(&self, c: &BytesCharge, now: u64) {
+        if let Ok(mut shard) = self.shard(&c.key).lock() {
+            let entry = shard.bytes.entry(c.key).or_insert((0, 0));
+            if entry.1 < now {
+                *entry = (0, 0);
+            }
+            entry.0 = entry.0.saturating_add(c.bytes);
+            entry.1 = entry.1.max(c.keep_until);
         }
     }
 

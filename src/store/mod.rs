@@ -144,6 +144,31 @@ impl Store {
         .await
     }
 
+    /// Bytes sent so far under a credential on a route (byte quotas).
+    pub async fn bytes_sent(&self, key: &UseKey) -> Result<u64, StoreError> {
+        self.timed(StoreOp::Bytes, async {
+            match &self.backend {
+                Backend::Memory(m) => Ok(m.bytes_sent(key, now_ms() / 1000)),
+                Backend::Redis(r) => r.bytes_sent(key).await,
+            }
+        })
+        .await
+    }
+
+    /// Adds the bytes one answer sent.
+    pub async fn charge_bytes(&self, charge: &BytesCharge) -> Result<(), StoreError> {
+        self.timed(StoreOp::Bytes, async {
+            match &self.backend {
+                Backend::Memory(m) => {
+                    m.charge_bytes(charge, now_ms() / 1000);
+                    Ok(())
+                }
+                Backend::Redis(r) => r.charge_bytes(charge).await,
+            }
+        })
+        .await
+    }
+
     /// Gives back the use `ticket` began.
     pub async fn give_back(&self, ticket: &Ticket) -> Result<(), StoreError> {
         self.timed(StoreOp::GiveBack, async {

@@ -148,6 +148,15 @@ pub enum Streams {
     Full(u32),
 }
 
+/// Bytes sent under one credential on a route (byte quotas).
+#[derive(Debug, Clone, Copy)]
+pub struct BytesCharge {
+    pub key: UseKey,
+    pub bytes: u64,
+    /// Keep the total until then (unix seconds): the credential's expiry.
+    pub keep_until: u64,
+}
+
 /// The store's answer to [`AdmitQuery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {

@@ -12,6 +12,7 @@
 //! <prefix>{<id digest>}:use:<route digest> hash n (uses), w (window end, ms), g (generation)
 //! <prefix>{<id digest>}:nets:<route digest> set of client-network digests (share detection)
 //! <prefix>{<id digest>}:streams:<route digest> sorted set: stream slot -> lease end (ms)
+//! <prefix>{<id digest>}:bytes:<route digest> bytes sent under the credential (byte quotas)
 //! <prefix>subject:<subject digest>         "revoked before" instant, unix seconds
 //! ```
 //! The `{…}` hash tag puts an id's two keys in one Cluster slot, so the
@@ -44,8 +45,8 @@ use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::model::{
-    Admission, AdmitQuery, Digest, RedisMode, RedisSettings, Revocation, ShareQuery, Sharing, StoreError, StreamQuery,
-    Streams, Ticket, UseKey, now_ms,
+    Admission, AdmitQuery, BytesCharge, Digest, RedisMode, RedisSettings, Revocation, ShareQuery, Sharing, StoreError,
+    StreamQuery, Streams, Ticket, UseKey, now_ms,
 };
 use crate::worker::{self, MAX_WORKERS};
 
@@ -132,6 +133,16 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
 return {1, n + 1}
 ";
 
+/// Adds bytes to a credential's total. KEYS: the total. ARGV: bytes, keep
+/// until (unix s).
+const CHARGE: &str = r"
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) - tonumber(redis.call('TIME')[1]) then
+  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+end
+return n
+";
+
 /// A connection of any of the three kinds.
 #[derive(Clone)]
 enum Conn {
@@ -202,6 +213,7 @@ pub struct RedisStore {
     revoke: Script,
     share: Script,
     take_stream: Script,
+    charge: Script,
 }
 
 /// The error text of a Redis error: its kind and message, never the URL.
@@ -251,6 +263,7 @@ impl RedisStore {
             revoke: Script::new(REVOKE),
             share: Script::new(SHARE),
             take_stream: Script::new(TAKE_STREAM),
+            charge: Script::new(CHARGE),
         })
     }
 
@@ -272,6 +285,10 @@ impl RedisStore {
 
     fn streams_key(&self, key: &UseKey) -> String {
         format!("{}{{{}}}:streams:{}", self.prefix, key.id.hex(), &key.route.hex()[..32])
+    }
+
+    fn bytes_key(&self, key: &UseKey) -> String {
+        format!("{}{{{}}}:bytes:{}", self.prefix, key.id.hex(), &key.route.hex()[..32])
     }
 
     fn subject_key(&self, subject: Digest) -> String {
@@ -438,6 +455,25 @@ impl RedisStore {
         })
         .await
         .map(|_| ())
+    }
+
+    pub async fn bytes_sent(&self, key: &UseKey) -> Result<u64, StoreError> {
+        let key = self.bytes_key(key);
+        self.run(worker::current(), |mut conn| async move {
+            ::redis::cmd("GET").arg(&key).query_async::<Option<u64>>(&mut conn).await
+        })
+        .await
+        .map(Option::unwrap_or_default)
+    }
+
+    pub async fn charge_bytes(&self, c: &BytesCharge) -> Result<(), StoreError> {
+        let key = self.bytes_key(&c.key);
+        let _: i64 = self
+            .run(worker::current(), |mut conn| async move {
+                self.charge.key(&key).arg(c.bytes).arg(c.keep_until).invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(())
     }
 
     pub async fn give_back(&self, ticket: &Ticket) -> Result<(), StoreError> {
