@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# What a one-time link costs over a plain signed URL (README: One-time and limited links), on loopback:
+# What a one-time link, and the leaked-link controls, cost over a plain
+# signed URL (README: One-time and limited links, Leaked links), on loopback:
 #
 #   plain signed URL          route without use_limit        -> nginx
 #   one-time link, Redis      use_limit {uses: 1}, Redis on this machine -> nginx
 #   one-time link, memory     use_limit {uses: 1}, memory store           -> nginx
+#   leak controls, Redis      share_limit + stream_limit + byte_quota, Redis -> nginx
+#                             (per request: a network recorded, a stream slot
+#                             taken and freed, the bytes read and charged)
+#
+# Next to requests/s: the CPU time of the tollgate process per request
+# (utime + stime from /proc over the run), the steadiest figure here.
 #
 # Every request carries a link never used before (pre-signed with a fresh
 # `jti` each, read by a wrk Lua script; the plain row reads an identical
@@ -39,10 +46,9 @@ wait_port() {
 }
 
 chmod 755 "$work"   # nginx workers run as nobody
-mkdir -p "$work/www/plain" "$work/www/once" "$work/www/mem" "$work/tmp"
+mkdir -p "$work/www/plain" "$work/www/once" "$work/www/mem" "$work/www/leak" "$work/tmp"
 head -c 1024 /dev/urandom > "$work/www/plain/f.bin"
-cp "$work/www/plain/f.bin" "$work/www/once/f.bin"
-cp "$work/www/plain/f.bin" "$work/www/mem/f.bin"
+for row in once mem leak; do cp "$work/www/plain/f.bin" "$work/www/$row/f.bin"; done
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')   # 64 hex chars, generated per run
 printf '%s' "$secret" > "$work/key"
 BK=$(port); RD=$(port); TR=$(port); TRA=$(port); TM=$(port); TMA=$(port)
@@ -77,23 +83,31 @@ routes:
   - { name: plain, prefix: /plain/, upstream: nginx, auth: { signed_url: { keys: [k] } } }
   - { name: once, prefix: /once/, upstream: nginx, auth: { signed_url: { keys: [k] }, use_limit: { uses: 1 } } }
   - { name: mem, prefix: /mem/, upstream: nginx, auth: { signed_url: { keys: [k] }, use_limit: { uses: 1 } } }
+  - name: leak
+    prefix: /leak/
+    upstream: nginx
+    auth:
+      signed_url: { keys: [k] }
+      share_limit: { max_networks: 3 }
+      stream_limit: { max_streams: 1000 }
+      byte_quota: { bytes: 1TiB }
 log: { access_log: false }
 reload: { watch: false }
 EOF
 }
 tg_config "$TR" "$TRA" "{ redis: { url_file: redis.url } }" > "$work/redis.yaml"
 tg_config "$TM" "$TMA" "{ memory: {} }" > "$work/memory.yaml"
-"$bin" serve --config "$work/redis.yaml" 2>"$work/tg-redis.log" & pids+=($!)
-"$bin" serve --config "$work/memory.yaml" 2>"$work/tg-memory.log" & pids+=($!)
+"$bin" serve --config "$work/redis.yaml" 2>"$work/tg-redis.log" & pids+=($!); redis_tg=$!
+"$bin" serve --config "$work/memory.yaml" 2>"$work/tg-memory.log" & pids+=($!); memory_tg=$!
 for p in $BK $RD $TR $TM; do wait_port "$p"; done
 
 # Link lists: one file per (row, round), plus one for the warm-up.
-echo "bench: signing $(( (rounds + 1) * per_run * 3 )) links" >&2
+echo "bench: signing $(( (rounds + 1) * per_run * 4 )) links" >&2
 python3 - "$work" "$secret" "$per_run" "$rounds" <<'EOF'
 import base64, hashlib, hmac, sys, time
 work, secret, n, rounds = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
 exp = str(int(time.time()) + 3600)
-for row in ("plain", "once", "mem"):
+for row in ("plain", "once", "mem", "leak"):
     path = f"/{row}/f.bin"
     for r in range(rounds + 1):
         with open(f"{work}/{row}-{r}.txt", "w") as out:
@@ -116,7 +130,9 @@ function request()
 end
 EOF
 
-url_of() { case $1 in plain) echo "http://127.0.0.1:$TR" ;; once) echo "http://127.0.0.1:$TR" ;; mem) echo "http://127.0.0.1:$TM" ;; esac; }
+url_of() { case $1 in plain | once | leak) echo "http://127.0.0.1:$TR" ;; mem) echo "http://127.0.0.1:$TM" ;; esac; }
+pid_of() { case $1 in mem) echo "$memory_tg" ;; *) echo "$redis_tg" ;; esac; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # Shown to work before timing: a fresh link passes once, then 410.
 for row in once mem; do
@@ -126,34 +142,40 @@ for row in once mem; do
   [ "$a $b" = "200 410" ] || { echo "bench: $row link answered $a then $b (want 200 then 410): $(curl -s "$(url_of $row)$link")" >&2; exit 1; }
 done
 
-run() { # row round seconds -> "rps p50_ms p99_ms"
-  local out
+run() { # row round seconds -> "rps p50_ms p99_ms cpu_us_per_request"
+  local out before after
+  before=$(cpu_ticks "$(pid_of "$1")")
   out=$(wrk -t1 -c32 -d"$3"s --latency -s "$work/links.lua" "$(url_of "$1")" -- "$work/$1-$2.txt")
+  after=$(cpu_ticks "$(pid_of "$1")")
   if grep -q 'Non-2xx' <<<"$out"; then echo "bench: $1 round $2 had refusals:" >&2; echo "$out" >&2; exit 1; fi
-  awk '
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Requests\/sec/ { rps = $2 }
+    / requests in / { n = $1 }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
-    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }' <<<"$out"
+    END { printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, ticks / hz * 1e6 / n }' <<<"$out"
 }
 
 # Warm-up (1 s each, on its own list: the last one), then alternated rounds.
-for row in plain once mem; do run "$row" "$rounds" 1 >/dev/null; done
+for row in plain once mem leak; do run "$row" "$rounds" 1 >/dev/null; done
 declare -A results
 for r in $(seq 0 $((rounds - 1))); do
-  for row in plain once mem; do
+  for row in plain once mem leak; do
     results[$row]+="$(run "$row" "$r" "$secs")"$'\n'
     echo "bench: round $r $row: $(tail -n1 <<<"${results[$row]%$'\n'}")" >&2
   done
 done
 
 median() { sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
-read -r base_rps base_p50 base_p99 <<<"$(median <<<"${results[plain]%$'\n'}")"
-printf '| setup | requests/s | p50 ms | p99 ms | × plain req/s | × plain p50 | × plain p99 |\n|---|---:|---:|---:|---:|---:|---:|\n'
-for row in plain once mem; do
-  read -r rps p50 p99 <<<"$(median <<<"${results[$row]%$'\n'}")"
-  case $row in plain) name="plain signed URL" ;; once) name="one-time link, Redis store" ;; mem) name="one-time link, memory store" ;; esac
-  awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v R="$base_rps" -v A="$base_p50" -v B="$base_p99" \
-    'BEGIN { printf "| %s | %d | %.3f | %.3f | %.2f | %.2f | %.2f |\n", n, r, a, b, r / R, a / A, b / B }'
+read -r base_rps base_p50 base_p99 base_cpu <<<"$(median <<<"${results[plain]%$'\n'}")"
+printf '| setup | requests/s | p50 ms | p99 ms | CPU µs/request | × plain req/s | × plain p50 | × plain p99 | × plain CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for row in plain once mem leak; do
+  read -r rps p50 p99 cpu <<<"$(median <<<"${results[$row]%$'\n'}")"
+  case $row in
+    plain) name="plain signed URL" ;; once) name="one-time link, Redis store" ;;
+    mem) name="one-time link, memory store" ;; leak) name="leak controls, Redis store" ;;
+  esac
+  awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v c="$cpu" -v R="$base_rps" -v A="$base_p50" -v B="$base_p99" -v C="$base_cpu" \
+    'BEGIN { printf "| %s | %d | %.3f | %.3f | %.1f | %.2f | %.2f | %.2f | %.2f |\n", n, r, a, b, c, r / R, a / A, b / B, c / C }'
 done

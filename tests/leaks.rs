@@ -137,6 +137,9 @@ async fn a_link_used_from_five_networks_is_refused_from_the_fourth() {
         let r = s.get_from(i, from, &link, &[]).await;
         answers.push((from.to_string(), r.status, r.code()));
     }
+    for (from, status, code) in &answers {
+        eprintln!("{from}: {status} {code}");
+    }
     let codes: Vec<(u16, &str)> = answers.iter().map(|(_, s, c)| (*s, c.as_str())).collect();
     assert_eq!(codes, vec![(200, ""), (200, ""), (200, ""), (403, "shared"), (403, "shared")], "{answers:?}");
     // The first networks keep working (another address in the first /24).
@@ -145,6 +148,9 @@ async fn a_link_used_from_five_networks_is_refused_from_the_fourth() {
     assert_eq!(s.metric(r#"tollgate_auth_denied_total{reason="shared",route="video"}"#).await, 2.0);
 
     let records = s.records(4).await;
+    for r in &records {
+        eprintln!("{r}");
+    }
     assert_eq!(records.len(), 4, "one record per answered download: {records:#?}");
     let credential = records[0]["credential"].as_str().unwrap().to_owned();
     assert!(credential.starts_with("digest:"), "{credential}");
