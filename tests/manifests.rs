@@ -46,18 +46,28 @@ struct Setup {
 }
 
 async fn setup(extra: &str) -> Setup {
-    let nginx = Nginx::start(&[
-        ("media/u1/video/master.m3u8", MASTER.as_bytes()),
-        ("media/u1/720p/index.m3u8", VARIANT.as_bytes()),
-        ("media/u1/480p/index.m3u8", VARIANT.as_bytes()),
-        ("media/u1/480p/init.mp4", b"init"),
-        ("media/u1/480p/seg-1.ts", b"segment"),
-        ("media/u1/360p/index.m3u8", VARIANT.as_bytes()),
-        ("media/u1/dash/stream.mpd", MPD.as_bytes()),
-        ("media/u1/dash/init-0.m4s", b"dash-init"),
-        ("media/u2/audio.m3u8", b"#EXTM3U\n"),
-        ("keys/k1.bin", b"0123456789abcdef"),
-    ]);
+    setup_with(extra, "", "").await
+}
+
+/// [`setup`] with `server_extra` in nginx's server block and `keys_extra`
+/// beside the key route's signed URLs.
+async fn setup_with(extra: &str, server_extra: &str, keys_extra: &str) -> Setup {
+    let nginx = Nginx::start_with(
+        &[
+            ("media/u1/video/master.m3u8", MASTER.as_bytes()),
+            ("media/u1/720p/index.m3u8", VARIANT.as_bytes()),
+            ("media/u1/480p/index.m3u8", VARIANT.as_bytes()),
+            ("media/u1/480p/init.mp4", b"init"),
+            ("media/u1/480p/seg-1.ts", b"segment"),
+            ("media/u1/360p/index.m3u8", VARIANT.as_bytes()),
+            ("media/u1/dash/stream.mpd", MPD.as_bytes()),
+            ("media/u1/dash/init-0.m4s", b"dash-init"),
+            ("media/u2/audio.m3u8", b"#EXTM3U\n"),
+            ("keys/k1.bin", b"0123456789abcdef"),
+            ("media/u1/gz/index.m3u8", VARIANT.as_bytes()),
+        ],
+        server_extra,
+    );
     let dir = tempfile::tempdir().unwrap();
     let media = common::random_secret();
     common::write_file(dir.path(), "media.key", &media);
@@ -80,7 +90,7 @@ routes:
   - name: keys
     prefix: /keys/
     upstream: nginx
-    auth: {{ signed_url: {{ keys: [keys], max_ttl: 5m }} }}
+    auth: {{ signed_url: {{ keys: [keys], max_ttl: 5m }} {keys_extra} }}
 log: {{ access_log: false }}
 "#,
         nginx.addr
@@ -213,4 +223,32 @@ async fn a_manifest_over_the_size_bound_is_a_502_with_its_reason() {
     // Segments are not manifests: no bound applies to them.
     let init = sign_path(&s.media, "/media/u1/480p/init.mp4", 300, Some("/media/u1/"));
     assert_eq!(s.get(&init).await.status, 200);
+}
+
+/// On a key route with a use limit, each minted key link carries its own
+/// id: it opens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_links_to_a_use_limited_route_open_once() {
+    let s = setup_with("", "", ", use_limit: { uses: 1 }").await;
+    let variant = sign_path(&s.media, "/media/u1/480p/index.m3u8", 300, Some("/media/u1/"));
+    let key = attribute(&s.get(&variant).await.text(), "#EXT-X-KEY").to_owned();
+    assert!(key.contains("jti="), "{key}");
+    assert_eq!(s.get(&key).await.status, 200);
+    let again = s.get(&key).await;
+    assert_eq!((again.status, again.code().as_str()), (410, "replayed"));
+    let fresh = attribute(&s.get(&variant).await.text(), "#EXT-X-KEY").to_owned();
+    assert_ne!(fresh, key, "the next playlist load mints another link");
+    assert_eq!(s.get(&fresh).await.status, 200);
+}
+
+/// A manifest the upstream compresses although tollgate asked for
+/// `identity` is a 502 with its reason, never passed through unrewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_manifest_is_a_502_with_its_reason() {
+    let s = setup_with("", "location /media/u1/gz/ { add_header Content-Encoding gzip; }", "").await;
+    let playlist = sign_path(&s.media, "/media/u1/gz/index.m3u8", 300, Some("/media/u1/"));
+    let r = s.get(&playlist).await;
+    assert_eq!((r.status, r.code().as_str()), (502, "manifest_encoded"));
+    let log = s.nginx.settled_log();
+    assert!(!log.contains("tg~"), "{log}");
 }
