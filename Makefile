@@ -23,14 +23,14 @@ bench-load:
 FUZZ_SECONDS ?= 600
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd fuzz && for t in normalize query signed_url jwt jwt_differential config kinds; do \
+	cd fuzz && for t in normalize query signed_url jwt jwt_differential config kinds manifest; do \
 		cargo fuzz run -s none -O $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
 
 # Replays the committed corpora (fuzz/corpus/<target>) once through every
 # target: what the fuzzing record in SECURITY.md grew, checked again.
 fuzz-replay:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd fuzz && for t in normalize query signed_url jwt jwt_differential config kinds; do \
+	cd fuzz && for t in normalize query signed_url jwt jwt_differential config kinds manifest; do \
 		cargo fuzz run -s none -O $$t corpus/$$t -- -runs=0 -max_len=4096 || exit 1; done
 
 setup:

@@ -1,7 +1,8 @@
 //! Microbenchmarks of the request hot path: signed-URL verification, JWT
 //! verification uncached (HS256, RS256, ES256, EdDSA) against the raw
 //! signature check of the crypto library, the cache-hit path, canonical
-//! query, normal-form check, and building the upstream head.
+//! query, normal-form check, building the upstream head, and rewriting a
+//! video manifest (HLS playlist, DASH MPD) of 10 to 10,000 segments.
 //!
 //! `cargo bench --bench micro` for numbers; `cargo bench --bench micro --
 //! --test` runs every benchmark once (CI's smoke mode).
@@ -9,8 +10,9 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PKCS_RSA_SHA256};
@@ -23,6 +25,7 @@ use tollgate::auth::kinds::path_token;
 use tollgate::auth::kinds::signed_url::{self, SignedUrlPolicy};
 use tollgate::auth::query::{self, CredentialNames, Found};
 use tollgate::auth::{AuthRequest, VerifyContext, authorize};
+use tollgate::manifest::{self, Format, Rewrite, Use};
 use tollgate::normalize::check_path;
 use tollgate::proxy::forward::{self, Forward};
 
@@ -244,6 +247,64 @@ fn bench_parsing(c: &mut Criterion) {
     });
 }
 
+/// Inserts a path token after the granted prefix, as `proxy::manifests`
+/// does for a path-token grant: a prefix check and a `format!` per URI.
+struct InsertToken;
+impl Rewrite for InsertToken {
+    fn uri(&mut self, uri: &str, _: Use) -> Option<String> {
+        let rest = uri.strip_prefix("/media/u1/")?;
+        Some(format!("/media/u1/tg~AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdEfGhIjK/{rest}"))
+    }
+}
+
+fn hls_media_playlist(segments: usize) -> String {
+    let mut m = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+         #EXT-X-MAP:URI=\"/media/u1/720p/init.mp4\"\n",
+    );
+    for i in 0..segments {
+        m.push_str(&format!("#EXTINF:4.000,\n/media/u1/720p/seg-{i:05}.m4s\n"));
+    }
+    m.push_str("#EXT-X-ENDLIST\n");
+    m
+}
+
+fn dash_segment_list(segments: usize) -> String {
+    let mut m = String::from(
+        "<?xml version=\"1.0\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" type=\"static\">\n\
+         <Period><AdaptationSet mimeType=\"video/mp4\"><Representation id=\"720p\" bandwidth=\"2500000\">\n\
+         <SegmentList timescale=\"1000\" duration=\"4000\">\n\
+         <Initialization sourceURL=\"/media/u1/dash/init.mp4\"/>\n",
+    );
+    for i in 0..segments {
+        m.push_str(&format!("<SegmentURL media=\"/media/u1/dash/seg-{i:05}.m4s\"/>\n"));
+    }
+    m.push_str("</SegmentList></Representation></AdaptationSet></Period>\n</MPD>\n");
+    m
+}
+
+/// A whole manifest rewritten (every URI given a path token), HLS media
+/// playlists and DASH SegmentLists of 10, 1,000 and 10,000 segments; the
+/// throughput is of the input bytes.
+fn bench_manifest(c: &mut Criterion) {
+    let mut group = c.benchmark_group("manifest_rewrite");
+    group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    for (name, format, build) in
+        [("hls", Format::Hls, hls_media_playlist as fn(usize) -> String), ("dash", Format::Dash, dash_segment_list)]
+    {
+        for n in [10usize, 1_000, 10_000] {
+            let input = build(n);
+            let out = manifest::rewrite(format, input.as_bytes(), &mut InsertToken);
+            assert_eq!(out.windows(3).filter(|w| *w == b"tg~").count(), n + 1, "every URI rewritten");
+            group.throughput(Throughput::Bytes(input.len() as u64));
+            group.bench_function(format!("{name}_{n}"), |b| {
+                b.iter(|| manifest::rewrite(format, black_box(input.as_bytes()), &mut InsertToken))
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_signed_url,
@@ -251,6 +312,7 @@ criterion_group!(
     bench_jwt,
     bench_many_keys,
     bench_cache_hit,
-    bench_parsing
+    bench_parsing,
+    bench_manifest
 );
 criterion_main!(benches);

@@ -39,11 +39,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "bench: port $1 never opened" >&2; exit 1
-}
+source "$root/benches/lib.sh"
 
 chmod 755 "$work"   # nginx workers run as nobody
 mkdir -p "$work/www/plain" "$work/www/once" "$work/www/mem" "$work/www/leak" "$work/tmp"
@@ -132,7 +128,7 @@ EOF
 
 url_of() { case $1 in plain | once | leak) echo "http://127.0.0.1:$TR" ;; mem) echo "http://127.0.0.1:$TM" ;; esac; }
 pid_of() { case $1 in mem) echo "$memory_tg" ;; *) echo "$redis_tg" ;; esac; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 
 # Shown to work before timing: a fresh link passes once, then 410.
 for row in once mem; do
@@ -148,13 +144,7 @@ run() { # row round seconds -> "rps p50_ms p99_ms cpu_us_per_request"
   out=$(wrk -t1 -c32 -d"$3"s --latency -s "$work/links.lua" "$(url_of "$1")" -- "$work/$1-$2.txt")
   after=$(cpu_ticks "$(pid_of "$1")")
   if grep -q 'Non-2xx' <<<"$out"; then echo "bench: $1 round $2 had refusals:" >&2; echo "$out" >&2; exit 1; fi
-  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    /Requests\/sec/ { rps = $2 }
-    / requests in / { n = $1 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    END { printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, ticks / hz * 1e6 / n }' <<<"$out"
+  wrk_summary $((after - before)) <<<"$out"
 }
 
 # Warm-up (1 s each, on its own list: the last one), then alternated rounds.
@@ -167,7 +157,6 @@ for r in $(seq 0 $((rounds - 1))); do
   done
 done
 
-median() { sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
 read -r base_rps base_p50 base_p99 base_cpu <<<"$(median <<<"${results[plain]%$'\n'}")"
 printf '| setup | requests/s | p50 ms | p99 ms | CPU µs/request | × plain req/s | × plain p50 | × plain p99 | × plain CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for row in plain once mem leak; do

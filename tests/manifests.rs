@@ -37,6 +37,17 @@ const MPD: &str = r#"<?xml version="1.0"?>
 </MPD>
 "#;
 
+/// Relative URIs that resolve against a BaseURL on another origin.
+const FOREIGN_MPD: &str = r#"<MPD><BaseURL>https://cdn.other.example/v/</BaseURL><Period><AdaptationSet><Representation id="a">
+<SegmentTemplate initialization="init.m4s" media="chunk-$Number$.m4s"/></Representation></AdaptationSet></Period></MPD>
+"#;
+
+/// A template whose first substitution could name another host.
+const TEMPLATE_MPD: &str = r#"<MPD><Period><AdaptationSet><Representation id="//evil.example">
+<SegmentTemplate initialization="$RepresentationID$/init.m4s" media="seg/$RepresentationID$/c.m4s"/>
+<SegmentTemplate media="/$RepresentationID$/c.m4s"/></Representation></AdaptationSet></Period></MPD>
+"#;
+
 struct Setup {
     nginx: Nginx,
     tg: Tollgate,
@@ -65,6 +76,8 @@ async fn setup_with(extra: &str, server_extra: &str, keys_extra: &str) -> Setup 
             ("media/u2/audio.m3u8", b"#EXTM3U\n"),
             ("keys/k1.bin", b"0123456789abcdef"),
             ("media/u1/gz/index.m3u8", VARIANT.as_bytes()),
+            ("media/u1/dash/foreign.mpd", FOREIGN_MPD.as_bytes()),
+            ("media/u1/dash/template.mpd", TEMPLATE_MPD.as_bytes()),
         ],
         server_extra,
     );
@@ -251,4 +264,19 @@ async fn a_compressed_manifest_is_a_502_with_its_reason() {
     assert_eq!((r.status, r.code().as_str()), (502, "manifest_encoded"));
     let log = s.nginx.settled_log();
     assert!(!log.contains("tg~"), "{log}");
+}
+
+/// An MPD whose BaseURL names another origin is passed on unrewritten,
+/// and a template that substitutes before its host is fixed is never given
+/// the credential: the player would carry it off this origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_uris_that_could_resolve_off_this_origin_are_left_alone() {
+    let s = setup("").await;
+    for (mpd, original) in [("foreign", FOREIGN_MPD), ("template", TEMPLATE_MPD)] {
+        let path = format!("/media/u1/dash/{mpd}.mpd");
+        let query_form = sign(&s.media, "GET", &path, 300, None, Some("/media/u1/"));
+        let body = s.get(&query_form).await.text();
+        assert_eq!(body, original, "{mpd}: rewritten");
+        assert!(!body.contains("sig="), "{mpd}");
+    }
 }

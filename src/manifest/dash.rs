@@ -4,6 +4,13 @@
 //! processing instructions and every other byte are copied unchanged.
 //! Values are XML: entities are decoded before a URI is offered and the
 //! new URI is escaped again.
+//!
+//! Only markup in the strict form that every parser reads alike is
+//! scanned: from the first thing that is not (a DOCTYPE, a stray quote, an
+//! unquoted value, `<` in a value, a tag never closed) the rest is copied
+//! as it is. A lenient parser (Shaka's, for one) would read such bytes its
+//! own way, and a credential written where this scan saw a value could land
+//! in a value of its own, on another origin.
 
 use super::uri::{Rewrite, Use};
 
@@ -18,6 +25,9 @@ const ATTRIBUTE_URIS: &[(&str, &[&str])] = &[
     ("RepresentationIndex", &["sourceURL"]),
 ];
 
+/// XML's white space.
+const SPACE: [char; 4] = [' ', '\t', '\r', '\n'];
+
 pub(super) fn rewrite(input: &[u8], r: &mut dyn Rewrite) -> Vec<u8> {
     let Ok(text) = std::str::from_utf8(input) else {
         return input.to_vec();
@@ -27,27 +37,27 @@ pub(super) fn rewrite(input: &[u8], r: &mut dyn Rewrite) -> Vec<u8> {
     while let Some(open) = rest.find('<') {
         out.push_str(&rest[..open]);
         rest = &rest[open..];
-        let skip_to = |end: &str| rest.find(end).map(|i| i + end.len());
-        let len = if rest.starts_with("<!--") {
-            skip_to("-->")
-        } else if rest.starts_with("<![CDATA[") {
-            skip_to("]]>")
-        } else if rest.starts_with("<?") {
-            skip_to("?>")
-        } else {
-            tag_end(rest)
-        };
-        let Some(len) = len else {
-            break; // unterminated: the rest is copied as it is
+        let Some((len, kind)) = markup(rest) else {
+            break; // not strict markup: the rest is copied as it is
         };
         let (tag, after) = rest.split_at(len);
-        out.push_str(&rewrite_tag(tag, r).unwrap_or_else(|| tag.to_owned()));
         rest = after;
-        // The text of a URI element, up to the next tag.
-        if !tag.ends_with("/>") && TEXT_URIS.contains(&local_name(tag)) {
+        let Markup::Start { empty } = kind else {
+            out.push_str(tag);
+            continue;
+        };
+        out.push_str(&rewrite_tag(tag, r).unwrap_or_else(|| tag.to_owned()));
+        // The text of a URI element, when it runs to the end tag (a comment
+        // or CDATA section in it would join what follows to the URI).
+        if !empty && TEXT_URIS.contains(&local_name(tag)) {
             let end = rest.find('<').unwrap_or(rest.len());
             let (content, after) = rest.split_at(end);
-            out.push_str(&rewrite_text(content, r).unwrap_or_else(|| content.to_owned()));
+            let whole = after.is_empty() || after.starts_with("</");
+            let used = if local_name(tag) == "BaseURL" { Use::Base } else { Use::Content };
+            match whole.then(|| rewrite_text(content, used, r)).flatten() {
+                Some(new) => out.push_str(&new),
+                None => out.push_str(content),
+            }
             rest = after;
         }
     }
@@ -55,18 +65,84 @@ pub(super) fn rewrite(input: &[u8], r: &mut dyn Rewrite) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Length of the tag at the start of `s` (through its `>`), quotes honoured.
-fn tag_end(s: &str) -> Option<usize> {
-    let mut quote = None;
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '>') => return Some(i + 1),
-            _ => {}
-        }
+/// What `markup` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Markup {
+    /// A start tag; `empty` when it is also the end (`<x/>`).
+    Start { empty: bool },
+    /// An end tag, comment, CDATA section or processing instruction.
+    Other,
+}
+
+/// Length and kind of the markup at the start of `s` (a `<`), in the
+/// strict form; `None` for anything else.
+fn markup(s: &str) -> Option<(usize, Markup)> {
+    let through = |end: &str| s.find(end).map(|i| (i + end.len(), Markup::Other));
+    if s.starts_with("<!--") {
+        return through("-->");
     }
-    None
+    if s.starts_with("<![CDATA[") {
+        return through("]]>");
+    }
+    if let Some(body) = s.strip_prefix("<?") {
+        let at = 2 + name_len(body)?;
+        let at = at + attributes_len(&s[at..])?;
+        return s[at..].starts_with("?>").then_some((at + 2, Markup::Other));
+    }
+    if let Some(body) = s.strip_prefix("</") {
+        let at = 2 + name_len(body)?;
+        let at = at + blanks(&s[at..]);
+        return s[at..].starts_with('>').then_some((at + 1, Markup::Other));
+    }
+    let at = 1 + name_len(&s[1..])?;
+    let at = at + attributes_len(&s[at..])?;
+    if s[at..].starts_with("/>") {
+        Some((at + 2, Markup::Start { empty: true }))
+    } else {
+        s[at..].starts_with('>').then_some((at + 1, Markup::Start { empty: false }))
+    }
+}
+
+/// Length of the white space at the start of `s`.
+fn blanks(s: &str) -> usize {
+    s.len() - s.trim_start_matches(SPACE).len()
+}
+
+/// Length of the name at the start of `s`: an ASCII letter (where every
+/// parser starts one), then letters, digits, `_`, `:`, `.`, `-` or
+/// non-ASCII characters.
+fn name_len(s: &str) -> Option<usize> {
+    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let other = |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-') || !c.is_ascii());
+    Some(s.find(other).unwrap_or(s.len()))
+}
+
+/// Length of the attributes at the start of `s`, white space after them
+/// included: each is ` name="value"` or ` name='value'` (blanks allowed
+/// around `=`), a value holding neither its quote nor `<`. `None` when one
+/// is not.
+fn attributes_len(s: &str) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let spaced = blanks(&s[i..]);
+        let at = i + spaced;
+        let Some(name) = name_len(&s[at..]).filter(|_| spaced > 0) else {
+            return Some(at);
+        };
+        let eq = at + name + blanks(&s[at + name..]);
+        if !s[eq..].starts_with('=') {
+            return None;
+        }
+        let open = eq + 1 + blanks(&s[eq + 1..]);
+        let quote = s[open..].chars().next().filter(|q| matches!(q, '"' | '\''))?;
+        let close = open + 1 + s[open + 1..].find([quote, '<'])?;
+        if !s[close..].starts_with(quote) {
+            return None;
+        }
+        i = close + 1;
+    }
 }
 
 /// `SegmentTemplate` of `<mpd:SegmentTemplate media=…>`; "" for end tags.
@@ -75,7 +151,7 @@ fn local_name(tag: &str) -> &str {
     if name.starts_with('/') {
         return "";
     }
-    let name = &name[..name.find(|c: char| c.is_whitespace() || c == '/' || c == '>').unwrap_or(name.len())];
+    let name = &name[..name.find(|c: char| SPACE.contains(&c) || c == '/' || c == '>').unwrap_or(name.len())];
     name.rsplit(':').next().unwrap_or(name)
 }
 
@@ -85,10 +161,10 @@ fn rewrite_tag(tag: &str, r: &mut dyn Rewrite) -> Option<String> {
     let mut out = String::with_capacity(tag.len() + 64);
     let mut copied = 0;
     let mut changed = false;
-    let mut i = 1 + tag[1..].find(|c: char| c.is_whitespace() || c == '/' || c == '>')?;
+    let mut i = 1 + tag[1..].find(|c: char| SPACE.contains(&c) || c == '/' || c == '>')?;
     while let Some(eq) = tag[i..].find('=').map(|e| i + e) {
-        let attr = tag[i..eq].trim();
-        let value_start = eq + 1 + (tag[eq + 1..].len() - tag[eq + 1..].trim_start().len());
+        let attr = tag[i..eq].trim_matches(SPACE);
+        let value_start = eq + 1 + blanks(&tag[eq + 1..]);
         let quote = tag[value_start..].chars().next().filter(|q| *q == '"' || *q == '\'')?;
         let close = value_start + 1 + tag[value_start + 1..].find(quote)?;
         let raw = &tag[value_start + 1..close];
@@ -109,12 +185,12 @@ fn rewrite_tag(tag: &str, r: &mut dyn Rewrite) -> Option<String> {
     Some(out)
 }
 
-fn rewrite_text(content: &str, r: &mut dyn Rewrite) -> Option<String> {
+fn rewrite_text(content: &str, used: Use, r: &mut dyn Rewrite) -> Option<String> {
     let trimmed = content.trim();
     if trimmed.is_empty() {
         return None;
     }
-    let new = r.uri(&unescape(trimmed)?, Use::Content)?;
+    let new = r.uri(&unescape(trimmed)?, used)?;
     let start = content.len() - content.trim_start().len();
     Some(format!("{}{}{}", &content[..start], escape(&new), &content[start + trimmed.len()..]))
 }
@@ -149,7 +225,9 @@ fn unescape(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// Escapes what XML text and either kind of quoted attribute need.
+/// Escapes what XML text and either kind of quoted attribute need; tab,
+/// line feed and carriage return as character references, which a parser
+/// keeps (it reads them written raw in an attribute as spaces).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
@@ -159,6 +237,9 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }
     }

@@ -1,6 +1,7 @@
 //! HLS playlists (RFC 8216 and its successor draft): a URI is a line that
 //! is not a tag, or the quoted `URI` attribute of the tags below. Lines end
-//! in `\n` or `\r\n`, kept as they are.
+//! in `\n` or `\r\n`, kept as they are; a line that a player could end
+//! sooner, and a URI with a variable in it, are never rewritten.
 
 use super::uri::{Rewrite, Use};
 
@@ -18,21 +19,46 @@ const CONTENT_TAGS: &[&str] = &[
 /// Tags whose `URI="…"` attribute names a decryption key.
 const KEY_TAGS: &[&str] = &["EXT-X-KEY", "EXT-X-SESSION-KEY"];
 
+/// Where players end a line that RFC 8216 does not: a lone CR (hls.js,
+/// ExoPlayer, Shaka, FFmpeg), NUL (FFmpeg), U+2028 and U+2029 (hls.js's tag
+/// patterns). A line holding one is kept as it is: the text after it may be
+/// read as a URI line of its own, and a credential written into the tag
+/// before it would travel with that URI, wherever it points.
+const PLAYER_LINE_BREAKS: [char; 4] = ['\r', '\0', '\u{2028}', '\u{2029}'];
+
+/// A UTF-8 byte order mark: RFC 8216 forbids one, players skip it; it is
+/// copied, and not taken for the start of the first line.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 pub(super) fn rewrite(input: &[u8], r: &mut dyn Rewrite) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() + input.len() / 8);
+    let input = match input.strip_prefix(BOM) {
+        Some(rest) => {
+            out.extend_from_slice(BOM);
+            rest
+        }
+        None => input,
+    };
     for line in input.split_inclusive(|&b| b == b'\n') {
         let body_len = line.len() - line.iter().rev().take_while(|&&b| b == b'\n' || b == b'\r').count();
         let (body, end) = line.split_at(body_len);
         match std::str::from_utf8(body) {
-            Ok(text) => match rewrite_line(text, r) {
+            Ok(text) if !text.contains(PLAYER_LINE_BREAKS) => match rewrite_line(text, r) {
                 Some(new) => out.extend_from_slice(new.as_bytes()),
                 None => out.extend_from_slice(body),
             },
-            Err(_) => out.extend_from_slice(body),
+            _ => out.extend_from_slice(body),
         }
         out.extend_from_slice(end);
     }
     out
+}
+
+/// Whether `uri` holds a variable reference (`{$name}`, `EXT-X-DEFINE`): a
+/// player substitutes it first, so what it names, even its origin, is not
+/// known here and it is not offered.
+fn has_variable(uri: &str) -> bool {
+    uri.contains("{$")
 }
 
 /// The line rewritten, or `None` to keep it.
@@ -43,6 +69,9 @@ fn rewrite_line(line: &str, r: &mut dyn Rewrite) -> Option<String> {
     }
     let Some(tag_line) = line.strip_prefix('#') else {
         // A URI line; surrounding blanks are kept out of it.
+        if has_variable(trimmed) {
+            return None;
+        }
         let new = r.uri(trimmed, Use::Content)?;
         let start = line.len() - line.trim_start().len();
         return Some(format!("{}{new}{}", &line[..start], &line[start + trimmed.len()..]));
@@ -56,6 +85,9 @@ fn rewrite_line(line: &str, r: &mut dyn Rewrite) -> Option<String> {
         return None;
     };
     let (start, end) = uri_attribute(attributes)?;
+    if has_variable(&attributes[start..end]) {
+        return None;
+    }
     let new = r.uri(&attributes[start..end], used)?;
     if new.contains(['"', '\r', '\n']) {
         return None; // cannot be written in a quoted attribute

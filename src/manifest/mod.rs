@@ -87,3 +87,6 @@ mod tests {
         assert_eq!(Format::detect(None, "/v.m3u8/seg"), None);
     }
 }
+
+#[cfg(test)]
+mod adversarial_tests;

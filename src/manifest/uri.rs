@@ -4,8 +4,10 @@
 /// What a URI in a manifest is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
-    /// A playlist, segment, init section, part or base URL.
+    /// A playlist, segment, init section or part.
     Content,
+    /// A DASH `BaseURL`: what the relative URIs after it resolve against.
+    Base,
     /// The key of encrypted segments (`EXT-X-KEY`, `EXT-X-SESSION-KEY`).
     Key,
 }

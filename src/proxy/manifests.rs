@@ -131,7 +131,15 @@ pub async fn phase(
         Err(_) => return Err(Rejection::Upstream(UpstreamError::Failed(UpstreamErrorKind::Protocol))),
     };
     let mut rewriter = Rewriter { req, settings, routes, now };
-    let out = Bytes::from(manifest::rewrite(format, &bytes, &mut rewriter));
+    // A DASH URI resolves against the BaseURLs before it: when one names
+    // another origin, a rewritten URI could carry the credential there, so
+    // such an MPD is passed on as it is.
+    let foreign_base = format == Format::Dash && {
+        let mut probe = ForeignBase { rewriter: &rewriter, found: false };
+        manifest::rewrite(format, &bytes, &mut probe);
+        probe.found
+    };
+    let out = if foreign_base { bytes } else { Bytes::from(manifest::rewrite(format, &bytes, &mut rewriter)) };
     let h = &mut parts.headers;
     for name in [ETAG, LAST_MODIFIED, ACCEPT_RANGES, CONTENT_ENCODING] {
         h.remove(name);
@@ -250,10 +258,31 @@ impl Rewriter<'_> {
 
 impl manifest::Rewrite for Rewriter<'_> {
     fn uri(&mut self, uri: &str, used: Use) -> Option<String> {
+        // A template whose substitution comes before the path is fixed
+        // (`$RepresentationID$/s.m4s`, `/$RepresentationID$/…`) could become
+        // `//another.host/…` in the player: never given a credential.
+        if uri.starts_with('$') || uri.contains("/$") {
+            return None;
+        }
         match used {
-            Use::Content => self.content(uri),
+            Use::Content | Use::Base => self.content(uri),
             Use::Key => self.key(uri),
         }
+    }
+}
+
+/// Finds a DASH `BaseURL` on another origin or of another scheme.
+struct ForeignBase<'a, 'r> {
+    rewriter: &'a Rewriter<'r>,
+    found: bool,
+}
+
+impl manifest::Rewrite for ForeignBase<'_, '_> {
+    fn uri(&mut self, uri: &str, used: Use) -> Option<String> {
+        if used == Use::Base && self.rewriter.locate(uri).is_none() {
+            self.found = true;
+        }
+        None
     }
 }
 
