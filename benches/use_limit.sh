@@ -86,7 +86,7 @@ routes:
       signed_url: { keys: [k] }
       share_limit: { max_networks: 3 }
       stream_limit: { max_streams: 1000 }
-      byte_quota: { bytes: 1TiB }
+      byte_quota: { bytes: 1000GiB }
 log: { access_log: false }
 reload: { watch: false }
 EOF
