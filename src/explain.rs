@@ -117,7 +117,28 @@ async fn run(config: &Config, metrics: &Metrics, probe: &Probe<'_>, out: &mut St
         let indent = if step.check == "credential" { "" } else { "  " };
         line(out, &format!("{indent}{}", step.check), step.ok, &step.detail);
     }
-    let verified = verdict?;
+    let verified = match verdict {
+        Ok(v) => v,
+        Err(Rejection::Auth { denial, .. }) if route.report_only && denial.error != auth::AuthError::Malformed => {
+            match verify::unverified(&route, &parts, &config.path_token_markers) {
+                Some(v) => {
+                    line(
+                        out,
+                        "report-only",
+                        true,
+                        &format!("the route serves it anyway, counted and logged as {}", denial.error.code()),
+                    );
+                    v
+                }
+                None => {
+                    line(out, "report-only", false, "not for a request with a credential in its path");
+                    let bearer = route.auth.as_ref().is_some_and(auth::RouteAuth::accepts_bearer);
+                    return Err(Rejection::Auth { denial, bearer });
+                }
+            }
+        }
+        Err(rejection) => return Err(rejection),
+    };
     let forwarded = target::upstream(&route, &parts, &path, &verified)?.path_and_query.to_string();
     admit_read_only(config, metrics, &route, verified.grant.as_ref(), out).await?;
     Ok(forwarded)

@@ -292,3 +292,51 @@ routes:
 fn sign_with_jti(secret: &[u8], path: &str, jti: &str) -> String {
     sign(secret, "GET", &format!("{path}?jti={jti}"), 300, None, None)
 }
+
+/// `auth.report_only`: what verification refuses is served (credential
+/// parameters still stripped), counted as the refusal and logged; explain
+/// says the same; a path token is never served this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_only_routes_serve_what_they_would_refuse_and_explain_agrees() {
+    let nginx = common::Nginx::start(&[("media/a.jpg", b"a")]);
+    let dir = tempfile::tempdir().unwrap();
+    let media = common::random_secret();
+    common::write_file(dir.path(), "media.key", &media);
+    let yaml = format!(
+        r#"
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+keys:
+  media: {{ hmac: {{ secret_file: media.key }} }}
+upstreams:
+  nginx: {{ url: "http://{}" }}
+routes:
+  - name: media
+    prefix: /media/
+    upstream: nginx
+    auth: {{ signed_url: {{ keys: [media], path_tokens: true }}, report_only: true }}
+"#,
+        nginx.addr
+    );
+    let config = common::write_file(dir.path(), "tollgate.yaml", yaml.as_bytes());
+    let tg = common::Tollgate::start(&yaml, dir.path()).await;
+    let http = common::Http::h1();
+    let expired = sign(&media, "GET", "/media/a.jpg", -5, None, None);
+    for target in ["/media/a.jpg".to_owned(), expired.clone()] {
+        let r = http.get(&tg.url(&target)).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "a"), "{target}");
+        let out = Command::new(BIN).arg("explain").arg("--config").arg(&config).arg(&target).output().unwrap();
+        let report = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{report}");
+        assert!(report.contains("report-only  ok   the route serves it anyway"), "{report}");
+    }
+    let text = http.get(&tg.admin_url("/metrics")).await.text();
+    let m = common::metrics(&text);
+    assert_eq!(m[r#"tollgate_auth_denied_total{reason="missing_credential",route="media"}"#], 1.0);
+    assert_eq!(m[r#"tollgate_auth_denied_total{reason="expired",route="media"}"#], 1.0);
+    let log = nginx.settled_log();
+    assert!(!log.contains("sig=") && !log.contains("exp="), "the refused credential reached nginx:\n{log}");
+    // A broken path token is refused as always: it would reach the upstream.
+    let token = sign_path(&media, "/media/a.jpg", -5, Some("/media/"));
+    assert_eq!(http.get(&tg.url(&token)).await.status, 403);
+}

@@ -477,13 +477,16 @@ pub struct AuthRulesFile {
     pub byte_quota: Option<Value>,
     /// Exchange a URL credential for a cookie on top-level navigations.
     pub cookie_exchange: Option<Value>,
+    /// Serve what verification would refuse, counting and logging it
+    /// (rolling a route's protection out; README: Leaked links).
+    pub report_only: Option<Value>,
     /// The credential kinds' sections, by section name.
     pub kinds: BTreeMap<String, Value>,
 }
 
 /// The fields of `auth:` that are the route's, not a kind's.
-pub const ROUTE_AUTH_FIELDS: [&str; 6] =
-    ["use_limit", "revocation", "share_limit", "stream_limit", "byte_quota", "cookie_exchange"];
+pub const ROUTE_AUTH_FIELDS: [&str; 7] =
+    ["use_limit", "revocation", "share_limit", "stream_limit", "byte_quota", "cookie_exchange", "report_only"];
 
 /// Every field `auth:` may hold: the route's, then each kind's section.
 pub fn auth_fields() -> &'static [&'static str] {
@@ -553,6 +556,7 @@ impl<'de> Deserialize<'de> for AuthFile {
                         "share_limit" => &mut rules.share_limit,
                         "stream_limit" => &mut rules.stream_limit,
                         "byte_quota" => &mut rules.byte_quota,
+                        "report_only" => &mut rules.report_only,
                         "cookie_exchange" => &mut rules.cookie_exchange,
                         kind if REGISTRY.iter().any(|k| k.section() == kind) => {
                             rules.kinds.insert(field, value);

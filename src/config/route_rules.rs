@@ -59,8 +59,8 @@ impl Compiler {
                 out
             }
         };
-        let (auth, state) = match raw.auth {
-            AuthFile::None => (None, None),
+        let (auth, state, report_only) = match raw.auth {
+            AuthFile::None => (None, None, false),
             AuthFile::Rules(rules) => self.route_auth(&format!("{path}.auth"), &raw.name, &raw.prefix, *rules, known),
         };
         // A download record names a credential without an id by its digest.
@@ -146,6 +146,7 @@ impl Compiler {
             manifests,
             download_records: raw.download_records,
             response_rate,
+            report_only,
         })
     }
 
@@ -299,7 +300,7 @@ impl Compiler {
         prefix: &str,
         mut rules: AuthRulesFile,
         known: &Known<'_>,
-    ) -> (Option<RouteAuth>, Option<StatePolicy>) {
+    ) -> (Option<RouteAuth>, Option<StatePolicy>, bool) {
         if rules.kinds.is_empty() {
             let names: Vec<&str> = REGISTRY.iter().map(|k| k.section()).collect();
             self.error(path, format!("set {}, or write `auth: none`", names.join(", ")));
@@ -361,6 +362,11 @@ impl Compiler {
                 "cannot be combined with use_limit or revocation (the cookie would escape them)",
             );
         }
+        let report_only = rules
+            .report_only
+            .take()
+            .and_then(|v| self.entry::<bool>(&format!("{path}.report_only"), v))
+            .unwrap_or(false);
         let exchange = rules.cookie_exchange.take().and_then(|value| {
             let at = format!("{path}.cookie_exchange");
             let raw = self.entry::<CookieExchangeFile>(&at, value)?;
@@ -377,6 +383,6 @@ impl Compiler {
                 None
             }
         };
-        (auth, state)
+        (auth, state, report_only)
     }
 }

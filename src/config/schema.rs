@@ -139,6 +139,11 @@ impl JsonSchema for AuthRulesFile {
             "Bytes one credential may download in its lifetime, across replicas (README: Leaked links).",
         );
         field(
+            "report_only",
+            generator.subschema_for::<Option<bool>>(),
+            "Serve requests whose credential verification would refuse (missing, invalid, expired, for another path), counting them as denials and logging them: for rolling a route's protection out (default false). A request carrying a path token is never served this way.",
+        );
+        field(
             "cookie_exchange",
             generator.subschema_for::<Option<CookieExchangeFile>>(),
             "Exchange a URL credential for a cookie on top-level navigations.",

@@ -33,6 +33,7 @@ pub mod verify;
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
+use crate::auth::AuthError;
 use crate::metrics::Outcome;
 use answers::{Rejection, ResponseBody};
 use record::InFlight;
@@ -77,7 +78,22 @@ async fn pipeline(
         now: crate::auth::unix_now(),
         trace: None,
     };
-    let verified = verify::verify(&route, &parts, &path, conn.peer.ip(), &verifier).await?;
+    let verified = match verify::verify(&route, &parts, &path, conn.peer.ip(), &verifier).await {
+        Ok(verified) => verified,
+        // Report-only: counted as the refusal it would be, logged, served.
+        Err(Rejection::Auth { denial, .. }) if route.report_only && denial.error != AuthError::Malformed => {
+            let Some(unverified) = verify::unverified(&route, &parts, &rt.config.path_token_markers) else {
+                let bearer = route.auth.as_ref().is_some_and(crate::auth::RouteAuth::accepts_bearer);
+                return Err(Rejection::Auth { denial, bearer });
+            };
+            if let Some(counter) = route.metrics.denied(denial.error.index()) {
+                counter.inc();
+            }
+            tracing::warn!(reason = denial.error.code(), "Would refuse (auth.report_only): served");
+            unverified
+        }
+        Err(rejection) => return Err(rejection),
+    };
     record.carrier = verified.grant.as_ref().map(|g| g.carrier);
     if let Some(redirect) = target::exchange(&route, &parts, &verified)? {
         return Ok((redirect, Outcome::Answered));

@@ -80,6 +80,19 @@ pub async fn verify<'r>(
     Ok(Verified { found, grant: Some(grant) })
 }
 
+/// A request `auth.report_only` serves although verification refused it:
+/// its credential parameters are found (and so stripped) as usual, and it
+/// goes on with no grant. `None` when that would not be safe: the query is
+/// malformed, or the path holds a credential segment (a path token would
+/// reach the upstream).
+pub fn unverified<'r>(route: &'r Route, parts: &'r Parts, markers: &[Box<str>]) -> Option<Verified<'r>> {
+    let names = route.auth.as_ref()?.credential_names();
+    let found = query::scan(parts.uri.query().unwrap_or(""), names).ok()?;
+    let path = parts.uri.path();
+    matches!(crate::auth::kinds::path_token::redact(path, markers), std::borrow::Cow::Borrowed(_))
+        .then_some(Verified { found, grant: None })
+}
+
 /// A refusal on `route` before any credential was read.
 pub fn deny(route: &Route, error: AuthError) -> Rejection {
     Rejection::Auth {

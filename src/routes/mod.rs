@@ -45,6 +45,8 @@ pub struct Route {
     /// Use limits and revocation (README: One-time and limited links), checked after verification.
     pub state: Option<StatePolicy>,
     pub metrics: RouteMetrics,
+    /// Serve what verification refuses, counted and logged (`auth.report_only`).
+    pub report_only: bool,
     /// Answers go no faster than (bytes a second, after a burst of bytes).
     pub response_rate: Option<(u64, u64)>,
     /// Log a record of every download it answers (README: Leaked links).
