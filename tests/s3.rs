@@ -24,6 +24,8 @@ async fn setup() -> Setup {
             ("public-site/docs/readme.txt", "read me"),
             (&format!("public-site/{ODD_KEY}"), "odd content"),
             ("private/secret.txt", "not under the prefix"),
+            ("public-site/u1/index.m3u8", "#EXTM3U\n#EXTINF:4.0,\n/video/u1/seg-1.ts\n#EXT-X-ENDLIST\n"),
+            ("public-site/u1/seg-1.ts", "segment from the bucket"),
         ],
     );
     let dir = tempfile::tempdir().unwrap();
@@ -61,6 +63,11 @@ routes:
     prefix: /wrong/
     upstream: wrong
     auth: none
+  - name: video
+    prefix: /video/
+    upstream: bucket
+    auth: {{ signed_url: {{ keys: [media], path_tokens: true }} }}
+    manifests: {{}}
 log: {{ access_log: false }}
 "#,
         addr = moto.addr
@@ -170,4 +177,21 @@ async fn uploads_and_credential_faults() {
     assert_no_leak(&r.text());
     let m = common::metrics(&http.get(&s.tg.admin_url("/metrics")).await.text());
     assert_eq!(m[r#"tollgate_upstream_errors_total{kind="credentials",route="wrong"}"#], 1.0);
+}
+
+/// A playlist stored in the bucket is rewritten like one from nginx: its
+/// absolute segment path gets the token, and the segment loads with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_from_the_bucket_are_rewritten() {
+    let s = setup().await;
+    let http = Http::h1();
+    let playlist = common::sign_path(&s.secret, "/video/u1/index.m3u8", 300, Some("/video/u1/"));
+    let token = playlist.split('/').find(|p| p.starts_with("tg~")).unwrap().to_owned();
+    let r = http.get(&s.tg.url(&playlist)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let segment = format!("/video/u1/{token}/seg-1.ts");
+    assert!(r.text().contains(&format!("\n{segment}\n")), "{}", r.text());
+    assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+    let seg = http.get(&s.tg.url(&segment)).await;
+    assert_eq!((seg.status, seg.text().as_str()), (200, "segment from the bucket"));
 }
