@@ -567,7 +567,7 @@ async fn hls_plays_rewritten_masters_with_sibling_encrypted_and_fmp4_variants() 
     upstream: files
     auth: { signed_url: { keys: [media], path_tokens: true } }
     cors: { origins: ["{app}"] }
-    manifests: { key_link_ttl: 2m }
+    manifests: { key_routes: [keys], key_link_ttl: 2m }
   - name: keys
     prefix: /keys/
     upstream: files

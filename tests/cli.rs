@@ -405,3 +405,30 @@ fn keygen_writes_a_new_private_secret_once() {
     let (_, b, _) = tollgate(&["keygen"], &[]);
     assert_ne!(a, b);
 }
+
+/// `auth.report_only` serves unverified requests: never beside the rules
+/// that count a credential, never on a route that writes.
+#[test]
+fn report_only_refuses_state_rules_and_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_file(dir.path(), "k", &common::random_secret());
+    let yaml = r#"
+keys: { k: { hmac: { secret_file: k } } }
+upstreams: { u: { url: "http://127.0.0.1:1" } }
+routes:
+  - { name: a, prefix: /a/, upstream: u, auth: { signed_url: { keys: [k] }, report_only: true, use_limit: { uses: 1 } } }
+  - { name: b, prefix: /b/, upstream: u, methods: [PUT], auth: { signed_url: { keys: [k] }, report_only: true } }
+  - { name: c, prefix: /c/, upstream: u, auth: { signed_url: { keys: [k] }, report_only: true }, manifests: { key_routes: [c] } }
+"#;
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (code, _, err) = tollgate(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{err}");
+    for want in [
+        "routes[0].auth.report_only: cannot be combined with use_limit",
+        "routes[1].auth.report_only: serves unverified requests: GET and HEAD routes only",
+        "routes[2].manifests.key_routes: cannot name the route itself",
+    ] {
+        assert!(err.contains(want), "missing {want:?}:\n{err}");
+    }
+}

@@ -21,6 +21,8 @@ const MASTER: &str = "#EXTM3U\r\n\
 http://files.example/media/u1/360p/index.m3u8\r\n\
 #EXT-X-STREAM-INF:BANDWIDTH=100000\r\n\
 https://cdn.other.example/media/u1/160p/index.m3u8\r\n\
+#EXT-X-STREAM-INF:BANDWIDTH=90000\r\n\
+https://files.example/media/u1/360p/index.m3u8\r\n\
 #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"x\",URI=\"/media/u2/audio.m3u8\"\r\n";
 
 const VARIANT: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n\
@@ -40,6 +42,11 @@ const MPD: &str = r#"<?xml version="1.0"?>
 /// Relative URIs that resolve against a BaseURL on another origin.
 const FOREIGN_MPD: &str = r#"<MPD><BaseURL>https://cdn.other.example/v/</BaseURL><Period><AdaptationSet><Representation id="a">
 <SegmentTemplate initialization="init.m4s" media="chunk-$Number$.m4s"/></Representation></AdaptationSet></Period></MPD>
+"#;
+
+/// A same-origin BaseURL outside the grant before relative URIs.
+const BASE_MPD: &str = r#"<MPD><BaseURL>/other/</BaseURL><Period><AdaptationSet><Representation id="a">
+<SegmentList><SegmentURL media="x.m4s"/></SegmentList></Representation></AdaptationSet></Period></MPD>
 "#;
 
 /// A template whose first substitution could name another host.
@@ -78,6 +85,7 @@ async fn setup_with(extra: &str, server_extra: &str, keys_extra: &str) -> Setup 
             ("media/u1/gz/index.m3u8", VARIANT.as_bytes()),
             ("media/u1/dash/foreign.mpd", FOREIGN_MPD.as_bytes()),
             ("media/u1/dash/template.mpd", TEMPLATE_MPD.as_bytes()),
+            ("media/u1/dash/base.mpd", BASE_MPD.as_bytes()),
         ],
         server_extra,
     );
@@ -85,6 +93,8 @@ async fn setup_with(extra: &str, server_extra: &str, keys_extra: &str) -> Setup 
     let media = common::random_secret();
     common::write_file(dir.path(), "media.key", &media);
     common::write_file(dir.path(), "keys.key", &common::random_secret());
+    let manifests =
+        if extra.is_empty() { "key_routes: [keys]".to_owned() } else { format!("key_routes: [keys], {extra}") };
     let yaml = format!(
         r#"
 listen: 127.0.0.1:0
@@ -99,7 +109,7 @@ routes:
     prefix: /media/
     upstream: nginx
     auth: {{ signed_url: {{ keys: [media], path_tokens: true }} }}
-    manifests: {{ {extra} }}
+    manifests: {{ {manifests} }}
   - name: keys
     prefix: /keys/
     upstream: nginx
@@ -145,6 +155,8 @@ async fn a_path_token_reaches_every_variant_in_its_grant_and_no_further() {
         format!("/media/u1/{token}/480p/index.m3u8"),
         format!("http://files.example/media/u1/{token}/360p/index.m3u8"),
         "https://cdn.other.example/media/u1/160p/index.m3u8".to_owned(),
+        // Asked over plain HTTP: an https URL is another origin here.
+        "https://files.example/media/u1/360p/index.m3u8".to_owned(),
     ];
     assert_eq!(uris(&body), want.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(attribute(&body, "#EXT-X-MEDIA"), "/media/u2/audio.m3u8", "outside the grant: unchanged");
@@ -198,6 +210,7 @@ async fn a_signed_prefix_query_is_appended_to_uris_in_its_grant() {
             format!("/media/u1/480p/index.m3u8?{query}"),
             format!("http://files.example/media/u1/360p/index.m3u8?{query}"),
             "https://cdn.other.example/media/u1/160p/index.m3u8".to_owned(),
+            "https://files.example/media/u1/360p/index.m3u8".to_owned(),
         ]
     );
     for variant in [format!("/media/u1/720p/index.m3u8?{query}"), format!("/media/u1/480p/index.m3u8?{query}")] {
@@ -272,11 +285,35 @@ async fn a_compressed_manifest_is_a_502_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_uris_that_could_resolve_off_this_origin_are_left_alone() {
     let s = setup("").await;
-    for (mpd, original) in [("foreign", FOREIGN_MPD), ("template", TEMPLATE_MPD)] {
+    for (mpd, original) in [("foreign", FOREIGN_MPD), ("template", TEMPLATE_MPD), ("base", BASE_MPD)] {
         let path = format!("/media/u1/dash/{mpd}.mpd");
         let query_form = sign(&s.media, "GET", &path, 300, None, Some("/media/u1/"));
         let body = s.get(&query_form).await.text();
         assert_eq!(body, original, "{mpd}: rewritten");
         assert!(!body.contains("sig="), "{mpd}");
+    }
+}
+
+/// Key links are minted only for a verified request and only for the
+/// routes `key_routes` names: a public manifest route, or one that does not
+/// name the key route, leaves key URIs as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_links_need_a_verified_request_and_a_named_key_route() {
+    let s = setup_with("", "", "").await;
+    let yaml_routes = |manifests: &str| {
+        format!(
+            "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nkeys:\n  keys: {{ hmac: {{ secret_file: keys.key }} }}\n\
+             upstreams:\n  nginx: {{ url: \"http://{}\" }}\nroutes:\n\
+             \x20 - {{ name: open, prefix: /media/, upstream: nginx, auth: none, manifests: {manifests} }}\n\
+             \x20 - {{ name: keys, prefix: /keys/, upstream: nginx, auth: {{ signed_url: {{ keys: [keys] }} }} }}\n",
+            s.nginx.addr
+        )
+    };
+    for manifests in ["{ key_routes: [keys] }", "{}"] {
+        let dir = tempfile::tempdir().unwrap();
+        common::write_file(dir.path(), "keys.key", &common::random_secret());
+        let tg = Tollgate::start(&yaml_routes(manifests), dir.path()).await;
+        let r = s.http.get_with(&tg.url("/media/u1/480p/index.m3u8"), &[("host", HOST)]).await;
+        assert_eq!(attribute(&r.text(), "#EXT-X-KEY"), "/keys/k1.bin", "{manifests}: a key link was minted");
     }
 }

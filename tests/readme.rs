@@ -617,6 +617,7 @@ fn readme_video_manifests_block_is_a_valid_config() {
     let settings = media.manifests.as_ref().expect("manifests on the media route");
     assert_eq!(settings.key_link_ttl, std::time::Duration::from_secs(60));
     assert_eq!(settings.max_size, 8 << 20);
+    assert_eq!(settings.key_routes, vec!["keys".to_owned()]);
     assert!(config.routes.lookup(None, "/keys/k").unwrap().manifests.is_none());
 }
 

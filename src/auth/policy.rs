@@ -165,17 +165,18 @@ pub fn authorize(auth: &RouteAuth, req: &AuthRequest<'_>, ctx: &VerifyContext<'_
     let mut grant =
         choice.kind.verify(&choice.presented, req, ctx).map_err(|error| Denial { error, carrier: Some(carrier) })?;
     if auth.fingerprints {
-        grant.facts.fingerprint = Some(fingerprint(carrier, &choice.presented.credential));
+        grant.facts.fingerprint = Some(fingerprint(&choice.presented.credential));
     }
     Ok(grant)
 }
 
-/// SHA-256 of a credential's bytes and where it was: what a credential
-/// without an id is counted by, never the credential itself.
-fn fingerprint(carrier: Carrier, credential: &str) -> [u8; 32] {
+/// SHA-256 of a credential's bytes: what a credential without an id is
+/// counted by, never the credential itself. Where it came from is left
+/// out: one token sent as a header, a query parameter and a cookie is one
+/// credential.
+fn fingerprint(credential: &str) -> [u8; 32] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(b"tollgate/fingerprint\0");
-    ctx.update(&[carrier.tag()]);
     ctx.update(credential.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());

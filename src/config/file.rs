@@ -428,6 +428,10 @@ pub struct ManifestsFile {
     /// Lifetime of the signed link put in place of a key URI (default 1m),
     /// never longer than the request's own credential.
     pub key_link_ttl: Option<HumanDuration>,
+    /// The routes (by name) whose key URIs get a fresh signed link; a key
+    /// URI on any other route is left as it is. None by default.
+    #[serde(default)]
+    pub key_routes: Vec<String>,
 }
 
 /// `routes[].cors`.

@@ -63,6 +63,16 @@ impl Compiler {
             AuthFile::None => (None, None, false),
             AuthFile::Rules(rules) => self.route_auth(&format!("{path}.auth"), &raw.name, &raw.prefix, *rules, known),
         };
+        if report_only && state.is_some() {
+            // A refused request served unverified would escape them.
+            self.error(
+                format!("{path}.auth.report_only"),
+                "cannot be combined with use_limit, revocation, share_limit, stream_limit or byte_quota",
+            );
+        }
+        if report_only && methods.iter().any(|m| !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)) {
+            self.error(format!("{path}.auth.report_only"), "serves unverified requests: GET and HEAD routes only");
+        }
         // A download record names a credential without an id by its digest.
         let auth = auth.map(|a| a.with_fingerprints(raw.download_records));
         let object_store = upstream.as_ref().is_some_and(|u| u.s3.is_some());
@@ -90,9 +100,14 @@ impl Compiler {
         }
         let manifests = raw.manifests.map(|m| {
             let defaults = crate::manifest::ManifestSettings::default();
+            if m.key_routes.contains(&raw.name) {
+                // Its own links would be minted for any path a manifest names.
+                self.error(format!("{path}.manifests.key_routes"), "cannot name the route itself");
+            }
             crate::manifest::ManifestSettings {
                 max_size: m.max_size.map_or(defaults.max_size, |b| b.0),
                 key_link_ttl: m.key_link_ttl.map_or(defaults.key_link_ttl, |d| d.0),
+                key_routes: m.key_routes,
             }
         });
         let cors = raw.cors.and_then(|c| self.cors(&format!("{path}.cors"), c, &methods));

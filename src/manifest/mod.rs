@@ -63,11 +63,13 @@ pub struct ManifestSettings {
     /// Lifetime of the links minted for key URIs (never past the
     /// request's own credential).
     pub key_link_ttl: Duration,
+    /// The routes key links may be minted for, by name; none by default.
+    pub key_routes: Vec<String>,
 }
 
 impl Default for ManifestSettings {
     fn default() -> Self {
-        ManifestSettings { max_size: 8 << 20, key_link_ttl: Duration::from_secs(60) }
+        ManifestSettings { max_size: 8 << 20, key_link_ttl: Duration::from_secs(60), key_routes: Vec::new() }
     }
 }
 

@@ -180,7 +180,9 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     remove_hop_by_hop(headers);
     remove_repointing(headers);
 
-    if !f.keep_authorization || f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
+    // Kept only for a verified request whose credential was elsewhere: a
+    // request served unverified (report-only) never forwards it.
+    if !f.keep_authorization || f.grant.is_none_or(|g| g.carrier == Carrier::Header) {
         headers.remove(AUTHORIZATION);
     }
     if !f.cookies.is_empty() {

@@ -44,23 +44,40 @@ pub struct ManifestRequest {
     path: String,
     /// The `Host` the client named, as written (port included).
     authority: Option<String>,
-    /// The same, lower-case without port, for route lookups.
+    /// The same, lower-case without port, as the route was picked by.
     host: Option<String>,
+    /// `http` or `https`, as the client sees it: absolute URLs of the other
+    /// scheme are never given the credential.
+    scheme: &'static str,
     carry: Carry,
     scope: Option<Scope>,
     expires: Option<u64>,
+    /// A credential was verified (key links are minted only then).
+    verified: bool,
 }
 
 impl ManifestRequest {
     /// `None` unless the request may be answered with a manifest worth
     /// rewriting (GET on a route with `manifests:`).
-    pub fn new(parts: &Parts, grant: Option<&Grant>, reinsert: Option<&Reinsert>) -> Option<ManifestRequest> {
+    pub fn new(
+        parts: &Parts,
+        grant: Option<&Grant>,
+        reinsert: Option<&Reinsert>,
+        tls: bool,
+        trust_forwarded: bool,
+    ) -> Option<ManifestRequest> {
         if parts.method != Method::GET {
             return None;
         }
+        // The names the route was picked by (`Host` first, as `route` does).
         let authority =
-            parts.uri.authority().map(|a| a.as_str()).or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()));
-        let host = authority.map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h).to_ascii_lowercase());
+            parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let host = super::route::request_host(parts);
+        let forwarded = trust_forwarded
+            .then(|| parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()))
+            .flatten()
+            .map(|p| p.trim().eq_ignore_ascii_case("https"));
+        let scheme = if forwarded.unwrap_or(tls) { "https" } else { "http" };
         let scope = grant.and_then(|g| g.scope.clone());
         let carry = match (reinsert, grant) {
             (Some(r), _) => Carry::PathToken { raw_prefix: r.raw_prefix.clone(), segment: r.segment.clone() },
@@ -73,9 +90,11 @@ impl ManifestRequest {
             path: parts.uri.path().to_owned(),
             authority: authority.map(str::to_owned),
             host,
+            scheme,
             carry,
             scope,
             expires: grant.and_then(|g| g.facts.expires_at),
+            verified: grant.is_some(),
         })
     }
 }
@@ -97,6 +116,16 @@ pub enum Answered {
     Stream(Answer),
     /// With the `Host` the upstream was sent (for its redirects).
     Rewritten(Response<Bytes>, Option<HeaderValue>),
+}
+
+impl Answered {
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Answered::Stream(a) => a.response.status(),
+            Answered::Rewritten(r, _) => r.status(),
+        }
+    }
 }
 
 /// Rewrites `answer` when it is a manifest; any other answer passes.
@@ -134,12 +163,14 @@ pub async fn phase(
     // A DASH URI resolves against the BaseURLs before it: when one names
     // another origin, a rewritten URI could carry the credential there, so
     // such an MPD is passed on as it is.
-    let foreign_base = format == Format::Dash && {
-        let mut probe = ForeignBase { rewriter: &rewriter, found: false };
+    // In query form a relative URI after any BaseURL would get the query on
+    // a path this rewriter did not resolve: such an MPD is passed on too.
+    let unsafe_base = format == Format::Dash && {
+        let mut probe = Bases { rewriter: &rewriter, foreign: false, any: false };
         manifest::rewrite(format, &bytes, &mut probe);
-        probe.found
+        probe.foreign || (probe.any && matches!(req.carry, Carry::Query(_)))
     };
-    let out = if foreign_base { bytes } else { Bytes::from(manifest::rewrite(format, &bytes, &mut rewriter)) };
+    let out = if unsafe_base { bytes } else { Bytes::from(manifest::rewrite(format, &bytes, &mut rewriter)) };
     let h = &mut parts.headers;
     for name in [ETAG, LAST_MODIFIED, ACCEPT_RANGES, CONTENT_ENCODING] {
         h.remove(name);
@@ -177,8 +208,9 @@ impl Rewriter<'_> {
             self.same_authority(&rest[..end])?;
             (&reference[..2 + end], rest[end..].to_owned())
         } else if let Some(colon) = scheme_end(reference) {
-            let scheme = &reference[..colon];
-            if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+            // Only the request's own scheme: never an `http://` copy of an
+            // `https` origin, where the credential would travel in clear.
+            if !reference[..colon].eq_ignore_ascii_case(self.req.scheme) {
                 return None;
             }
             let rest = reference[colon + 1..].strip_prefix("//")?;
@@ -231,6 +263,11 @@ impl Rewriter<'_> {
     /// it, when that route has an HMAC key; never longer than the request's
     /// own credential lives.
     fn key(&self, uri: &str) -> Option<String> {
+        // Only for a verified request (never on `auth: none` or a
+        // report-only pass), and only for the routes named in `key_routes`.
+        if !self.req.verified || self.settings.key_routes.is_empty() {
+            return None;
+        }
         let at = self.locate(uri)?;
         let real = match &self.req.carry {
             Carry::PathToken { raw_prefix, segment } => {
@@ -243,6 +280,9 @@ impl Rewriter<'_> {
         };
         let decoded = check_path(&real).ok()?;
         let route = self.routes.lookup(self.req.host.as_deref(), &decoded.decoded)?;
+        if !self.settings.key_routes.iter().any(|name| *name == route.name) {
+            return None;
+        }
         let key = route.auth.as_ref()?.kinds().iter().find_map(|k| k.link_key())?;
         let ttl = self.settings.key_link_ttl.as_secs().max(1);
         let exp = self.req.expires.map_or(self.now + ttl, |e| e.min(self.now + ttl));
@@ -271,16 +311,18 @@ impl manifest::Rewrite for Rewriter<'_> {
     }
 }
 
-/// Finds a DASH `BaseURL` on another origin or of another scheme.
-struct ForeignBase<'a, 'r> {
+/// Finds the DASH `BaseURL`s: any, and any on another origin or scheme.
+struct Bases<'a, 'r> {
     rewriter: &'a Rewriter<'r>,
-    found: bool,
+    foreign: bool,
+    any: bool,
 }
 
-impl manifest::Rewrite for ForeignBase<'_, '_> {
+impl manifest::Rewrite for Bases<'_, '_> {
     fn uri(&mut self, uri: &str, used: Use) -> Option<String> {
-        if used == Use::Base && self.rewriter.locate(uri).is_none() {
-            self.found = true;
+        if used == Use::Base {
+            self.any = true;
+            self.foreign |= self.rewriter.locate(uri).is_none();
         }
         None
     }

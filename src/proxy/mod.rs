@@ -109,26 +109,34 @@ async fn pipeline(
     let splice_ok = parts.method == Method::GET
         && matches!(parts.version, Version::HTTP_10 | Version::HTTP_11)
         && !route.download_records
-        && route.response_rate.is_none();
+        && route.response_rate.is_none()
+        && admitted.stream.is_none()
+        && admitted.quota.is_none();
     // Routes that rewrite manifests ask for them whole and unencoded.
     let manifest = match route.manifests {
         Some(_) => {
             manifests::prepare(&mut parts.headers, parts.uri.path());
-            manifests::ManifestRequest::new(&parts, grant.as_ref(), target.reinsert.as_ref())
+            let tls = conn.tls;
+            let trust = rt.config.trust_forwarded_headers;
+            manifests::ManifestRequest::new(&parts, grant.as_ref(), target.reinsert.as_ref(), tls, trust)
         }
         None => None,
     };
     let answer = forward::forward(&rt.config, &route, parts, body, grant.as_ref(), target.path_and_query, &conn).await;
-    // Settled before the answer leaves, however it ended: a client that
-    // retries at once after a failure finds its use given back.
+    let answer = match (answer, manifest, route.manifests.as_ref()) {
+        (Ok(answer), Some(m), Some(settings)) => {
+            manifests::phase(answer, &m, settings, &rt.config.routes, verifier.now).await
+        }
+        (answer, _, _) => answer.map(manifests::Answered::Stream),
+    };
+    // Settled before the answer leaves, however it ended (a manifest that
+    // could not be rewritten included): a client that retries at once
+    // after a failure finds its use given back.
     if let Some(guard) = admitted.guard {
-        let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, |a| a.response.status());
+        let status = answer.as_ref().map_or_else(|r| r.status_and_code().0, manifests::Answered::status);
         Box::pin(guard.settle(status)).await;
     }
-    let answer = match (manifest, route.manifests.as_ref()) {
-        (Some(m), Some(settings)) => manifests::phase(answer?, &m, settings, &rt.config.routes, verifier.now).await?,
-        _ => manifests::Answered::Stream(answer?),
-    };
+    let answer = answer?;
     let outlet = conn.outlet.as_ref().filter(|_| splice_ok);
     let carrier = grant.as_ref().map(|g| g.carrier);
     let spliced = &shared.metrics.spliced_bytes;

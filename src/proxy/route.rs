@@ -79,7 +79,7 @@ pub fn check_body(route: &Route, parts: &Parts) -> Result<(), Rejection> {
 }
 
 /// The host a request names, lower-case, without port.
-fn request_host(parts: &Parts) -> Option<String> {
+pub(super) fn request_host(parts: &Parts) -> Option<String> {
     let raw = match parts.headers.get(HOST) {
         Some(h) => h.to_str().ok()?,
         None => parts.uri.authority()?.as_str(),

@@ -83,6 +83,8 @@ pub fn exchange(route: &Route, parts: &Parts, v: &Verified<'_>) -> Result<Option
     if let Some(grant) = &v.grant
         && let Some(exchange) = route.auth.as_ref().and_then(RouteAuth::exchange)
         && grant.carrier.in_url()
+        // A link bound to a client range stays one: a cookie would carry no binding.
+        && v.found.get(crate::auth::query::IP_PARAM).is_none()
         && parts.method == Method::GET
         && is_navigation(&parts.headers)
         && let (Some(scope), Some(exp), Some(key)) = (&grant.scope, grant.facts.expires_at, &grant.key)

@@ -215,6 +215,10 @@ impl MemoryStore {
             }
             entry.0 = entry.0.saturating_add(c.bytes);
             entry.1 = entry.1.max(c.keep_until);
+            shard.begun += 1;
+            if shard.begun.is_multiple_of(SWEEP_EVERY) {
+                shard.bytes.retain(|_, (_, until)| *until >= now);
+            }
         }
     }
 
