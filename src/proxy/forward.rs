@@ -59,7 +59,9 @@ pub async fn forward(
         grant,
         cookies: &config.credential_cookies,
         credential_headers: &config.credential_headers,
-        keep_authorization: route.forward_authorization,
+        // A request served unverified by a report-only route never forwards
+        // it: it may be the very credential that was refused.
+        keep_authorization: route.forward_authorization && (grant.is_some() || !route.report_only),
         claim_headers: &config.claim_headers,
         peer: conn.peer,
         tls: conn.tls,
@@ -180,9 +182,7 @@ pub fn upstream_head(parts: &mut Parts, f: Forward<'_>) -> Result<(), http::Erro
     remove_hop_by_hop(headers);
     remove_repointing(headers);
 
-    // Kept only for a verified request whose credential was elsewhere: a
-    // request served unverified (report-only) never forwards it.
-    if !f.keep_authorization || f.grant.is_none_or(|g| g.carrier == Carrier::Header) {
+    if !f.keep_authorization || f.grant.is_some_and(|g| g.carrier == Carrier::Header) {
         headers.remove(AUTHORIZATION);
     }
     if !f.cookies.is_empty() {
