@@ -179,13 +179,8 @@ async fn check_quota(
     store: &Arc<Store>,
     grant: &Grant,
 ) -> Result<Option<QuotaCharge>, AuthError> {
-    let facts = &grant.facts;
-    let Some(credential) = facts.id.as_deref().map(Digest::id).or(facts.fingerprint.map(Digest)) else {
-        return Ok(None);
-    };
-    let key = UseKey { id: credential, route: policy.route };
-    let keep_until = facts.expires_at.unwrap_or_else(|| unix_now() + 86_400) + policy.leeway + 1;
-    let charge = QuotaCharge { store: store.clone(), key, keep_until };
+    let Some(key) = credential_key(policy, grant) else { return Ok(None) };
+    let charge = QuotaCharge { store: store.clone(), key, keep_until: keep_until(policy, grant) };
     match store.bytes_sent(&key).await {
         Ok(sent) if sent >= quota.bytes => {
             tracing::warn!(
@@ -197,14 +192,7 @@ async fn check_quota(
             if quota.report_only { Ok(Some(charge)) } else { Err(AuthError::QuotaExceeded) }
         }
         Ok(_) => Ok(Some(charge)),
-        Err(_) if policy.fail_open => {
-            policy.counters.get(UseResult::FailOpen).inc();
-            Ok(None)
-        }
-        Err(_) => {
-            policy.counters.get(UseResult::FailClosed).inc();
-            Err(AuthError::StoreUnavailable)
-        }
+        Err(_) => store_failed(policy, None),
     }
 }
 
@@ -216,14 +204,11 @@ async fn take_stream(
     store: &Arc<Store>,
     grant: &Grant,
 ) -> Result<Option<StreamSlot>, AuthError> {
-    let facts = &grant.facts;
-    let Some(credential) = facts.id.as_deref().map(Digest::id).or(facts.fingerprint.map(Digest)) else {
-        return Ok(None);
-    };
+    let Some(key) = credential_key(policy, grant) else { return Ok(None) };
     let mut slot = [0u8; 8];
     aws_lc_rs::rand::fill(&mut slot).map_err(|_| AuthError::StoreUnavailable)?;
     let query = StreamQuery {
-        key: UseKey { id: credential, route: policy.route },
+        key,
         slot: u64::from_le_bytes(slot),
         max: limit.max_streams,
         record_all: limit.report_only,
@@ -249,14 +234,7 @@ async fn take_stream(
             }))
         }
         Ok(Streams::Full(_)) => Err(AuthError::TooManyStreams),
-        Err(_) if policy.fail_open => {
-            policy.counters.get(UseResult::FailOpen).inc();
-            Ok(None)
-        }
-        Err(_) => {
-            policy.counters.get(UseResult::FailClosed).inc();
-            Err(AuthError::StoreUnavailable)
-        }
+        Err(_) => store_failed(policy, None),
     }
 }
 
@@ -374,15 +352,16 @@ async fn check_sharing(
     client: IpAddr,
 ) -> Result<(), AuthError> {
     let facts = &grant.facts;
-    let Some(credential) = facts.id.as_deref().map(Digest::id).or(facts.fingerprint.map(Digest)) else {
+    let Some(key) = credential_key(policy, grant) else {
         return Ok(()); // nothing identifies it (cannot happen on such a route)
     };
+    let credential = key.id;
     let query = ShareQuery {
-        key: UseKey { id: credential, route: policy.route },
+        key,
         network: network_of(client, share),
         max: share.max_networks,
         record_all: share.report_only,
-        keep_until: facts.expires_at.unwrap_or_else(|| unix_now() + 86_400) + policy.leeway + 1,
+        keep_until: keep_until(policy, grant),
     };
     let found = store.share(&query).await.map_err(|_| AuthError::StoreUnavailable)?;
     let networks = match found {
@@ -419,11 +398,25 @@ pub fn network_of(client: IpAddr, share: ShareLimit) -> Digest {
     Digest::network(&bytes)
 }
 
+/// What the share, stream and quota records of a credential are kept
+/// under: its id, or the digest of a credential that has none.
+fn credential_key(policy: &StatePolicy, grant: &Grant) -> Option<UseKey> {
+    let facts = &grant.facts;
+    let id = facts.id.as_deref().map(Digest::id).or(facts.fingerprint.map(Digest))?;
+    Some(UseKey { id, route: policy.route })
+}
+
+/// Until when a credential's records are kept: its expiry and leeway
+/// (a day when it states none).
+fn keep_until(policy: &StatePolicy, grant: &Grant) -> u64 {
+    grant.facts.expires_at.unwrap_or_else(|| unix_now() + 86_400) + policy.leeway + 1
+}
+
 /// The store failed: 503, or on with the request where the route allows.
-fn store_failed(policy: &StatePolicy, guard: Option<UseGuard>) -> Result<Option<UseGuard>, AuthError> {
+fn store_failed<T>(policy: &StatePolicy, kept: Option<T>) -> Result<Option<T>, AuthError> {
     if policy.fail_open {
         policy.counters.get(UseResult::FailOpen).inc();
-        Ok(guard)
+        Ok(kept)
     } else {
         policy.counters.get(UseResult::FailClosed).inc();
         Err(AuthError::StoreUnavailable)
