@@ -26,3 +26,16 @@ wrk_summary() {
 
 # The median line of stdin by its first field.
 median() { sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
+
+# Installs the Debian packages named, if any (root, or sudo), keeping their
+# services from starting (they would bind the ports other runs use).
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  local sudo="" policy=/usr/sbin/policy-rc.d made=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "bench: installing $*" >&2
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null; $sudo chmod +x $policy; made=1; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  [ -z "$made" ] || $sudo rm -f $policy
+}

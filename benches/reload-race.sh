@@ -20,20 +20,12 @@ cd "$root"
 secs=${1:-22}
 interval=${2:-2.5}
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
+source "$root/benches/lib.sh"
 need=()
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "race: installing ${need[*]}" >&2
-  policy=/usr/sbin/policy-rc.d; made=""
-  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null; $sudo chmod +x $policy; made=1; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  [ -z "$made" ] || $sudo rm -f $policy
-fi
+apt_install ${need[@]+"${need[@]}"}
 cargo build --release --locked -q
 bin=$root/target/release/tollgate
 
@@ -48,11 +40,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "race: port $1 never opened" >&2; exit 1
-}
 chmod 755 "$work"
 mkdir -p "$work/www/f" "$work/tmp"
 head -c 1024 /dev/urandom > "$work/www/f/file.bin"

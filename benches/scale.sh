@@ -44,22 +44,14 @@ secs=${1:-5}
 rounds=${2:-3}
 idle=${3:-3000}
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
+source "$root/benches/lib.sh"
 need=()
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "scale: installing ${need[*]}" >&2
-  policy=/usr/sbin/policy-rc.d; made=""
-  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null; $sudo chmod +x $policy; made=1; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  [ -z "$made" ] || $sudo rm -f $policy
-fi
+apt_install ${need[@]+"${need[@]}"}
 cargo build --release --locked -q
 cargo build --release --locked -q --example hyper_floor
 cargo bench --bench micro --no-run -q 2>/dev/null   # built before anything is measured
@@ -77,11 +69,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "scale: port $1 never opened" >&2; tail -n 5 "$work"/*.log >&2 || true; exit 1
-}
 # RSS in KiB of a process and its children (nginx's worker).
 rss() {
   local all=("$1") p

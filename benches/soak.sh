@@ -42,21 +42,13 @@ rate=${SOAK_RATE:-800}
 conns=${SOAK_CONNS:-8}
 out=$root/target/soak
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
+source "$root/benches/lib.sh"
 need=()
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v gnuplot >/dev/null || need+=(gnuplot-nox)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "soak: installing ${need[*]}" >&2
-  policy=/usr/sbin/policy-rc.d; made=""
-  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null; $sudo chmod +x $policy; made=1; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  [ -z "$made" ] || $sudo rm -f $policy
-fi
+apt_install ${need[@]+"${need[@]}"}
 cargo build --release --locked -q
 bin=$root/target/release/tollgate
 py="python3 $root/benches/soak.py"
@@ -72,11 +64,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "soak: port $1 never opened" >&2; tail -n 5 "$work"/*.log >&2 || true; exit 1
-}
 chmod 755 "$work"
 mkdir -p "$work/www/f" "$work/tmp"
 for i in $(seq 16); do head -c 1024 /dev/urandom > "$work/www/f/$i.bin"; done
